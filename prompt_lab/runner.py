@@ -1,0 +1,122 @@
+"""compare(): one template, several strategies, one model, one batched call, every generation logged."""
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CancelledError
+from .models import GenerationParams, get_backend
+from .models.base import Generation, ProgressFn
+from .scoring import extract_for
+from .settings import get_settings
+from .store import finish_run, log_generations, open_db, save_template_version, start_run
+from .strategies import STRATEGIES, build_prompts, check_strategies
+from .templates import Template, get_template
+
+
+@dataclass
+class StrategyOutput:
+    strategy: str
+    prompt: str  # the exact text the model saw
+    generations: list[Generation]
+    answers: list[str | None]
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, "prompt": self.prompt, "answers": self.answers,
+                "generations": [g.to_dict() for g in self.generations]}
+
+
+@dataclass
+class CompareResult:
+    run_id: int
+    template: str
+    template_hash: str
+    model: str
+    model_revision: str
+    params: GenerationParams
+    outputs: list[StrategyOutput]
+    warnings: list[str] = field(default_factory=list)
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "template": self.template, "template_hash": self.template_hash,
+                "model": self.model, "model_revision": self.model_revision, "params": self.params.to_dict(),
+                "warnings": self.warnings, "command": self.command, "outputs": [o.to_dict() for o in self.outputs]}
+
+
+def cli_command(template: str, variables: dict, strategies, model: str, params: GenerationParams, k: int) -> str:
+    """The `python -m prompt_lab compare ...` line that repeats a run."""
+    parts = ["python", "-m", "prompt_lab", "compare", "--template", template]
+    for key, value in variables.items():
+        parts += ["--var", f"{key}={value}"]
+    parts += ["--strategies", *strategies, "--model", model, "--k", str(k),
+              "--temperature", f"{params.temperature:g}", "--top-p", f"{params.top_p:g}",
+              "--max-new-tokens", str(params.max_new_tokens), "--seed", str(params.seed), "--n", str(params.n)]
+    for stop in params.stop:
+        parts += ["--stop", stop]
+    return shlex.join(parts)
+
+
+def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES, model: str = "default",
+            params: GenerationParams | None = None, k: int = 3, db_path: str | Path | None = None,
+            progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> CompareResult:
+    """Render the template with each strategy, run all prompts as one batch, extract answers, log the run."""
+    template = get_template(template) if isinstance(template, str) else template
+    strategies = check_strategies(strategies)
+    params, warnings = (params or GenerationParams()).clamped(get_settings())
+    prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed)
+    backend = get_backend(model, progress)
+    texts = [backend.format_prompt(p) for p in prompts]
+    values = {v: variables[v] for v in template.variables}
+    command = cli_command(template.name, values, strategies, model, params, k)
+    db = open_db(db_path)
+    save_template_version(db, template.name, template.content_hash, template.to_yaml())
+    run_id = start_run(db, kind="compare", template_name=template.name, template_hash=template.content_hash,
+                       models=[model], strategies=strategies, params=params.to_dict(), options={"k": k},
+                       variables=values, command=command)
+    try:
+        results = backend.generate(texts, params, progress=progress, cancel=cancel)
+        outputs, rows = [], []
+        for prompt, text, gens in zip(prompts, texts, results):
+            answers = [extract_for(template, g.text).answer for g in gens]
+            outputs.append(StrategyOutput(prompt.strategy, text, gens, answers))
+            for gen, answer in zip(gens, answers):
+                rows.append({
+                    "template_name": template.name, "template_hash": template.content_hash,
+                    "strategy": prompt.strategy, "model_spec": model, "model_revision": backend.revision,
+                    "variables_json": json.dumps(values, ensure_ascii=False), "prompt": text,
+                    "params_json": json.dumps(params.to_dict()), "seed": params.seed,
+                    "sample_index": gen.sample_index, "output": gen.text, "answer": answer,
+                    "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+                    "latency_ms": round(gen.latency_ms, 1), "tokens_per_s": round(gen.tokens_per_s, 2),
+                    "finish_reason": gen.finish_reason,
+                })
+        log_generations(db, run_id, rows)
+        finish_run(db, run_id, "completed")
+    except CancelledError:
+        finish_run(db, run_id, "cancelled", "stopped by the user")
+        raise
+    except BaseException as exc:
+        finish_run(db, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        db.conn.close()
+    return CompareResult(run_id, template.name, template.content_hash, model, backend.revision, params, outputs,
+                         warnings, command)
+
+
+def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, model: str = "default",
+           k: int = 3, seed: int = 0, progress: ProgressFn | None = None) -> list[dict]:
+    """The final prompt text of each strategy as the model would see it, with its token count."""
+    template = get_template(template) if isinstance(template, str) else template
+    prompts = build_prompts(template, strategies, variables, k=k, seed=seed)
+    backend = get_backend(model, progress)
+    out = []
+    for prompt in prompts:
+        text = backend.format_prompt(prompt)
+        out.append({"strategy": prompt.strategy, "prompt": text, "tokens": backend.count_tokens(text),
+                    "messages": prompt.messages, "prefill": prompt.prefill})
+    return out

@@ -1,0 +1,94 @@
+"""Answer extraction: pull the answer out of a completion according to the template's AnswerSpec."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from .templates import AnswerSpec, Template
+
+NUMBER_RE = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass
+class Extraction:
+    answer: str | None  # None: the output has no answer in the expected format
+    span: tuple[int, int] | None = None  # where in the text it was found
+    method: str = ""
+
+
+def normalize_number(raw: str) -> str:
+    """'$1,234.50' -> '1234.5', '12.' -> '12'."""
+    value = raw.replace(",", "").replace("$", "").rstrip(".")
+    if "." in value:
+        value = value.rstrip("0").rstrip(".")
+    return value
+
+
+def normalize_label(raw: str) -> str:
+    return re.sub(r"[^\w\s-]", "", raw).strip().lower()
+
+
+def _pick(matches: list, mode: str):
+    return (matches[0] if mode == "first" else matches[-1]) if matches else None
+
+
+def _after_prefix(text: str, prefix: str) -> tuple[int, int] | None:
+    found = list(re.finditer(re.escape(prefix.strip()) + r"\s*:?\s*", text, flags=re.IGNORECASE))
+    if not found:
+        return None
+    start = found[-1].end()
+    end = text.find("\n", start)
+    return start, len(text) if end < 0 else end
+
+
+def extract_answer(text: str, spec: AnswerSpec, *, choices: list[str] | None = None,
+                   answer_prefix: str = "The answer is") -> Extraction:
+    """Extract per the spec: the regex (group, first/last) if set, else by type (choice, number, json, text)."""
+    if spec.pattern:
+        matches = list(re.finditer(spec.pattern, text, flags=re.IGNORECASE | re.MULTILINE))
+        match = _pick(matches, spec.match)
+        if match is None or match.group(spec.group) is None:
+            return Extraction(None, method="pattern")
+        value = match.group(spec.group).strip()
+        if spec.type == "number":
+            value = normalize_number(value)
+        elif spec.type == "choice" and choices:
+            by_norm = {normalize_label(c): c for c in choices}
+            value = by_norm.get(normalize_label(value))
+            if value is None:
+                return Extraction(None, match.span(spec.group), "pattern")
+        return Extraction(value, match.span(spec.group), "pattern")
+    window = _after_prefix(text, answer_prefix)
+    start, end = window if window else (0, len(text))
+    if spec.type == "choice":
+        choice_re = re.compile(r"\b(" + "|".join(re.escape(c) for c in choices or []) + r")\b", re.IGNORECASE)
+        matches = list(choice_re.finditer(text, start, end)) or list(choice_re.finditer(text))
+        match = _pick(matches, spec.match)
+        if match is None:
+            return Extraction(None, method="choice")
+        by_norm = {normalize_label(c): c for c in choices}
+        return Extraction(by_norm[normalize_label(match.group(1))], match.span(1), "choice")
+    if spec.type == "number":
+        matches = list(NUMBER_RE.finditer(text, start, end)) or list(NUMBER_RE.finditer(text))
+        match = _pick(matches, spec.match)
+        if match is None:
+            return Extraction(None, method="number")
+        return Extraction(normalize_number(match.group(0)), match.span(), "number")
+    if spec.type == "json":
+        first = text.find("{")
+        while first >= 0:
+            try:
+                value, size = json.JSONDecoder().raw_decode(text[first:])
+                return Extraction(json.dumps(value, sort_keys=True, ensure_ascii=False), (first, first + size), "json")
+            except ValueError:
+                first = text.find("{", first + 1)
+        return Extraction(None, method="json")
+    answer = text[start:end].strip()
+    if window:
+        answer = answer.rstrip(".")
+    return Extraction(answer or None, (start, end) if answer else None, "text")
+
+
+def extract_for(template: Template, text: str) -> Extraction:
+    return extract_answer(text, template.answer, choices=template.choices, answer_prefix=template.answer_prefix)

@@ -1,0 +1,72 @@
+"""Runtime settings: data dir, server-side caps, public (hosted Space) mode.
+
+Everything is read from the environment so the CLI, the app and the tests agree without a config file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(metadata={"help": "Data dir: run log, model cache, user templates (PROMPT_LAB_HOME)."})
+    max_new_tokens_cap: int = field(default=512, metadata={"help": "Server-side cap on generated tokens."})
+    max_generation_seconds: float = field(default=120.0, metadata={"help": "Wall-clock cap on one generate call."})
+    max_batch_prompts: int = field(default=64, metadata={"help": "Most prompts one generate call takes."})
+    max_samples: int = field(default=16, metadata={"help": "Most samples (n) per prompt."})
+    max_upload_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "Largest uploaded file."})
+    max_rows: int = field(default=20_000, metadata={"help": "Most dataset rows."})
+    max_cell_chars: int = field(default=20_000, metadata={"help": "Longest dataset cell / variable value."})
+    render_seconds: float = field(default=2.0, metadata={"help": "Time bound on rendering one template."})
+    render_max_chars: int = field(default=200_000, metadata={"help": "Size bound on one rendered prompt."})
+    public_mode: bool = field(default=False, metadata={"help": "True on a hosted Space (SPACE_ID set)."})
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "runs.db"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def user_templates_dir(self) -> Path:
+        return self.home / "templates"
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (read on each call so tests can point PROMPT_LAB_HOME elsewhere)."""
+    home = Path(os.environ.get("PROMPT_LAB_HOME") or Path.home() / ".prompt_lab").expanduser()
+    return Settings(
+        home=home,
+        max_new_tokens_cap=_env_int("PROMPT_LAB_MAX_NEW_TOKENS", 512),
+        max_generation_seconds=_env_float("PROMPT_LAB_MAX_GENERATION_SECONDS", 120.0),
+        max_batch_prompts=_env_int("PROMPT_LAB_MAX_BATCH", 64),
+        max_samples=_env_int("PROMPT_LAB_MAX_SAMPLES", 16),
+        max_upload_bytes=_env_int("PROMPT_LAB_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        max_rows=_env_int("PROMPT_LAB_MAX_ROWS", 20_000),
+        max_cell_chars=_env_int("PROMPT_LAB_MAX_CELL_CHARS", 20_000),
+        public_mode=bool(os.environ.get("SPACE_ID")),
+    )

@@ -1,0 +1,194 @@
+"""The run log: one SQLite file (sqlite-utils), append-only migrations, short write transactions.
+
+A run row is written as `running` before its work starts, with the pid and start time of the process
+that owns it; a later process that finds a `running` row whose owner is gone marks it `interrupted`.
+Open a connection per thread or operation with open_db(); it is cheap.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from .settings import get_settings
+
+RUN_STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
+migrations = Migrations("prompt_lab")
+
+
+# Released migrations are never edited: add a new function below the last one.
+@migrations()
+def m001_runs_and_generations(db: sqlite_utils.Database) -> None:
+    db["runs"].create({
+        "id": int, "kind": str, "status": str, "created_utc": str, "finished_utc": str, "duration_ms": float,
+        "template_name": str, "template_hash": str, "models_json": str, "strategies_json": str,
+        "params_json": str, "options_json": str, "variables_json": str, "command": str, "error": str,
+        "owner_pid": int, "owner_start": str,
+    }, pk="id", if_not_exists=True)
+    db["generations"].create({
+        "id": int, "run_id": int, "created_utc": str, "template_name": str, "template_hash": str,
+        "strategy": str, "model_spec": str, "model_revision": str, "variables_json": str, "prompt": str,
+        "params_json": str, "seed": int, "sample_index": int, "output": str, "answer": str,
+        "prompt_tokens": int, "completion_tokens": int, "latency_ms": float, "tokens_per_s": float,
+        "finish_reason": str,
+    }, pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True)
+    db["template_versions"].create({
+        "hash": str, "name": str, "content_yaml": str, "created_utc": str,
+    }, pk="hash", if_not_exists=True)
+    db["runs"].create_index(["created_utc"], if_not_exists=True)
+    db["runs"].create_index(["status"], if_not_exists=True)
+    db["generations"].create_index(["run_id"], if_not_exists=True)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _process_start(pid: int) -> str:
+    """A token that differs between two processes that reuse one pid (Linux: start time in ticks)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
+def _owner_alive(pid: int | None, start: str | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not start or _process_start(pid) == start
+
+
+_prepared: set[str] = set()
+_prepared_lock = threading.Lock()
+
+
+def open_db(path: str | Path | None = None) -> sqlite_utils.Database:
+    """A new connection to the run log (WAL, busy_timeout), migrated; the first open in a process also
+    marks runs whose owning process died as interrupted."""
+    path = Path(path) if path is not None else get_settings().db_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    db = sqlite_utils.Database(conn)
+    key = str(path.resolve())
+    with _prepared_lock:
+        if key not in _prepared:
+            migrations.apply(db)
+            mark_interrupted(db)
+            _prepared.add(key)
+    return db
+
+
+def mark_interrupted(db: sqlite_utils.Database) -> int:
+    """Mark `running` runs whose owner process is gone as `interrupted`; returns how many."""
+    stale = [row["id"] for row in db.query("select id, owner_pid, owner_start from runs where status = 'running'")
+             if not _owner_alive(row["owner_pid"], row["owner_start"])]
+    if stale:
+        with db.conn:
+            db.conn.executemany(
+                "update runs set status = 'interrupted', finished_utc = ?, error = ? where id = ? and status = 'running'",
+                [(utc_now(), "the process running it ended before it finished", i) for i in stale])
+    return len(stale)
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def save_template_version(db: sqlite_utils.Database, name: str, content_hash: str, content_yaml: str) -> None:
+    """Keep the exact template text a run used, keyed by its content hash."""
+    with db.conn:
+        db["template_versions"].insert({"hash": content_hash, "name": name, "content_yaml": content_yaml,
+                                        "created_utc": utc_now()}, ignore=True)
+
+
+def start_run(db: sqlite_utils.Database, *, kind: str, template_name: str = "", template_hash: str = "",
+              models: list[str] = (), strategies: list[str] = (), params: dict | None = None,
+              options: dict | None = None, variables: dict | None = None, command: str = "") -> int:
+    """Write the run row as `running` before any work; returns its id."""
+    pid = os.getpid()
+    with db.conn:
+        cursor = db.conn.execute(
+            "insert into runs (kind, status, created_utc, template_name, template_hash, models_json, "
+            "strategies_json, params_json, options_json, variables_json, command, owner_pid, owner_start) "
+            "values (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, utc_now(), template_name, template_hash, _dumps(list(models)), _dumps(list(strategies)),
+             _dumps(params or {}), _dumps(options or {}), _dumps(variables or {}), command, pid,
+             _process_start(pid)))
+        return cursor.lastrowid
+
+
+def finish_run(db: sqlite_utils.Database, run_id: int, status: str = "completed", error: str | None = None) -> None:
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {status!r}")
+    row = db.execute("select created_utc from runs where id = ?", [run_id]).fetchone()
+    created = datetime.fromisoformat(row[0].replace("Z", "+00:00"))
+    duration_ms = (datetime.now(timezone.utc) - created).total_seconds() * 1000
+    with db.conn:
+        db.conn.execute("update runs set status = ?, finished_utc = ?, duration_ms = ?, error = ? where id = ?",
+                        (status, utc_now(), round(duration_ms, 1), error, run_id))
+
+
+GENERATION_FIELDS = ("template_name", "template_hash", "strategy", "model_spec", "model_revision", "variables_json",
+                     "prompt", "params_json", "seed", "sample_index", "output", "answer", "prompt_tokens",
+                     "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason")
+
+
+def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) -> list[int]:
+    """Insert generation rows for a run in one transaction; returns their ids."""
+    now = utc_now()
+    ids = []
+    with db.conn:
+        for row in rows:
+            values = [run_id, now] + [row.get(f) for f in GENERATION_FIELDS]
+            cursor = db.conn.execute(
+                f"insert into generations (run_id, created_utc, {', '.join(GENERATION_FIELDS)}) "
+                f"values ({', '.join('?' * (len(GENERATION_FIELDS) + 2))})", values)
+            ids.append(cursor.lastrowid)
+    return ids
+
+
+def get_run(db: sqlite_utils.Database, run_id: int) -> dict | None:
+    rows = list(db.query("select * from runs where id = ?", [run_id]))
+    return _decode(rows[0]) if rows else None
+
+
+def run_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:
+    return [_decode(r) for r in db.query("select * from generations where run_id = ? order by id", [run_id])]
+
+
+def list_runs(db: sqlite_utils.Database, *, limit: int = 50, kind: str | None = None,
+              template: str | None = None, status: str | None = None) -> list[dict]:
+    """Recent runs, newest first, with generation counts and mean latency."""
+    where, args = [], []
+    for column, value in (("kind", kind), ("template_name", template), ("status", status)):
+        if value:
+            where.append(f"r.{column} = ?")
+            args.append(value)
+    sql = ("select r.*, (select count(*) from generations g where g.run_id = r.id) as generations "
+           f"from runs r {'where ' + ' and '.join(where) if where else ''} order by r.id desc limit ?")
+    return [_decode(r) for r in db.query(sql, args + [int(limit)])]
+
+
+def _decode(row: dict) -> dict:
+    out = dict(row)
+    for key in list(out):
+        if key.endswith("_json") and isinstance(out[key], str):
+            out[key[:-5]] = json.loads(out[key])
+    return out

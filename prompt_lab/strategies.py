@@ -1,0 +1,113 @@
+"""Prompting strategies: a template plus input values become chat messages.
+
+zero_shot     instruction, then the input
+few_shot      k seeded examples as alternating user/assistant turns, then the input
+cot           zero-shot chain of thought: the answer is begun with the CoT trigger
+few_shot_cot  k examples whose answers are worked rationales ending in the answer
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from .errors import TemplateError, UnknownChoiceError
+from .templates import Template
+
+STRATEGIES = ("zero_shot", "few_shot", "cot", "few_shot_cot")
+STRATEGY_LABELS = {
+    "zero_shot": "Zero-shot",
+    "few_shot": "Few-shot",
+    "cot": "Chain-of-thought",
+    "few_shot_cot": "Few-shot CoT",
+}
+
+
+@dataclass
+class Prompt:
+    """Chat messages plus an optional start of the answer (prefill) the model continues from."""
+
+    strategy: str
+    messages: list[dict] = field(default_factory=list)
+    prefill: str | None = None
+
+    def as_plain_text(self) -> str:
+        """The prompt for a model without a chat template."""
+        parts = []
+        for message in self.messages:
+            if message["role"] == "assistant":
+                parts[-1] += f"\nAnswer: {message['content']}"
+            else:
+                parts.append(message["content"])
+        parts[-1] += "\nAnswer:" + (f" {self.prefill}" if self.prefill else "")
+        return "\n\n".join(parts)
+
+    def as_chat_without_prefill(self) -> list[dict]:
+        """Messages for APIs that cannot continue a started answer: the prefill joins the last user turn."""
+        messages = [dict(m) for m in self.messages]
+        if self.prefill:
+            messages[-1]["content"] += f"\n\n{self.prefill}"
+        return messages
+
+
+def check_strategies(names) -> list[str]:
+    names = list(names)
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise UnknownChoiceError(f"unknown strategy '{unknown[0]}'; valid strategies: {', '.join(STRATEGIES)}")
+    if not names:
+        raise UnknownChoiceError(f"choose at least one strategy: {', '.join(STRATEGIES)}")
+    return names
+
+
+def _pick_examples(template: Template, strategy: str, k: int, seed: int):
+    pool = template.examples
+    if strategy == "few_shot_cot":
+        pool = [e for e in pool if e.rationale]
+        if not pool:
+            raise TemplateError(
+                f"template '{template.name}': few_shot_cot needs examples with a 'rationale'; this template has none"
+            )
+    elif not pool:
+        raise TemplateError(f"template '{template.name}': few_shot needs 'examples'; this template has none")
+    k = max(1, min(int(k), len(pool)))
+    return random.Random(seed).sample(pool, k)
+
+
+def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3, seed: int = 0) -> list[Prompt]:
+    """One Prompt per strategy, rendered in a single round trip to the template sandbox."""
+    strategies = check_strategies(strategies)
+    missing = [v for v in template.variables if v not in variables]
+    if missing:
+        raise TemplateError(
+            f"template '{template.name}': missing variable {', '.join(repr(m) for m in missing)} "
+            f"(this template takes: {', '.join(template.variables)})"
+        )
+    values = {v: variables[v] for v in template.variables}
+    chosen = {s: _pick_examples(template, s, k, seed) if s in ("few_shot", "few_shot_cot") else [] for s in strategies}
+    requests = [("instruction", values), ("output_format", values), ("input", values)]
+    example_index = {}
+    for examples in chosen.values():
+        for example in examples:
+            if id(example) not in example_index:
+                example_index[id(example)] = len(requests)
+                requests.append(("input", example.inputs))
+    rendered = template.render_many(requests)
+    instruction, output_format, user_input = (r.strip() for r in rendered[:3])
+    prompts = []
+    for strategy in strategies:
+        cot = strategy in ("cot", "few_shot_cot")
+        system = instruction
+        if output_format:
+            system += f"\n{output_format}"
+        if cot:
+            system += f'\nReason step by step, then finish with "{template.answer_prefix} <answer>."'
+        messages = [{"role": "system", "content": system}]
+        for example in chosen[strategy]:
+            messages.append({"role": "user", "content": rendered[example_index[id(example)]].strip()})
+            answer = example.output
+            if strategy == "few_shot_cot":
+                answer = f"{example.rationale.strip()} {template.answer_prefix} {example.output}."
+            messages.append({"role": "assistant", "content": answer})
+        messages.append({"role": "user", "content": user_input})
+        prompts.append(Prompt(strategy, messages, template.cot_trigger if strategy == "cot" else None))
+    return prompts

@@ -1,0 +1,281 @@
+"""Prompt templates: the Template model, YAML load/save with line-numbered errors, lookup by name."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import TemplateError, UnknownChoiceError
+from .rendering import RenderFailure, check_syntax, render_strings, template_variables
+from .settings import get_settings
+from .yamlfiles import parse_yaml, read_text_file
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "templates"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+ANSWER_TYPES = ("choice", "number", "text", "json")
+MATCH_MODES = ("first", "last")
+JINJA_FIELDS = ("instruction", "input", "output_format")
+DEFAULT_COT_TRIGGER = "Let's think step by step."
+
+
+@dataclass
+class Example:
+    inputs: dict[str, str]
+    output: str
+    rationale: str | None = None
+
+
+@dataclass
+class AnswerSpec:
+    """How the answer is pulled out of a completion."""
+
+    type: str = "text"  # one of ANSWER_TYPES
+    pattern: str | None = None  # regex; `group` selects the capture
+    group: int = 1
+    match: str = "last"  # which regex match counts when there are several
+
+
+@dataclass
+class Template:
+    name: str
+    instruction: str
+    variables: list[str]
+    description: str = ""
+    input: str = ""
+    output_format: str = ""
+    choices: list[str] | None = None
+    examples: list[Example] = field(default_factory=list)
+    cot_trigger: str = DEFAULT_COT_TRIGGER
+    answer_prefix: str = "The answer is"
+    answer: AnswerSpec = field(default_factory=AnswerSpec)
+    source: str = field(default="", compare=False, repr=False)  # file it came from, for messages
+
+    def __post_init__(self) -> None:
+        if not self.input:
+            self.input = "\n".join(f"{{{{ {v} }}}}" for v in self.variables)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("source")
+        if not data["choices"]:
+            data.pop("choices")
+        for example in data["examples"]:
+            if not example.get("rationale"):
+                example.pop("rationale", None)
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+    @property
+    def content_hash(self) -> str:
+        """Short hash of the template's content: runs point at the exact version they used."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def render(self, field_name: str, variables: dict) -> str:
+        """Render one Jinja field with the given values (plus `choices`) in the sandbox."""
+        return self.render_many([(field_name, variables)])[0]
+
+    def render_many(self, requests: list[tuple[str, dict]]) -> list[str]:
+        """Render several (field, values) pairs in one round trip to the sandbox."""
+        items = []
+        for field_name, variables in requests:
+            self._check_missing(field_name, variables)
+            context = {"choices": list(self.choices or []), **{k: _as_text(v) for k, v in variables.items()}}
+            items.append((getattr(self, field_name), context))
+        results = render_strings(items)
+        for (field_name, _), result in zip(requests, results):
+            if isinstance(result, RenderFailure):
+                raise TemplateError(self._render_message(field_name, result))
+        return results
+
+    def _check_missing(self, field_name: str, variables: dict) -> None:
+        needed = template_variables(getattr(self, field_name)) - {"choices"}
+        missing = sorted(needed - set(variables))
+        if missing:
+            raise TemplateError(
+                f"template '{self.name}': missing variable {', '.join(repr(m) for m in missing)} "
+                f"for field '{field_name}' (this template takes: {', '.join(self.variables)})"
+            )
+
+    def _render_message(self, field_name: str, failure: RenderFailure) -> str:
+        where = f"template '{self.name}', field '{field_name}'"
+        if failure.line:
+            where += f", line {failure.line}"
+        labels = {
+            "undefined": "undefined value",
+            "security": "unsafe operation blocked",
+            "too_large": "output too large, cut off",
+            "timeout": "too slow, cut off",
+            "syntax": "syntax error",
+            "runtime": "error",
+        }
+        return f"{where}: {labels.get(failure.kind, failure.kind)}: {failure.message}"
+
+
+def _as_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, bool)):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _key_lines(text: str) -> dict:
+    """Map of top-level key -> (line of the key, line where its value starts, block-scalar flag)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            block = isinstance(value, yaml.ScalarNode) and value.style in ("|", ">")
+            lines[key.value] = (key.start_mark.line + 1, value.start_mark.line + 1 + (1 if block else 0))
+    return lines
+
+
+def parse_template(text: str, source: str = "<template>") -> Template:
+    """Parse and validate template YAML; errors name the source, the line and the field."""
+    data = parse_yaml(text, source, TemplateError)
+    lines = _key_lines(text)
+
+    def fail(key: str | None, problem: str):
+        line = f", line {lines[key][0]}" if key in lines else ""
+        label = f" field '{key}':" if key else ""
+        raise TemplateError(f"{source}{line}:{label} {problem}")
+
+    if not isinstance(data, dict):
+        fail(None, "a template must be a YAML mapping (name:, instruction:, variables:, ...)")
+    allowed = {f for f in Template.__dataclass_fields__ if f != "source"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        fail(unknown[0], f"unknown field; allowed fields: {', '.join(sorted(allowed))}")
+    for key in ("name", "instruction", "variables"):
+        if key not in data or data[key] in (None, "", []):
+            fail(None, f"missing required field '{key}'")
+    for key in ("name", "description", "instruction", "input", "output_format", "cot_trigger", "answer_prefix"):
+        if key in data and data[key] is not None and not isinstance(data[key], str):
+            fail(key, f"must be text, got {type(data[key]).__name__}")
+    name = data["name"]
+    if not NAME_RE.match(name):
+        fail("name", f"'{name}' is not a valid name: use lowercase letters, digits, '-' and '_' (1-64 chars)")
+    variables = data["variables"]
+    if not isinstance(variables, list) or not all(isinstance(v, str) and VARIABLE_RE.match(v) for v in variables):
+        fail("variables", "must be a list of identifiers such as [review] or [question, context]")
+    if len(set(variables)) != len(variables):
+        fail("variables", "lists a variable twice")
+    choices = data.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, (str, int)) for c in choices):
+            fail("choices", "must be a non-empty list of labels such as [Positive, Negative]")
+        choices = [str(c) for c in choices]
+    answer = data.get("answer") or {}
+    if not isinstance(answer, dict):
+        fail("answer", "must be a mapping with type, pattern, group, match")
+    bad = sorted(set(answer) - set(AnswerSpec.__dataclass_fields__))
+    if bad:
+        fail("answer", f"unknown key '{bad[0]}'; allowed: {', '.join(AnswerSpec.__dataclass_fields__)}")
+    spec = AnswerSpec(**answer)
+    if spec.type not in ANSWER_TYPES:
+        fail("answer", f"type '{spec.type}' is not one of: {', '.join(ANSWER_TYPES)}")
+    if spec.match not in MATCH_MODES:
+        fail("answer", f"match '{spec.match}' is not one of: {', '.join(MATCH_MODES)}")
+    if spec.type == "choice" and not choices:
+        fail("answer", "type 'choice' needs a 'choices' list")
+    if spec.pattern is not None:
+        try:
+            compiled = re.compile(spec.pattern)
+        except re.error as exc:
+            fail("answer", f"pattern is not a valid regular expression: {exc}")
+        if not isinstance(spec.group, int) or spec.group < 0 or spec.group > compiled.groups:
+            fail("answer", f"group {spec.group} does not exist in the pattern ({compiled.groups} groups)")
+    examples = []
+    raw_examples = data.get("examples") or []
+    if not isinstance(raw_examples, list):
+        fail("examples", "must be a list of {inputs: {...}, output: ..., rationale: ...}")
+    for i, ex in enumerate(raw_examples, 1):
+        if not isinstance(ex, dict) or "inputs" not in ex or "output" not in ex:
+            fail("examples", f"example {i} needs 'inputs' and 'output'")
+        extra = sorted(set(ex) - {"inputs", "output", "rationale"})
+        if extra:
+            fail("examples", f"example {i}: unknown key '{extra[0]}'; allowed: inputs, output, rationale")
+        if not isinstance(ex["inputs"], dict):
+            fail("examples", f"example {i}: 'inputs' must map variable names to values")
+        missing = [v for v in variables if v not in ex["inputs"]]
+        if missing:
+            fail("examples", f"example {i}: inputs lack {', '.join(repr(m) for m in missing)}")
+        examples.append(Example(
+            inputs={k: _as_text(v) for k, v in ex["inputs"].items()},
+            output=_as_text(ex["output"]),
+            rationale=None if ex.get("rationale") in (None, "") else _as_text(ex["rationale"]),
+        ))
+    template = Template(
+        name=name,
+        instruction=data["instruction"],
+        variables=list(variables),
+        description=data.get("description") or "",
+        input=data.get("input") or "",
+        output_format=data.get("output_format") or "",
+        choices=choices,
+        examples=examples,
+        cot_trigger=data.get("cot_trigger") or DEFAULT_COT_TRIGGER,
+        answer_prefix=data.get("answer_prefix") or "The answer is",
+        answer=spec,
+        source=source,
+    )
+    for key in JINJA_FIELDS:
+        error = check_syntax(getattr(template, key))
+        if error is not None:
+            base = lines.get(key, (None, None))[1]
+            line = (base + (error.lineno or 1) - 1) if base else error.lineno
+            raise TemplateError(f"{source}, line {line}: field '{key}': template syntax error: {error.message}")
+        unknown_vars = sorted(template_variables(getattr(template, key)) - set(variables) - {"choices"})
+        if unknown_vars:
+            fail(key, f"uses {', '.join(repr(u) for u in unknown_vars)}, which is not in variables "
+                      f"({', '.join(variables)}); add it to 'variables' or fix the name")
+    return template
+
+
+def load_template(path: str | Path) -> Template:
+    """Load a template file; errors name the file."""
+    return parse_template(read_text_file(path, "template file", TemplateError), source=str(path))
+
+
+def _template_files() -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for folder in (SHIPPED_DIR, get_settings().user_templates_dir):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.yaml")):
+                files[path.stem] = path  # a user template of the same name shadows the shipped one
+    return files
+
+
+def template_names() -> list[str]:
+    return sorted(_template_files())
+
+
+def list_templates() -> list[Template]:
+    """All shipped and user templates, by name."""
+    return [load_template(path) for _, path in sorted(_template_files().items())]
+
+
+def get_template(name_or_path: str) -> Template:
+    """A template by name, or by path to a .yaml file; unknown names list the valid ones."""
+    files = _template_files()
+    if name_or_path in files:
+        return load_template(files[name_or_path])
+    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+        return load_template(name_or_path)
+    raise UnknownChoiceError(
+        f"unknown template '{name_or_path}'; available: {', '.join(sorted(files)) or '(none)'}"
+    )

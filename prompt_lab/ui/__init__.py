@@ -1,0 +1,4 @@
+"""The Gradio app: the only package that imports gradio. build_demo() assembles the tabs."""
+from .app import build_demo, launch
+
+__all__ = ["build_demo", "launch"]

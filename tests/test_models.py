@@ -1,0 +1,103 @@
+"""Backend plumbing on a tiny random-weight Llama (no claims about quality here)."""
+import threading
+
+import pytest
+
+from prompt_lab.errors import CancelledError, ModelLoadError
+from prompt_lab.models import GenerationParams, get_backend, resolve
+from prompt_lab.settings import get_settings
+from prompt_lab.strategies import build_prompts
+from prompt_lab.templates import get_template
+
+
+@pytest.fixture
+def tiny(tiny_model_dir, home):
+    return get_backend(str(tiny_model_dir))
+
+
+def test_one_backend_per_process_even_under_concurrent_callers(tiny_model_dir, home):
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(get_backend(str(tiny_model_dir)))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(b) for b in got}) == 1
+    assert got[0].device == "cpu" and got[0].revision.startswith("files:")
+
+
+def test_batched_generate_returns_counts_and_timing_per_prompt(tiny):
+    texts = ["Hello", "A much longer prompt with many more words in it than the first one", "Third"]
+    results = tiny.generate(texts, GenerationParams(max_new_tokens=6))
+    assert len(results) == 3
+    for text, (gen,) in zip(texts, results):
+        assert gen.prompt_tokens == tiny.count_tokens(text)
+        assert 0 < gen.completion_tokens <= 6
+        assert gen.latency_ms > 0 and gen.tokens_per_s > 0
+        assert gen.finish_reason in ("length", "eos")
+
+
+def test_stream_ends_with_the_same_text_as_generate(tiny):
+    params = GenerationParams(max_new_tokens=8)
+    (expected,), = tiny.generate(["Stream me"], params)
+    events = list(tiny.stream("Stream me", params))
+    assert events[-1].generation is not None
+    assert events[-1].text == expected.text
+    assert len(events) > 2  # text arrived in pieces
+    lengths = [len(e.text) for e in events]
+    assert lengths == sorted(lengths)
+
+
+def test_n_samples_are_seeded(tiny):
+    params = GenerationParams(temperature=1.0, top_p=0.95, max_new_tokens=6, n=3, seed=11)
+    first = [g.text for g in tiny.generate(["Sample"], params)[0]]
+    again = [g.text for g in tiny.generate(["Sample"], params)[0]]
+    assert len(first) == 3 and first == again
+    assert len(set(first)) > 1
+
+
+def test_stop_sequence_cuts_the_text(tiny):
+    (full,), = tiny.generate(["Stop here"], GenerationParams(max_new_tokens=12))
+    stop = full.text[len(full.text) // 2:][:3]
+    assert stop.strip()
+    (cut,), = tiny.generate(["Stop here"], GenerationParams(max_new_tokens=12, stop=[stop]))
+    assert cut.text == full.text[: full.text.find(stop)]
+    assert cut.finish_reason == "stop"
+
+
+def test_max_new_tokens_is_clamped_with_a_warning(tiny, monkeypatch):
+    monkeypatch.setenv("PROMPT_LAB_MAX_NEW_TOKENS", "5")
+    params, warnings = GenerationParams(max_new_tokens=10_000).clamped(get_settings())
+    assert params.max_new_tokens == 5
+    assert warnings == ["max_new_tokens 10000 is above the cap; clamped to 5"]
+    (gen,), = tiny.generate(["x"], params)
+    assert gen.completion_tokens <= 5
+
+
+def test_cancel_stops_generation(tiny):
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(CancelledError):
+        tiny.generate(["x"], GenerationParams(max_new_tokens=50), cancel=cancel)
+
+
+def test_prompts_use_the_chat_template(tiny, home):
+    prompt = build_prompts(get_template("sentiment"), ["cot"], {"review": "fine"})[0]
+    text = tiny.format_prompt(prompt)
+    assert text.startswith("<|im_start|>system\nRead the review")
+    assert text.endswith("<|im_start|>assistant\nLet's think step by step.")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no/such-model-here", "could not load Hub model 'no/such-model-here': the Hub is switched off"),
+    ("./missing.gguf", "no such .gguf file"),
+    ("not a model", "not found: it is not 'default', not an existing folder, not a .gguf file"),
+])
+def test_unknown_models_say_what_was_tried(spec, message, home):
+    with pytest.raises(ModelLoadError, match=message):
+        get_backend(spec)
+
+
+def test_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        resolve(str(tmp_path))
