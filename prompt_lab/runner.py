@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import queue
 import shlex
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 from .errors import CancelledError
 from .models import GenerationParams, get_backend
@@ -62,8 +64,12 @@ def cli_command(template: str, variables: dict, strategies, model: str, params: 
 
 def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES, model: str = "default",
             params: GenerationParams | None = None, k: int = 3, db_path: str | Path | None = None,
-            progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> CompareResult:
-    """Render the template with each strategy, run all prompts as one batch, extract answers, log the run."""
+            progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+            on_update: Callable[[list[str]], None] | None = None) -> CompareResult:
+    """Render the template with each strategy, run all prompts as one batch, extract answers, log the run.
+
+    on_update(texts) receives the text generated so far for each strategy (first sample) as tokens arrive.
+    """
     template = get_template(template) if isinstance(template, str) else template
     strategies = check_strategies(strategies)
     params, warnings = (params or GenerationParams()).clamped(get_settings())
@@ -78,7 +84,8 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                        models=[model], strategies=strategies, params=params.to_dict(), options={"k": k},
                        variables=values, command=command)
     try:
-        results = backend.generate(texts, params, progress=progress, cancel=cancel)
+        results = backend.generate(texts, params, progress=progress, cancel=cancel,
+                                   on_tokens=_partial_texts(backend, len(texts), params.n, on_update))
         outputs, rows = [], []
         for prompt, text, gens in zip(prompts, texts, results):
             answers = [extract_for(template, g.text).answer for g in gens]
@@ -108,6 +115,62 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                          warnings, command)
 
 
+def _partial_texts(backend, prompts: int, n: int, on_update):
+    """Turn per-step tokens of the batch into the text so far of each prompt's first sample."""
+    if on_update is None:
+        return None
+    tokens: list[list[int]] = [[] for _ in range(prompts)]
+    end_ids = getattr(backend, "_end_ids", set())
+
+    def on_tokens(rows: list[int], new: list[int]) -> None:
+        for row, token in zip(rows, new):
+            if row % n == 0 and token not in end_ids:
+                tokens[row // n].append(token)
+        on_update([backend.tokenizer.decode(t, skip_special_tokens=True) for t in tokens])
+
+    return on_tokens
+
+
+@dataclass
+class CompareEvent:
+    kind: str  # progress | partial | done
+    texts: list[str] | None = None
+    fraction: float = 0.0
+    message: str = ""
+    result: CompareResult | None = None
+
+
+def compare_events(template: str | Template, variables: dict, **kwargs) -> Iterator[CompareEvent]:
+    """compare() run in a worker thread, as a stream of events for interactive callers (the web UI).
+
+    Partial texts are coalesced: a slow consumer sees the latest texts, not a backlog. Errors raised by
+    compare() (bad input, cancel) are raised here, in the consumer's thread.
+    """
+    events: queue.Queue = queue.Queue()
+
+    def work():
+        try:
+            result = compare(template, variables, progress=lambda f, m: events.put(CompareEvent("progress", None, f, m)),
+                             on_update=lambda texts: events.put(CompareEvent("partial", texts)), **kwargs)
+            events.put(CompareEvent("done", result=result))
+        except BaseException as exc:  # re-raised in the consumer
+            events.put(exc)
+
+    threading.Thread(target=work, daemon=True, name="compare").start()
+    while True:
+        event = events.get()
+        while isinstance(event, CompareEvent) and event.kind == "partial" and not events.empty():
+            following = events.queue[0]
+            if not (isinstance(following, CompareEvent) and following.kind == "partial"):
+                break
+            event = events.get()
+        if isinstance(event, BaseException):
+            raise event
+        yield event
+        if event.kind == "done":
+            return
+
+
 def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, model: str = "default",
            k: int = 3, seed: int = 0, progress: ProgressFn | None = None) -> list[dict]:
     """The final prompt text of each strategy as the model would see it, with its token count."""
@@ -120,3 +183,27 @@ def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, 
         out.append({"strategy": prompt.strategy, "prompt": text, "tokens": backend.count_tokens(text),
                     "messages": prompt.messages, "prefill": prompt.prefill})
     return out
+
+
+def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> CompareResult:
+    """Run a logged compare again with its exact template version and settings (a new run)."""
+    from .errors import PromptLabError
+    from .store import get_run
+    from .templates import parse_template
+
+    db = open_db(db_path)
+    try:
+        run = get_run(db, int(run_id))
+        if run is None:
+            raise PromptLabError(f"there is no run {run_id} in the run log")
+        if run["kind"] != "compare":
+            raise PromptLabError(f"run {run_id} is a '{run['kind']}' run; only compare runs can be run again here")
+        row = db.execute("select content_yaml from template_versions where hash = ?", [run["template_hash"]]).fetchone()
+    finally:
+        db.conn.close()
+    if row is None:
+        raise PromptLabError(f"run {run_id}: its template version {run['template_hash']} is not in the log")
+    template = parse_template(row[0], source=f"template version {run['template_hash']}")
+    return compare(template, run["variables"], strategies=run["strategies"], model=run["models"][0],
+                   params=GenerationParams(**run["params"]), k=int(run["options"].get("k", 3)), db_path=db_path,
+                   **kwargs)

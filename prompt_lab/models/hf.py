@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import CancelledError, ModelLoadError
 from ..settings import get_settings
@@ -122,6 +122,22 @@ def _speed_up_cpu_linears(model) -> None:
     for module in model.modules():
         if type(module) is torch.nn.Linear:
             module.forward = make_forward(module)
+
+
+class _RowStreamer:
+    """transformers streamer for a batch: reports each step's new token of every row still generating."""
+
+    def __init__(self, on_tokens: Callable[[list[int], list[int]], None]):
+        self.on_tokens, self.rows, self._prompt_next = on_tokens, [], True
+
+    def put(self, value) -> None:
+        if self._prompt_next:  # every generate() call first puts its prompt
+            self._prompt_next = False
+            return
+        self.on_tokens(self.rows, value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self._prompt_next = True
 
 
 class _Hooks:
@@ -236,8 +252,13 @@ class HFBackend:
                           latency_ms=latency_ms, finish_reason=reason, sample_index=sample_index)
 
     def generate(self, texts: list[str], params: GenerationParams, *, progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None) -> list[list[Generation]]:
-        """Run all prompts as one left-padded batch; returns params.n generations per prompt."""
+                 cancel: threading.Event | None = None,
+                 on_tokens: Callable[[list[int], list[int]], None] | None = None) -> list[list[Generation]]:
+        """Run all prompts as one batch; returns params.n generations per prompt.
+
+        on_tokens(rows, tokens) is called at each step with the new token of each row still generating
+        (row = prompt_index * n + sample_index), for showing text as it arrives.
+        """
         torch = _torch()
 
         enc = self._encode(texts)
@@ -246,7 +267,7 @@ class HFBackend:
             torch.manual_seed(params.seed)
             hooks = _Hooks(params.max_new_tokens, progress, cancel, self._end_ids)
             start = time.perf_counter()
-            rows = self._generate_rows(enc, params, hooks)
+            rows = self._generate_rows(enc, params, hooks, _RowStreamer(on_tokens) if on_tokens else None)
             latency_ms = (time.perf_counter() - start) * 1000
         if hooks.cancelled:
             raise CancelledError("generation stopped")
@@ -255,7 +276,7 @@ class HFBackend:
                  for s in range(params.n)]
                 for p, prompt_len in enumerate(prompt_lens)]
 
-    def _generate_rows(self, enc, params: GenerationParams, hooks: _Hooks) -> list[list[int]]:
+    def _generate_rows(self, enc, params: GenerationParams, hooks: _Hooks, streamer=None) -> list[list[int]]:
         """model.generate in chunks of CHUNK_TOKENS, dropping finished rows (and their KV cache) between chunks.
 
         A compare batch mixes short answers (zero-shot: a label) with long ones (CoT). Plain generate keeps
@@ -277,11 +298,13 @@ class HFBackend:
             cache.batch_repeat_interleave(params.n)
         while rows and remaining > 0:
             hooks.rows = rows
+            if streamer is not None:
+                streamer.rows = rows
             step = min(self.CHUNK_TOKENS, remaining)
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
                                       max_new_tokens=step, max_time=max(0.01, deadline - time.monotonic()),
                                       return_dict_in_generate=True, stopping_criteria=StoppingCriteriaList([hooks]),
-                                      **kwargs)
+                                      streamer=streamer, **kwargs)
             new = out.sequences[:, input_ids.shape[1]:]
             remaining -= new.shape[1]
             keep = []
