@@ -63,11 +63,16 @@ def extract_answer(text: str, spec: AnswerSpec, *, choices: list[str] | None = N
     start, end = window if window else (0, len(text))
     if spec.type == "choice":
         choice_re = re.compile(r"\b(" + "|".join(re.escape(c) for c in choices or []) + r")\b", re.IGNORECASE)
-        matches = list(choice_re.finditer(text, start, end)) or list(choice_re.finditer(text))
+        by_norm = {normalize_label(c): c for c in choices}
+        matches = list(choice_re.finditer(text, start, end)) if window else []
+        if not matches:
+            matches = list(choice_re.finditer(text))
+            if len({normalize_label(m.group(1)) for m in matches}) > 1:
+                # "Positive, Negative or Neutral." names every label and picks none
+                return Extraction(None, method="choice")
         match = _pick(matches, spec.match)
         if match is None:
             return Extraction(None, method="choice")
-        by_norm = {normalize_label(c): c for c in choices}
         return Extraction(by_norm[normalize_label(match.group(1))], match.span(1), "choice")
     if spec.type == "number":
         matches = list(NUMBER_RE.finditer(text, start, end)) or list(NUMBER_RE.finditer(text))

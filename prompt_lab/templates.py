@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -141,6 +142,9 @@ def _key_lines(text: str) -> dict:
         for key, value in node.value:
             block = isinstance(value, yaml.ScalarNode) and value.style in ("|", ">")
             lines[key.value] = (key.start_mark.line + 1, value.start_mark.line + 1 + (1 if block else 0))
+            if key.value == "examples" and isinstance(value, yaml.SequenceNode):
+                for i, item in enumerate(value.value, 1):
+                    lines[f"examples.{i}"] = (item.start_mark.line + 1, item.start_mark.line + 1)
     return lines
 
 
@@ -149,8 +153,9 @@ def parse_template(text: str, source: str = "<template>") -> Template:
     data = parse_yaml(text, source, TemplateError)
     lines = _key_lines(text)
 
-    def fail(key: str | None, problem: str):
-        line = f", line {lines[key][0]}" if key in lines else ""
+    def fail(key: str | None, problem: str, item: int | None = None):
+        at = f"{key}.{item}" if item is not None and f"{key}.{item}" in lines else key
+        line = f", line {lines[at][0]}" if at in lines else ""
         label = f" field '{key}':" if key else ""
         raise TemplateError(f"{source}{line}:{label} {problem}")
 
@@ -205,15 +210,15 @@ def parse_template(text: str, source: str = "<template>") -> Template:
         fail("examples", "must be a list of {inputs: {...}, output: ..., rationale: ...}")
     for i, ex in enumerate(raw_examples, 1):
         if not isinstance(ex, dict) or "inputs" not in ex or "output" not in ex:
-            fail("examples", f"example {i} needs 'inputs' and 'output'")
+            fail("examples", f"example {i} needs 'inputs' and 'output'", i)
         extra = sorted(set(ex) - {"inputs", "output", "rationale"})
         if extra:
-            fail("examples", f"example {i}: unknown key '{extra[0]}'; allowed: inputs, output, rationale")
+            fail("examples", f"example {i}: unknown key '{extra[0]}'; allowed: inputs, output, rationale", i)
         if not isinstance(ex["inputs"], dict):
-            fail("examples", f"example {i}: 'inputs' must map variable names to values")
+            fail("examples", f"example {i}: 'inputs' must map variable names to values", i)
         missing = [v for v in variables if v not in ex["inputs"]]
         if missing:
-            fail("examples", f"example {i}: inputs lack {', '.join(repr(m) for m in missing)}")
+            fail("examples", f"example {i}: inputs lack {', '.join(repr(m) for m in missing)}", i)
         examples.append(Example(
             inputs={k: _as_text(v) for k, v in ex["inputs"].items()},
             output=_as_text(ex["output"]),
@@ -279,3 +284,29 @@ def get_template(name_or_path: str) -> Template:
     raise UnknownChoiceError(
         f"unknown template '{name_or_path}'; available: {', '.join(sorted(files)) or '(none)'}"
     )
+
+
+def shipped_names() -> set[str]:
+    return {p.stem for p in SHIPPED_DIR.glob("*.yaml")} if SHIPPED_DIR.is_dir() else set()
+
+
+def save_user_template(text: str) -> Template:
+    """Validate template YAML and save it as <user templates>/<name>.yaml (atomically).
+
+    Shipped templates are never overwritten: their names are refused. The name is checked against
+    NAME_RE, so the path cannot leave the folder.
+    """
+    template = parse_template(text, source="<editor>")
+    if template.name in shipped_names():
+        raise TemplateError(f"'{template.name}' is a shipped template and is never overwritten; "
+                            f"save your version under a new name, e.g. '{template.name}-v2'")
+    folder = get_settings().user_templates_dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / f"{template.name}.yaml").resolve()
+    if path.parent != folder:  # unreachable with NAME_RE; kept as the last line of defence
+        raise TemplateError(f"template name '{template.name}' would leave the templates folder")
+    staging = path.with_name(f".{template.name}.yaml.tmp")
+    staging.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")  # the author's own layout
+    os.replace(staging, path)
+    template.source = str(path)
+    return template

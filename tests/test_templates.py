@@ -117,3 +117,27 @@ def test_huge_work_is_cut_off_within_seconds(home, expression):
     assert time.monotonic() - start < 5
     # the sandbox recovers: the next render works
     assert parse_template(BASE).render("input", {"question": "fine"}) == "Q: fine"
+
+
+def test_example_errors_point_at_the_example(tmp_path):
+    path = tmp_path / "ex.yaml"
+    path.write_text(BASE + "examples:\n  - inputs: {question: a}\n    output: b\n  - inputs: {other: a}\n    output: c\n")
+    with pytest.raises(TemplateError, match=r"ex\.yaml, line 8: field 'examples': example 2: inputs lack 'question'"):
+        load_template(path)
+
+
+def test_user_templates_are_saved_apart_and_never_replace_shipped_ones(home):
+    from prompt_lab.templates import save_user_template
+
+    text = BASE.replace("name: probe", "name: my-probe") + "# the author's comment stays\n"
+    saved = save_user_template(text)
+    assert saved.source == str((home / "templates" / "my-probe.yaml").resolve())
+    assert (home / "templates" / "my-probe.yaml").read_text().endswith("# the author's comment stays\n")
+    assert get_template("my-probe").content_hash == saved.content_hash
+    assert "my-probe" in template_names()
+    with pytest.raises(TemplateError, match="shipped template and is never overwritten"):
+        save_user_template(BASE.replace("name: probe", "name: sentiment"))
+    for bad in ("../escape", "a/b", "UPPER", ""):
+        with pytest.raises(TemplateError):
+            save_user_template(BASE.replace("name: probe", f"name: '{bad}'"))
+    assert sorted(p.name for p in (home / "templates").iterdir()) == ["my-probe.yaml"]
