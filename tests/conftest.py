@@ -56,3 +56,35 @@ def tiny_model_dir(default_model_dir, tmp_path_factory):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def app_url(default_model_dir, tmp_path_factory):
+    """The real app (build_demo + launch), served from this process on a free port with its own data dir."""
+    import socket
+
+    home = tmp_path_factory.mktemp("app-home")
+    (home / "models").symlink_to(_SESSION_HOME / "models", target_is_directory=True)
+    saved = {k: os.environ.get(k) for k in ("PROMPT_LAB_HOME", "PROMPT_LAB_MAX_NEW_TOKENS", "GRADIO_TEMP_DIR")}
+    os.environ.update(PROMPT_LAB_HOME=str(home), PROMPT_LAB_MAX_NEW_TOKENS="24",
+                      GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio-tmp")))
+    from prompt_lab.ui import build_demo, launch
+
+    demo = build_demo()
+    for attempt in range(5):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        try:
+            launch(demo, server_port=port, prevent_thread_lock=True, quiet=True)
+            break
+        except OSError:
+            if attempt == 4:
+                raise
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -20,7 +20,7 @@ def test_default_is_the_embedded_gguf_with_a_safetensors_copy(default_model_dir,
     assert cache.resolve() == default_model_dir.resolve()
     assert {"model.safetensors", "tokenizer.json", "config.json", CACHE_META} <= {p.name for p in cache.iterdir()}
     backend = get_backend("default")
-    assert backend.location == str(cache)  # loaded from the copy, not the GGUF
+    assert Path(backend.location).resolve() == cache.resolve()  # loaded from the copy, not the GGUF
     assert backend.revision.startswith("gguf-sha256:")
 
 

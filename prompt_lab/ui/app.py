@@ -1,24 +1,68 @@
 """build_demo(): the Blocks app; launch(): serve it with the server-side safety settings."""
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from ..templates import list_templates  # noqa: E402
+from .. import runner  # noqa: E402
+from ..models.registry import loaded_specs  # noqa: E402
+from ..settings import get_settings  # noqa: E402
+from . import compare_tab, history_tab, templates_tab  # noqa: E402
+from .common import CSS, friendly, theme  # noqa: E402
+
+TITLE = "Prompt Lab"
+INTRO = ("# Prompt Lab\nWrite a prompt template, see it as zero-shot, few-shot and chain-of-thought prompts, "
+         "and run them side by side on a local model. Every run is kept in a SQLite run log.")
+QUEUE_MAX = 32
+MAX_FILE_SIZE = "20mb"
+
+
+def model_choices() -> list[str]:
+    return ["default"] + [s for s in loaded_specs() if s != "default"]
+
+
+def render_api(template: str, variables_json: str, model: str = "default", k: int = 3) -> list[dict]:
+    """API: the final prompt of every strategy for a template and variables given as a JSON object."""
+    try:
+        variables = json.loads(variables_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise gr.Error(f"variables must be a JSON object: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(variables, dict):
+        raise gr.Error("variables must be a JSON object such as {\"review\": \"...\"}")
+    return [{k_: v for k_, v in item.items() if k_ in ("strategy", "prompt", "tokens")}
+            for item in runner.render(template, variables, model=model or "default", k=int(k))]
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="Prompt Lab") as demo:
-        gr.Markdown("# Prompt Lab\nPrompt-engineering workbench for local and open models.")
-        rows = [[t.name, t.description, ", ".join(t.variables)] for t in list_templates()]
-        gr.Dataframe(rows, headers=["template", "description", "variables"], label="Templates", interactive=False)
+    choices = model_choices()
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            compare = compare_tab.build(choices)
+            editor = templates_tab.build(choices)
+            history = history_tab.build()
+        gr.api(friendly(render_api), api_name="render")
+        demo.load(compare["show_vars"], compare["template"], compare["var_boxes"] + compare["example_buttons"],
+                  api_visibility="private")
+        demo.load(editor["load"], editor["pick"], [editor["yaml"]] + editor["form"], api_visibility="private").then(
+            editor["preview"], editor["preview_inputs"], editor["preview_outputs"], api_visibility="private")
+        demo.load(history["refresh"], history["filters"], history["outs"], api_visibility="private")
     return demo
 
 
-def launch(demo: gr.Blocks) -> None:
-    host = os.environ.get("PROMPT_LAB_HOST", "127.0.0.1")
-    port = int(os.environ.get("PROMPT_LAB_PORT", "7860"))
-    demo.queue(max_size=32).launch(server_name=host, server_port=port, max_file_size="20mb")
+def launch(demo: gr.Blocks, **overrides) -> None:
+    """Serve on 127.0.0.1:7860 unless PROMPT_LAB_HOST / PROMPT_LAB_PORT (or a Space's GRADIO_SERVER_NAME) say
+    otherwise; the queue is bounded and uploads are capped."""
+    settings = get_settings()
+    host = os.environ.get("PROMPT_LAB_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    port = int(os.environ.get("PROMPT_LAB_PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    options = dict(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, theme=theme(), css=CSS,
+                   show_error=False, footer_links=[])
+    options.update(overrides)
+    demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
+    print(f"Prompt Lab: data in {settings.home}; serving on http://{host}:{port}", flush=True)
+    demo.launch(**options)

@@ -1,0 +1,120 @@
+"""Read side of the run log for browsing: filtered runs, generations, per-strategy stats, CSV export.
+
+Every query filters in SQL and returns at most a page of rows, so the History view stays fast on a log
+with hundreds of thousands of generations.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlite_utils
+
+PERIODS = {"any time": None, "last hour": timedelta(hours=1), "last 24 hours": timedelta(days=1),
+           "last 7 days": timedelta(days=7), "last 30 days": timedelta(days=30)}
+
+
+@dataclass
+class RunFilter:
+    kind: str | None = None
+    template: str | None = None
+    strategy: str | None = None
+    model: str | None = None
+    status: str | None = None
+    period: str = "any time"  # one of PERIODS
+
+    def where(self, alias: str = "r") -> tuple[str, list]:
+        clauses, args = [], []
+        for column, value in (("kind", self.kind), ("template_name", self.template), ("status", self.status)):
+            if value:
+                clauses.append(f"{alias}.{column} = ?")
+                args.append(value)
+        if self.strategy:
+            clauses.append(f"exists (select 1 from json_each({alias}.strategies_json) where value = ?)")
+            args.append(self.strategy)
+        if self.model:
+            clauses.append(f"exists (select 1 from json_each({alias}.models_json) where value = ?)")
+            args.append(self.model)
+        if PERIODS.get(self.period):
+            since = datetime.now(timezone.utc) - PERIODS[self.period]
+            clauses.append(f"{alias}.created_utc >= ?")
+            args.append(since.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        return (" where " + " and ".join(clauses)) if clauses else "", args
+
+
+RUN_COLUMNS = ["id", "created_utc", "kind", "status", "template_name", "models", "strategies", "generations",
+               "duration_s"]
+
+
+def runs_table(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200) -> list[dict]:
+    """Newest matching runs (one page), with their generation counts."""
+    where, args = filters.where()
+    sql = (
+        "select r.id, r.created_utc, r.kind, r.status, r.template_name, "
+        "(select group_concat(value, ', ') from json_each(r.models_json)) as models, "
+        "(select group_concat(value, ', ') from json_each(r.strategies_json)) as strategies, "
+        "(select count(*) from generations g where g.run_id = r.id) as generations, "
+        "round(r.duration_ms / 1000.0, 2) as duration_s "
+        f"from runs r{where} order by r.id desc limit ?"
+    )
+    return list(db.query(sql, args + [int(limit)]))
+
+
+GENERATION_COLUMNS = ["id", "strategy", "model_spec", "sample_index", "answer", "output", "prompt_tokens",
+                      "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason"]
+
+
+def generations_table(db: sqlite_utils.Database, run_id: int, limit: int = 500) -> list[dict]:
+    sql = f"select {', '.join(GENERATION_COLUMNS)} from generations where run_id = ? order by id limit ?"
+    return list(db.query(sql, [int(run_id), int(limit)]))
+
+
+def strategy_stats(db: sqlite_utils.Database, filters: RunFilter) -> list[dict]:
+    """Per strategy and model over the matching runs: count, mean and spread of latency and tokens."""
+    where, args = filters.where()
+    sql = (
+        "select g.strategy, g.model_spec as model, count(*) as generations, "
+        "avg(g.latency_ms) as latency_ms, "
+        "sqrt(max(avg(g.latency_ms * g.latency_ms) - avg(g.latency_ms) * avg(g.latency_ms), 0)) as latency_sd, "
+        "avg(g.completion_tokens) as completion_tokens, avg(g.prompt_tokens) as prompt_tokens, "
+        "avg(g.tokens_per_s) as tokens_per_s "
+        f"from generations g join runs r on r.id = g.run_id{where} group by g.strategy, g.model_spec "
+        "order by g.model_spec, g.strategy"
+    )
+    return list(db.query(sql, args))
+
+
+def filter_choices(db: sqlite_utils.Database) -> dict[str, list[str]]:
+    """Values present in the log, for the History filters."""
+    def distinct(sql):
+        return [r[0] for r in db.execute(sql).fetchall() if r[0]]
+
+    return {
+        "template": distinct("select distinct template_name from runs order by 1"),
+        "kind": distinct("select distinct kind from runs order by 1"),
+        "status": distinct("select distinct status from runs order by 1"),
+        "model": distinct("select distinct j.value from runs r, json_each(r.models_json) j order by 1"),
+    }
+
+
+EXPORT_COLUMNS = ["run_id", "created_utc", "template_name", "template_hash", "strategy", "model_spec",
+                  "model_revision", "seed", "sample_index", "variables_json", "params_json", "prompt", "output",
+                  "answer", "prompt_tokens", "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason"]
+
+
+def export_csv(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200_000) -> tuple[str, int]:
+    """The generations of the matching runs as CSV text; returns (csv, rows)."""
+    where, args = filters.where()
+    columns = ", ".join(f"g.{c}" for c in EXPORT_COLUMNS)
+    cursor = db.execute(f"select {columns} from generations g join runs r on r.id = g.run_id{where} "
+                        "order by g.id limit ?", args + [int(limit)])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for row in cursor:
+        writer.writerow(row)
+        count += 1
+    return out.getvalue(), count

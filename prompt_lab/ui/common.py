@@ -1,0 +1,102 @@
+"""Shared UI pieces: error translation, per-session Stop, the ZeroGPU decorator, the theme."""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import logging
+import threading
+
+import gradio as gr
+
+from ..errors import CancelledError, PromptLabError
+
+log = logging.getLogger("prompt_lab.ui")
+MODEL_QUEUE = "model"  # concurrency_id shared by every event that runs a model
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, PromptLabError):
+        return str(exc)
+    log.exception("unexpected error in a UI handler")
+    return f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log."
+
+
+def friendly(fn):
+    """Core errors become gr.Error with the core's plain message; nothing shows a stack trace."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except CancelledError:
+                gr.Warning("Stopped.")
+            except Exception as exc:
+                raise gr.Error(_message(exc)) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise gr.Error(_message(exc)) from None
+    return wrapper
+
+
+class StopSwitches:
+    """One cancel Event per browser session, so Stop ends that session's generation (and only it)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, request: gr.Request | None) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events[_session(request)] = event
+        return event
+
+    def stop(self, request: gr.Request | None) -> None:
+        with self._lock:
+            event = self._events.get(_session(request))
+        if event is not None:
+            event.set()
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "api"
+
+
+stop_switches = StopSwitches()
+
+
+def gpu(fn):
+    """spaces.GPU on a ZeroGPU Space (the `spaces` package is present), the function itself elsewhere."""
+    if importlib.util.find_spec("spaces") is None:
+        return fn
+    import spaces
+
+    return spaces.GPU(fn)
+
+
+def theme() -> gr.themes.Base:
+    # The bundled bold font is a tiny subset: naming both weights keeps bold text in the same family.
+    return gr.themes.Soft(
+        primary_hue="indigo", secondary_hue="sky", neutral_hue="slate",
+        font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "sans-serif"),
+        font_mono=(gr.themes.LocalFont("IBM Plex Mono", weights=(400, 600)), "ui-monospace", "monospace"),
+    )
+
+
+CSS = """
+.output-col textarea { font-size: 15px !important; line-height: 1.45 !important; }
+.stats { font-size: 13px; color: var(--body-text-color-subdued); min-height: 2.6em; }
+.stats mark { background: #fde68a; color: #111; padding: 1px 5px; border-radius: 4px; font-weight: 700; }
+.help { font-size: 14px; color: var(--body-text-color-subdued); }
+footer { display: none !important; }
+"""

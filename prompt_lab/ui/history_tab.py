@@ -1,0 +1,124 @@
+"""History tab: every run from the run log, filters, a run's generations, charts, CSV export, run again."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from ..plots import strategy_bars
+from ..queries import GENERATION_COLUMNS, PERIODS, RUN_COLUMNS, RunFilter, export_csv, filter_choices, \
+    generations_table, runs_table, strategy_stats
+from ..runner import rerun
+from ..store import open_db
+from ..strategies import STRATEGIES
+from .common import MODEL_QUEUE, friendly, gpu
+
+ANY = "(any)"
+HELP = ("Every run is here, newest first. Filter, click a row to see its generations, export what you see as "
+        "CSV, or run a compare again with its exact template version and settings.")
+
+
+def _filters(template, strategy, model, kind, period) -> RunFilter:
+    pick = lambda v: None if v in (None, "", ANY) else v
+    return RunFilter(kind=pick(kind), template=pick(template), strategy=pick(strategy), model=pick(model),
+                     period=period or "any time")
+
+
+def refresh(template, strategy, model, kind, period):
+    """Runs table, charts and fresh filter choices for the current filters."""
+    filters = _filters(template, strategy, model, kind, period)
+    db = open_db()
+    try:
+        runs = runs_table(db, filters)
+        stats = strategy_stats(db, filters)
+        choices = filter_choices(db)
+    finally:
+        db.conn.close()
+    rows = [[r[c] for c in RUN_COLUMNS] for r in runs]
+    latency = strategy_bars([{**s, "latency_s": s["latency_ms"] / 1000, "latency_sd_s": s["latency_sd"] / 1000}
+                             for s in stats], "latency_s", "Latency by strategy and model", "seconds",
+                            error="latency_sd_s")
+    tokens = strategy_bars(stats, "completion_tokens", "Completion tokens by strategy and model", "tokens")
+    return (rows, latency, tokens,
+            gr.update(choices=[ANY] + choices["template"]), gr.update(choices=[ANY] + choices["model"]),
+            gr.update(choices=[ANY] + choices["kind"]), f"{len(rows)} runs shown (newest first, at most 200)")
+
+
+def show_run(run_id):
+    if run_id in (None, ""):
+        return gr.update(value=[]), "Select a run in the table."
+    db = open_db()
+    try:
+        rows = generations_table(db, int(run_id))
+    finally:
+        db.conn.close()
+    return [[r[c] for c in GENERATION_COLUMNS] for r in rows], f"Run **{int(run_id)}**: {len(rows)} generations"
+
+
+def pick_row(evt: gr.SelectData, table):
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    values = table.values.tolist() if hasattr(table, "values") else table
+    return int(values[row][0])
+
+
+def export(template, strategy, model, kind, period):
+    db = open_db()
+    try:
+        text, count = export_csv(db, _filters(template, strategy, model, kind, period))
+    finally:
+        db.conn.close()
+    folder = Path(tempfile.mkdtemp(prefix="prompt-lab-export-"))
+    path = folder / "prompt-lab-generations.csv"
+    path.write_text(text, encoding="utf-8")
+    gr.Info(f"Exported {count} generations.")
+    return str(path)
+
+
+@gpu
+def run_again(run_id):
+    if run_id in (None, ""):
+        raise gr.Error("Select a run first.")
+    result = rerun(int(run_id))
+    return result.run_id, f"Run {int(run_id)} ran again as run **{result.run_id}**."
+
+
+def build() -> dict:
+    with gr.Tab("History", id="history") as tab:
+        gr.Markdown(HELP, elem_classes="help")
+        with gr.Row():
+            template = gr.Dropdown([ANY], value=ANY, label="Template", allow_custom_value=True)
+            strategy = gr.Dropdown([ANY] + list(STRATEGIES), value=ANY, label="Strategy")
+            model = gr.Dropdown([ANY], value=ANY, label="Model", allow_custom_value=True)
+            kind = gr.Dropdown([ANY], value=ANY, label="Kind", allow_custom_value=True)
+            period = gr.Dropdown(list(PERIODS), value="any time", label="Date")
+            refresh_btn = gr.Button("Refresh", size="sm")
+        summary = gr.Markdown(elem_id="hist-summary")
+        runs = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, elem_id="hist-runs", max_height=360,
+                            wrap=True)
+        with gr.Row():
+            selected = gr.Number(label="Selected run", precision=0, elem_id="hist-selected")
+            again_btn = gr.Button("Run again", elem_id="hist-again")
+            export_btn = gr.DownloadButton("Export CSV", elem_id="hist-export")
+        run_info = gr.Markdown(elem_id="hist-run-info")
+        generations = gr.Dataframe(headers=GENERATION_COLUMNS, interactive=False, wrap=True, max_height=420,
+                                   elem_id="hist-generations",
+                                   column_widths=["5%", "9%", "9%", "5%", "9%", "33%", "6%", "6%", "7%", "6%", "5%"])
+        with gr.Row():
+            latency_plot = gr.Plot(label="Latency", elem_id="hist-latency")
+            tokens_plot = gr.Plot(label="Tokens", elem_id="hist-tokens")
+
+    filters = [template, strategy, model, kind, period]
+    outs = [runs, latency_plot, tokens_plot, template, model, kind, summary]
+    safe_refresh = friendly(refresh)
+    for control in filters:
+        control.change(safe_refresh, filters, outs, api_visibility="private")
+    refresh_btn.click(safe_refresh, filters, outs, api_name="runs")
+    tab.select(safe_refresh, filters, outs, api_visibility="private")
+    runs.select(pick_row, runs, selected, api_visibility="private")
+    selected.change(friendly(show_run), selected, [generations, run_info], api_name="run_generations")
+    export_btn.click(friendly(export), filters, export_btn, api_name="export_csv")
+    again_btn.click(friendly(run_again), selected, [selected, run_info], api_name="run_again",
+                    concurrency_id=MODEL_QUEUE, concurrency_limit=1).then(safe_refresh, filters, outs,
+                                                                          api_visibility="private")
+    return {"refresh": safe_refresh, "filters": filters, "outs": outs}

@@ -1,0 +1,143 @@
+"""Templates tab: pick, edit (form and YAML, kept in sync), preview every strategy, save."""
+from __future__ import annotations
+
+import gradio as gr
+
+from ..errors import PromptLabError
+from ..runner import render
+from ..store import open_db, save_template_version
+from ..strategies import STRATEGIES, STRATEGY_LABELS
+from ..templates import ANSWER_TYPES, get_template, parse_template, save_user_template, template_names
+from ..yamlfiles import read_text_file
+from .common import friendly
+from .template_form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
+
+HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview shows the exact prompt each "
+        "strategy sends to the model, filled with one of the template's examples. Shipped templates are "
+        "read-only: save your changes under a new name.")
+
+
+def template_text(name: str) -> str:
+    return read_text_file(get_template(name).source, "template file")
+
+
+def preview(text: str, model: str, k: int, example: int):
+    """Validation message plus one textbox update per strategy."""
+    try:
+        template = parse_template(text, source="YAML")
+    except PromptLabError as exc:
+        return [f"**Not valid:** {exc}"] + [gr.update() for _ in STRATEGIES]
+    if template.examples:
+        values = template.examples[max(0, min(int(example or 1), len(template.examples)) - 1)].inputs
+    else:
+        values = {v: f"<{v}>" for v in template.variables}
+    usable = [s for s in STRATEGIES
+              if not (s == "few_shot" and not template.examples)
+              and not (s == "few_shot_cot" and not any(e.rationale for e in template.examples))]
+    try:
+        items = {i["strategy"]: i for i in render(template, values, strategies=usable, model=model or "default",
+                                                  k=int(k))}
+    except PromptLabError as exc:
+        return [f"**Error:** {exc}"] + [gr.update() for _ in STRATEGIES]
+    updates = []
+    for strategy in STRATEGIES:
+        item = items.get(strategy)
+        if item is None:
+            updates.append(gr.update(value="(needs examples with rationales)" if strategy == "few_shot_cot"
+                                     else "(needs examples)", label=STRATEGY_LABELS[strategy]))
+        else:
+            updates.append(gr.update(value=item["prompt"],
+                                     label=f"{STRATEGY_LABELS[strategy]} · {item['tokens']} tokens"))
+    status = f"**Valid** · version `{template.content_hash}` · {len(template.examples)} examples"
+    return [status] + updates
+
+
+def build(model_choices: list[str]) -> dict:
+    with gr.Tab("Templates", id="templates"):
+        gr.Markdown(HELP, elem_classes="help")
+        with gr.Row():
+            pick = gr.Dropdown(template_names(), value="sentiment", label="Template", elem_id="tpl-pick", scale=4)
+            new_btn = gr.Button("New template", scale=1)
+            save_btn = gr.Button("Save to my templates", variant="primary", scale=1, elem_id="tpl-save")
+        status = gr.Markdown(elem_id="tpl-status")
+        with gr.Row():
+            with gr.Column(scale=5):
+                with gr.Tabs():
+                    with gr.Tab("Form"):
+                        with gr.Row():
+                            name = gr.Textbox(label="Name", info="lowercase, digits, - and _")
+                            variables = gr.Textbox(label="Input variables", info="comma-separated")
+                        description = gr.Textbox(label="Description")
+                        instruction = gr.Textbox(label="Task instruction", lines=3,
+                                                 info="Jinja; {{ choices|join(', ') }} lists the answer choices")
+                        input_ = gr.Textbox(label="Input layout", lines=2, info="Jinja, e.g. Review: {{ review }}")
+                        output_format = gr.Textbox(label="Output format hint")
+                        with gr.Row():
+                            choices = gr.Textbox(label="Answer choices", info="comma-separated; empty if free text")
+                            answer_type = gr.Dropdown(list(ANSWER_TYPES), label="Answer type")
+                            answer_pattern = gr.Textbox(label="Answer regex (optional)")
+                        with gr.Row():
+                            cot_trigger = gr.Textbox(label="CoT trigger")
+                            answer_prefix = gr.Textbox(label="Answer prefix (CoT)")
+                        examples = gr.Dataframe(headers=EXAMPLE_HEADERS, label="Few-shot examples",
+                                                interactive=True, wrap=True, column_count=(3, "fixed"))
+                    with gr.Tab("YAML"):
+                        yaml_box = gr.Code(language="yaml", lines=26, label="Template YAML", elem_id="tpl-yaml",
+                                           interactive=True)
+            with gr.Column(scale=6):
+                with gr.Row():
+                    model = gr.Dropdown(model_choices, value="default", allow_custom_value=True,
+                                        label="Count tokens for model")
+                    k = gr.Slider(1, 8, value=3, step=1, label="Few-shot k")
+                    example = gr.Number(value=1, precision=0, minimum=1, label="Preview with example #")
+                previews = [gr.Textbox(label=STRATEGY_LABELS[s], lines=7, max_lines=18, elem_id=f"preview-{s}",
+                                       buttons=["copy"]) for s in STRATEGIES]
+
+    form = [name, description, instruction, variables, input_, output_format, choices, cot_trigger, answer_prefix,
+            answer_type, answer_pattern, examples]
+    preview_inputs = [yaml_box, model, k, example]
+    preview_outputs = [status] + previews
+
+    @friendly
+    def load(template_name):
+        text = template_text(template_name)
+        return [text] + yaml_to_fields(text)
+
+    def from_form(*values):
+        try:
+            return fields_to_yaml(*values)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def from_yaml(text):
+        try:
+            return yaml_to_fields(text)
+        except PromptLabError:
+            return [gr.update() for _ in form]  # keep the form; the status line shows the problem
+
+    @friendly
+    def save(text):
+        template = save_user_template(text)
+        db = open_db()
+        save_template_version(db, template.name, template.content_hash, template.to_yaml())
+        db.conn.close()
+        gr.Info(f"Saved '{template.name}' (version {template.content_hash}).")
+        return (f"**Saved** to `{template.source}` · version `{template.content_hash}`",
+                gr.update(choices=template_names(), value=template.name))
+
+    safe_preview = friendly(preview)
+    pick.change(load, pick, [yaml_box] + form, api_visibility="private").then(
+        safe_preview, preview_inputs, preview_outputs, api_visibility="private")
+    new_btn.click(lambda: [STARTER] + yaml_to_fields(STARTER), None, [yaml_box] + form,
+                  api_visibility="private").then(safe_preview, preview_inputs, preview_outputs,
+                                                 api_visibility="private")
+    for field in form:
+        field.input(from_form, form, yaml_box, api_visibility="private", trigger_mode="always_last").then(
+            safe_preview, preview_inputs, preview_outputs, api_visibility="private")
+    yaml_box.input(from_yaml, yaml_box, form, api_visibility="private", trigger_mode="always_last").then(
+        safe_preview, preview_inputs, preview_outputs, api_visibility="private")
+    for control in (model, k, example):
+        control.change(safe_preview, preview_inputs, preview_outputs, api_visibility="private")
+    save_btn.click(save, yaml_box, [status, pick], api_name="save_template")
+    return {"pick": pick, "yaml": yaml_box, "form": form, "load": load, "preview_inputs": preview_inputs,
+            "preview_outputs": preview_outputs, "preview": safe_preview}

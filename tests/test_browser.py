@@ -1,0 +1,100 @@
+"""The app in headless Chromium, clicked through as a person would; screenshots go to test-artifacts/."""
+import re
+import shutil
+
+import pytest
+
+from conftest import ARTIFACTS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("chromium"), reason="Debian chromium is not installed "
+                                 "(make test installs it)")]
+
+
+@pytest.fixture(scope="module")
+def page(app_url, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+            viewport={"width": 1500, "height": 1000},
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = context.new_page()
+        page.goto(app_url)
+        yield page
+        context.close()
+
+
+def test_compare_three_strategies_side_by_side_then_history(page):
+    from playwright.sync_api import expect
+
+    review = page.locator("#var-0 textarea")
+    expect(review).to_have_value(re.compile(r"\w+"), timeout=30_000)  # filled with example 1 on load
+    review.fill("The pasta was cold and the waiter ignored us for an hour.")
+    page.locator("#cmp-run").click()
+    strategies = ["zero_shot", "few_shot", "cot"]
+    for s in strategies:
+        expect(page.locator(f"#stats-{s}")).to_contain_text("tok/s", timeout=180_000)
+    boxes = [page.locator(f"#out-{s} textarea") for s in strategies]
+    for box in boxes:
+        expect(box).not_to_have_value("")
+    frames = [box.bounding_box() for box in boxes]
+    assert frames[0]["x"] < frames[1]["x"] < frames[2]["x"]  # side by side, in strategy order
+    assert abs(frames[0]["y"] - frames[2]["y"]) < 5
+    assert not page.locator("#out-few_shot_cot").is_visible()  # not selected, so no column
+    expect(page.locator("#stats-few_shot mark")).to_be_visible()  # the extracted answer is highlighted
+    status = page.locator("#cmp-status").inner_text()
+    run_id = re.search(r"Run (\d+) saved", status).group(1)
+    expect(page.locator("#cmp-cli textarea")).to_have_value(re.compile("^python -m prompt_lab compare"))
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+    page.get_by_role("tab", name="Templates").click()
+    expect(page.locator("#preview-cot textarea")).to_have_value(re.compile("Let's think step by step"),
+                                                                timeout=60_000)
+    expect(page.locator("#tpl-status")).to_contain_text("Valid")
+    page.screenshot(path=str(ARTIFACTS / "templates.png"), full_page=True)
+
+    page.get_by_role("tab", name="History").click()
+    cell = page.locator("#hist-runs").get_by_role("gridcell", name=run_id, exact=True).first
+    expect(cell).to_be_visible(timeout=30_000)
+    cell.click()
+    expect(page.locator("#hist-run-info")).to_contain_text(f"Run {run_id}: 3 generations", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)
+
+
+def test_template_editor_shows_errors_with_the_line(page):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Templates").click()
+    page.get_by_role("tab", name="YAML").click()
+    editor = page.locator("#tpl-yaml .cm-content")
+    expect(editor).to_contain_text("name: sentiment", timeout=30_000)
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\nbogus_field: 1")
+    expect(page.locator("#tpl-status")).to_contain_text("Not valid", timeout=30_000)
+    expect(page.locator("#tpl-status")).to_contain_text(re.compile(r"line \d+: .*bogus_field"))
+    page.screenshot(path=str(ARTIFACTS / "templates-error.png"), full_page=True)
+
+
+def test_stop_ends_a_running_compare(page):
+    import os
+    import sqlite3
+
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#cmp-strategies").get_by_text("Few-shot CoT").click()  # four strategies: a longer batch
+    page.locator("#cmp-run").click()
+    expect(page.locator("#cmp-status")).to_contain_text("Generating", timeout=60_000)
+    page.locator("#cmp-stop").click()
+    expect(page.locator("#cmp-status")).to_contain_text("Stopped: the run is logged as cancelled", timeout=30_000)
+    expect(page.locator("#stats-cot")).to_have_text("stopped")
+    db = sqlite3.connect(os.path.join(os.environ["PROMPT_LAB_HOME"], "runs.db"))
+    status, error = db.execute("select status, error from runs order by id desc limit 1").fetchone()
+    assert (status, error) == ("cancelled", "stopped by the user")
+    page.screenshot(path=str(ARTIFACTS / "compare-stopped.png"), full_page=True)
