@@ -70,7 +70,7 @@ _load_locks: dict[ModelRef, threading.Lock] = {}
 
 
 def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
-    from .hf import HFBackend, _dir_fingerprint, _sha256, convert_gguf, CACHE_META
+    from .hf import HFBackend, _dir_fingerprint, convert_gguf, CACHE_META
     import json
 
     if ref.kind == "gguf":
