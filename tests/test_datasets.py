@@ -1,0 +1,239 @@
+"""Dataset loading: good files read right, malformed files fail fast with messages naming file, line and column."""
+import json
+import re
+
+import pytest
+
+from prompt_lab.datasets import (ColumnMapping, Dataset, DatasetError, guess_mapping, load_dataset,
+                                 load_dataset_bytes, to_items)
+from prompt_lab.errors import PromptLabError
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_bytes(content.encode("utf-8"))
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def fails(path_or_bytes, match, name=None):
+    """Load and return the DatasetError's message, checking it contains `match` literally."""
+    with pytest.raises(DatasetError) as info:
+        if name is None:
+            load_dataset(path_or_bytes)
+        else:
+            load_dataset_bytes(path_or_bytes, name)
+    message = str(info.value)
+    assert match in message, message
+    return message
+
+
+# --- good files ---------------------------------------------------------------------------------------------------
+
+def test_good_csv_with_quoted_commas_and_multiline_field(home, tmp_path):
+    path = write(tmp_path, "reviews.csv",
+                 'review,label\n'
+                 '"Good, cheap and fast",positive\n'
+                 '"Line one\nline two\nline three",negative\n'
+                 '\n'
+                 'plain,neutral\n')
+    ds = load_dataset(path)
+    assert isinstance(ds, Dataset)
+    assert ds.name == "reviews.csv"
+    assert ds.columns == ["review", "label"]
+    assert ds.rows == [{"review": "Good, cheap and fast", "label": "positive"},
+                       {"review": "Line one\nline two\nline three", "label": "negative"},
+                       {"review": "plain", "label": "neutral"}]
+    # the quoted field spans lines 3-5, a blank line 6 is skipped
+    assert ds.lines == [2, 3, 7]
+    assert re.fullmatch(r"[0-9a-f]{16}", ds.content_hash)
+
+
+def test_csv_with_bom_and_crlf(home, tmp_path):
+    path = write(tmp_path, "bom.csv", b"\xef\xbb\xbftext,label\r\nhi,1\r\n\"a\r\nb\",2\r\nyo,3\r\n")
+    ds = load_dataset(path)
+    assert ds.columns == ["text", "label"]
+    assert ds.rows[1] == {"text": "a\r\nb", "label": "2"}
+    assert ds.lines == [2, 3, 5]
+
+
+def test_good_jsonl_converts_values_to_text(home, tmp_path):
+    rows = [{"q": "2+2?", "answer": 4, "ok": True, "score": 0.5},
+            {"q": "Capital of France?", "answer": "Paris", "meta": {"tags": ["geo"]}, "none": None}]
+    path = write(tmp_path, "qa.jsonl", "\n".join(json.dumps(r) for r in rows[:1]) + "\n\n" + json.dumps(rows[1]) + "\n")
+    ds = load_dataset(path)
+    assert ds.columns == ["q", "answer", "ok", "score", "meta", "none"]
+    assert ds.rows[0] == {"q": "2+2?", "answer": "4", "ok": "true", "score": "0.5"}
+    assert ds.rows[1]["meta"] == '{"tags": ["geo"]}'
+    assert ds.rows[1]["none"] == ""
+    assert all(isinstance(v, str) for row in ds.rows for v in row.values())
+    assert ds.lines == [1, 3]
+
+
+def test_json_suffix_reads_json_lines(home, tmp_path):
+    ds = load_dataset(write(tmp_path, "data.json", '{"a": "x"}\n{"a": "y"}\n'))
+    assert [r["a"] for r in ds.rows] == ["x", "y"]
+    message = fails(write(tmp_path, "array.json", '[{"a": "x"}, {"a": "y"}]\n'),
+                    "array.json, line 1: expected a JSON object, got list")
+    assert "JSON Lines" in message
+
+
+def test_bytes_equals_path(home, tmp_path):
+    for name, content in [("r.csv", 'a,b\n"x\ny",1\nz,2\n'), ("r.jsonl", '{"a": 1}\n\n{"b": [1, 2]}\n')]:
+        path = write(tmp_path, name, content)
+        assert load_dataset_bytes(content.encode(), name) == load_dataset(path)
+    # the upload's name may come with a folder; messages use the file name only
+    assert load_dataset_bytes(b"a\n1\n", "/tmp/upload/x.csv").name == "x.csv"
+
+
+def test_guess_mapping_and_to_items(home, tmp_path):
+    ds = load_dataset(write(tmp_path, "mc.csv",
+                            "question,Context,label,options\n"
+                            "Q1,C1,A,A | B |C\n"
+                            "Q2,C2,B,A|B\n"))
+    mapping = guess_mapping(ds, ["question", "context", "missing"])
+    assert mapping == ColumnMapping(variables={"question": "question", "context": "Context"}, target="label")
+    mapping.choices = "options"
+    items = to_items(ds, mapping)
+    assert [(i.index, i.line, i.target) for i in items] == [(0, 2, "A"), (1, 3, "B")]
+    assert items[0].variables == {"question": "Q1", "context": "C1"}
+    assert items[0].choices == ["A", "B", "C"]
+    # no target candidate present
+    assert guess_mapping(load_dataset_bytes(b"x,y\n1,2\n", "n.csv"), ["x"]).target is None
+
+
+def test_target_may_be_empty_only_when_not_mapped(home, tmp_path):
+    ds = load_dataset(write(tmp_path, "t.csv", "text,label\nhello,\n"))
+    assert to_items(ds, ColumnMapping(variables={"text": "text"}))[0].target is None
+    with pytest.raises(DatasetError, match=re.escape("t.csv, line 2: empty value in column 'label'")):
+        to_items(ds, ColumnMapping(variables={"text": "text"}, target="label"))
+
+
+# --- malformed files ----------------------------------------------------------------------------------------------
+
+def test_errors_are_prompt_lab_errors():
+    assert issubclass(DatasetError, PromptLabError)
+
+
+def test_latin1_bytes(home, tmp_path):
+    path = write(tmp_path, "menu.csv", b"item,price\ncaf\xe9,3\n")
+    fails(path, "menu.csv: not UTF-8 text (line 2, byte 4); save the file as UTF-8")
+    fails(b"item,price\ncaf\xe9,3\n", "menu.csv: not UTF-8 text (line 2, byte 4)", name="menu.csv")
+
+
+def test_ragged_rows(home, tmp_path):
+    path = write(tmp_path, "r.csv", "a,b,c\n1,2,3\n\n1,2,3,4\n")
+    fails(path, "r.csv, line 4: 4 fields, expected 3 (columns: a, b, c)")
+    fails(write(tmp_path, "s.csv", "a,b,c\n\"x\ny\",2\n"), "s.csv, line 2: 2 fields, expected 3 (columns: a, b, c)")
+
+
+def test_header_duplicates_and_empty_names(home, tmp_path):
+    fails(write(tmp_path, "d.csv", "text,label,text\n1,2,3\n"),
+          "d.csv, line 1: duplicate column names in the header: 'text'")
+    fails(write(tmp_path, "e.csv", "text,,label\n1,2,3\n"), "e.csv, line 1: header column 2")
+
+
+def test_empty_file_and_no_rows(home, tmp_path):
+    fails(write(tmp_path, "empty.csv", ""), "empty.csv: empty file")
+    fails(write(tmp_path, "blank.jsonl", "\n  \n"), "blank.jsonl: empty file")
+    fails(write(tmp_path, "header.csv", "a,b\n\n"), "header.csv: no rows")
+
+
+def test_unknown_suffix(home, tmp_path):
+    message = fails(write(tmp_path, "data.txt", "a\n1\n"), "data.txt: file type '.txt'")
+    assert ".csv" in message and ".jsonl" in message
+    fails(b"a\n1\n", "noext: no file type", name="noext")
+
+
+def test_missing_file(home, tmp_path):
+    fails(tmp_path / "nope.csv", "nope.csv: no such file")
+
+
+def test_invalid_json_lines(home, tmp_path):
+    fails(write(tmp_path, "bad.jsonl", '{"a": 1}\n{"a": 2,}\n'), "bad.jsonl, line 2: not valid JSON (")
+    fails(write(tmp_path, "list.jsonl", '{"a": 1}\n\n[1, 2]\n'), "list.jsonl, line 3: expected a JSON object, got list")
+    fails(write(tmp_path, "str.jsonl", '"text"\n'), "str.jsonl, line 1: expected a JSON object, got string")
+
+
+def test_missing_column_in_mapping(home, tmp_path):
+    ds = load_dataset(write(tmp_path, "reviews.csv", "text,label\nok,1\n"))
+    with pytest.raises(DatasetError, match=re.escape("reviews.csv: no column 'review' (columns: text, label)")):
+        to_items(ds, ColumnMapping(variables={"review": "review"}, target="label"))
+    with pytest.raises(DatasetError, match=re.escape("reviews.csv: no column 'gold'")):
+        to_items(ds, ColumnMapping(variables={"review": "text"}, target="gold"))
+
+
+def test_missing_jsonl_key_at_its_line(home, tmp_path):
+    ds = load_dataset(write(tmp_path, "reviews.jsonl",
+                            '{"review": "good", "label": "pos"}\n\n{"label": "neg"}\n'))
+    assert ds.columns == ["review", "label"]
+    assert "review" not in ds.rows[1]
+    with pytest.raises(DatasetError, match=re.escape("reviews.jsonl, line 3: missing column 'review'")):
+        to_items(ds, ColumnMapping(variables={"review": "review"}, target="label"))
+
+
+def test_empty_value(home, tmp_path):
+    ds = load_dataset(write(tmp_path, "reviews.csv", "review,label\ngood,pos\n  ,neg\n"))
+    with pytest.raises(DatasetError, match=re.escape("reviews.csv, line 3: empty value in column 'review'")):
+        to_items(ds, ColumnMapping(variables={"review": "review"}, target="label"))
+
+
+def test_empty_choices(home, tmp_path):
+    ds = load_dataset(write(tmp_path, "mc.csv", "q,a,opts\nQ,A,A|B\nQ,A, | \n"))
+    with pytest.raises(DatasetError, match=re.escape("mc.csv, line 3: no choices in column 'opts'")):
+        to_items(ds, ColumnMapping(variables={"q": "q"}, target="a", choices="opts"))
+
+
+# --- caps ---------------------------------------------------------------------------------------------------------
+
+def test_million_rows_stops_at_the_row_cap(home, tmp_path):
+    path = tmp_path / "big.csv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("review,label\n" + "good stuff,1\n" * 1_000_000)  # ~13 MB, under the 20 MB upload cap
+    fails(path, "big.csv: more than 20000 rows (the limit is 20000; PROMPT_LAB_MAX_ROWS raises it)")
+
+
+def test_row_cap_from_env_and_jsonl(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPT_LAB_MAX_ROWS", "3")
+    assert len(load_dataset(write(tmp_path, "ok.jsonl", '{"a": 1}\n' * 3)).rows) == 3
+    fails(write(tmp_path, "four.jsonl", '{"a": 1}\n' * 4), "four.jsonl: more than 3 rows (the limit is 3;")
+
+
+def test_fifty_mb_line_fails_on_size_before_reading(home, tmp_path, monkeypatch):
+    path = tmp_path / "huge.csv"
+    with open(path, "w", encoding="ascii") as f:
+        f.write("text\n" + "x" * (50 * 1024 * 1024) + "\n")
+    import builtins
+    real_open = builtins.open
+
+    def guarded_open(file, *args, **kwargs):
+        assert str(file) != str(path), "the file was opened although it is over the size cap"
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    message = fails(path, "huge.csv: the file is 50 MB")
+    assert "20 MB upload limit" in message and "PROMPT_LAB_MAX_UPLOAD_BYTES" in message
+    monkeypatch.setattr(builtins, "open", real_open)
+    fails(b"x" * (21 * 1024 * 1024), "up.jsonl: the file is 21 MB", name="up.jsonl")
+
+
+def test_fifty_mb_cell_fails_on_the_cell_cap(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPT_LAB_MAX_UPLOAD_BYTES", str(200 * 1024 * 1024))
+    cell = "x" * (50 * 1024 * 1024)
+    path = tmp_path / "huge.csv"
+    with open(path, "w", encoding="ascii") as f:
+        f.write("id,text\n1,short\n2," + cell + "\n")
+    fails(path, "huge.csv, line 3: column 'text' is longer than 20000 characters")
+    jpath = tmp_path / "huge.jsonl"
+    with open(jpath, "w", encoding="ascii") as f:
+        f.write('{"id": 1}\n{"id": 2, "text": "' + cell + '"}\n')
+    fails(jpath, "huge.jsonl, line 2: column 'text' is longer than 20000 characters")
+
+
+def test_cell_cap_from_env(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPT_LAB_MAX_CELL_CHARS", "5")
+    assert load_dataset(write(tmp_path, "ok.csv", "a\n12345\n")).rows == [{"a": "12345"}]
+    fails(write(tmp_path, "long.csv", "a,b\n1,2\n\"12\n345\",1\n"),
+          "long.csv, line 3: column 'a' is longer than 5 characters")
