@@ -124,6 +124,15 @@ def _speed_up_cpu_linears(model) -> None:
             module.forward = make_forward(module)
 
 
+def _common_prefix(sequences: list[list[int]]) -> list[int]:
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        if any(s[i] != first[i] for s in sequences):
+            return first[:i]
+    return first[:n]
+
+
 class _RowStreamer:
     """transformers streamer for a batch: reports each step's new token of every row still generating."""
 
@@ -195,6 +204,7 @@ class HFBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._lock = threading.Lock()
+        self._prefix_cache: tuple[list[int], list] | None = None  # see _shared_prefix
         self._end_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         self._end_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
@@ -352,6 +362,98 @@ class HFBackend:
                           torch.nn.functional.pad(layer.values, (0, 0, pad, 0))) for layer in cache.layers])
         return DynamicCache(ddp_cache_data=[(torch.cat([row[i][0] for row in rows]),
                                              torch.cat([row[i][1] for row in rows])) for i in range(len(rows[0]))])
+
+    SCORE_CHUNK_ROWS = 8  # prompts per forward pass when scoring choices (sorted by length: little padding)
+
+    def score_choices(self, texts: list[str], choices: list[list[str]]) -> list[list[float]]:
+        """Log-likelihood of each answer choice as the continuation of each prompt.
+
+        Work is shared three ways: the prefix all prompts have in common (system prompt, few-shot examples)
+        is run once; each prompt's own suffix is run once for all its choices (its last position already
+        scores every choice's first token); only choices longer than one token need a further, short pass.
+        Suffixes are left-padded in chunks of similar length, so only each row's last position needs logits.
+        """
+        torch = _torch()
+
+        with self._lock, torch.inference_mode():
+            prompt_ids = [self.tokenizer(t, add_special_tokens=not self.has_chat_template)["input_ids"] for t in texts]
+            choice_ids = [[self._continuation_ids(t, ids, c) for c in cs]
+                          for t, ids, cs in zip(texts, prompt_ids, choices)]
+            prefix, prefix_kv = self._shared_prefix(prompt_ids)
+            scores: list[list[float]] = [[] for _ in texts]
+            order = sorted(range(len(texts)), key=lambda i: len(prompt_ids[i]))
+            for start in range(0, len(order), self.SCORE_CHUNK_ROWS):
+                chunk = order[start:start + self.SCORE_CHUNK_ROWS]
+                for i, row in zip(chunk, self._score_chunk(prefix_kv, len(prefix),
+                                                           [prompt_ids[i][len(prefix):] for i in chunk],
+                                                           [choice_ids[i] for i in chunk])):
+                    scores[i] = row
+        return scores
+
+    def _shared_prefix(self, prompt_ids: list[list[int]]):
+        """The prompts' common token prefix and its KV cache, reusing the previous call's when it still fits.
+
+        An evaluation scores its items in batches that all start with the same system prompt and examples;
+        keeping the last prefix's cache means that part is computed once per evaluation, not once per batch.
+        """
+        torch = _torch()
+        from transformers import DynamicCache
+
+        limit = min(len(ids) for ids in prompt_ids) - 1  # every prompt keeps >= 1 token of its own
+        prefix = _common_prefix(prompt_ids)[:limit]
+        cached = self._prefix_cache
+        # Reuse only a cached prefix that covers (nearly) all of this batch's common part: a shorter one (say,
+        # a zero-shot system prompt under few-shot prompts) would push the shared examples into every row.
+        if cached is not None and 0 < len(cached[0]) <= len(prefix) < len(cached[0]) + 8 \
+                and prefix[: len(cached[0])] == cached[0]:
+            return cached
+        if not prefix:
+            return [], None
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=torch.tensor([prefix], device=self.device), past_key_values=cache, use_cache=True,
+                   logits_to_keep=1)
+        self._prefix_cache = (prefix, [(layer.keys, layer.values) for layer in cache.layers])
+        return self._prefix_cache
+
+    def _score_chunk(self, prefix_kv, p: int, suffixes: list[list[int]], choice_ids: list[list[list[int]]]):
+        torch = _torch()
+        from transformers import DynamicCache
+
+        rows, width, pad = len(suffixes), max(len(s) for s in suffixes), self.tokenizer.pad_token_id
+        cache = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1).contiguous(),
+                                              v.expand(rows, -1, -1, -1).contiguous()) for k, v in prefix_kv]
+                             ) if prefix_kv else DynamicCache(config=self.model.config)
+        device = self.device
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
+        mask = torch.tensor([[1] * p + [0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
+        positions = torch.tensor([[p] * (width - len(s)) + list(range(p, p + len(s))) for s in suffixes],
+                                 device=device)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        scores = [[float(first[i, c[0]]) for c in item] for i, item in enumerate(choice_ids)]
+        longer = [(i, j) for i, item in enumerate(choice_ids) for j, c in enumerate(item) if len(c) > 1]
+        if longer:
+            cache.batch_select_indices(torch.tensor([i for i, _ in longer], device=device))
+            heads = [choice_ids[i][j][:-1] for i, j in longer]
+            span = max(len(h) for h in heads)
+            ids2 = torch.tensor([h + [pad] * (span - len(h)) for h in heads], device=device)
+            mask2 = torch.cat([mask[[i for i, _ in longer]],
+                               torch.tensor([[1] * len(h) + [0] * (span - len(h)) for h in heads], device=device)], 1)
+            pos2 = torch.stack([torch.arange(span, device=device) + p + len(suffixes[i]) for i, _ in longer])
+            logprobs = torch.log_softmax(self.model(input_ids=ids2, attention_mask=mask2, position_ids=pos2,
+                                                    past_key_values=cache).logits.float(), dim=-1)
+            for row, (i, j) in enumerate(longer):
+                tokens = choice_ids[i][j]
+                scores[i][j] += sum(float(logprobs[row, t, tokens[t + 1]]) for t in range(len(tokens) - 1))
+        return scores
+
+    def _continuation_ids(self, text: str, prompt_ids: list[int], choice: str) -> list[int]:
+        """Token ids that `choice` adds after the prompt (tokenized together, so merges at the seam count)."""
+        full = self.tokenizer(text + choice, add_special_tokens=not self.has_chat_template)["input_ids"]
+        if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+            return full[len(prompt_ids):]
+        return self.tokenizer(choice, add_special_tokens=False)["input_ids"]
 
     def stream(self, text: str, params: GenerationParams, *,
                cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
