@@ -95,5 +95,77 @@ def extract_answer(text: str, spec: AnswerSpec, *, choices: list[str] | None = N
     return Extraction(answer or None, (start, end) if answer else None, "text")
 
 
-def extract_for(template: Template, text: str) -> Extraction:
-    return extract_answer(text, template.answer, choices=template.choices, answer_prefix=template.answer_prefix)
+def extract_for(template: Template, text: str, choices: list[str] | None = None) -> Extraction:
+    """Flexible extraction (the default everywhere an answer is shown)."""
+    return extract_answer(text, template.answer, choices=choices or template.choices,
+                          answer_prefix=template.answer_prefix)
+
+
+_LEAD_RE = re.compile(r"^\s*(?:\**\s*)?(?:final\s+)?answer\s*:\s*", re.IGNORECASE)
+
+
+def _bare(text: str) -> tuple[str, int]:
+    """The output without an 'Answer:' lead, surrounding space, quotes, bold marks and a final period."""
+    lead = _LEAD_RE.match(text)
+    start = lead.end() if lead else 0
+    body = text[start:]
+    stripped = body.strip().strip("*\"'`").strip()
+    stripped = re.sub(r"[.!]+$", "", stripped).strip()
+    offset = start + (body.find(stripped) if stripped else 0)
+    return stripped, offset
+
+
+def extract_strict(template: Template, text: str, choices: list[str] | None = None) -> Extraction:
+    """Strict extraction: the answer must be given in the expected format.
+
+    Either the whole output is a bare answer ("Positive", "Answer: 42", "42."), or it ends its reasoning with
+    "<answer_prefix> X." (the gsm8k CoT convention "The answer is N."). A template regex, when set, is the
+    strict rule itself. Anything else is a format failure (None), counted apart from wrong answers.
+    """
+    spec, choices = template.answer, choices or template.choices
+    if spec.pattern:
+        return extract_answer(text, spec, choices=choices, answer_prefix=template.answer_prefix)
+    prefix_re = re.compile(re.escape(template.answer_prefix.strip()) + r"\s*:?\s*(.+?)\s*(?:\.\s*)?$",
+                           re.IGNORECASE | re.MULTILINE)
+    matches = list(prefix_re.finditer(text))
+    if matches:
+        candidate, offset = matches[-1].group(1), matches[-1].start(1)
+    else:
+        candidate, offset = _bare(text)
+    candidate = candidate.strip().rstrip(".").strip()
+    span = (offset, offset + len(candidate))
+    if spec.type == "choice":
+        by_norm = {normalize_label(c): c for c in choices or []}
+        value = by_norm.get(normalize_label(candidate))
+        return Extraction(value, span if value else None, "strict")
+    if spec.type == "number":
+        if re.fullmatch(r"-?\$?\d[\d,]*(?:\.\d+)?", candidate):
+            return Extraction(normalize_number(candidate), span, "strict")
+        return Extraction(None, method="strict")
+    if spec.type == "json":
+        body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return Extraction(None, method="strict")
+        if not isinstance(value, dict):
+            return Extraction(None, method="strict")
+        return Extraction(json.dumps(value, sort_keys=True, ensure_ascii=False), (0, len(text)), "strict")
+    return Extraction(candidate or None, span if candidate else None, "strict")
+
+
+def same_answer(template: Template, predicted: str | None, gold: str | None) -> bool:
+    """Whether an extracted answer equals the gold one under the template's answer type."""
+    if predicted is None or gold is None:
+        return False
+    kind = template.answer.type
+    if kind == "number":
+        return normalize_number(predicted.strip()) == normalize_number(str(gold).strip())
+    if kind == "json":
+        try:
+            return json.loads(predicted) == json.loads(gold)
+        except ValueError:
+            return False
+    if kind == "choice":
+        return normalize_label(predicted) == normalize_label(str(gold))
+    return predicted.strip().lower() == str(gold).strip().lower()
