@@ -40,6 +40,7 @@ test: setup-dev browser
 bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_generate.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_app.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_eval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

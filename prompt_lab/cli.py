@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .errors import PromptLabError
 from .strategies import STRATEGIES as STRATEGY_CHOICES
@@ -135,6 +134,67 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:5.1f}%"
+
+
+def print_report(report: dict) -> None:
+    from .report import paired_test
+
+    print(f"run {report['run_id']} ({report['status']}) · template {report['template']} · dataset "
+          f"{report['dataset']} ({report['items']} items) · metric {report['metric']}")
+    conditions = report["conditions"]
+    if report["metric"] in ("accuracy", "contains", "regex"):
+        print(f"{'condition':<34} {'accuracy [95% CI]':<24} {'strict':>7} {'no answer':>9} {'wrong':>6} "
+              f"{'tokens':>7} {'latency':>8}")
+        for c in conditions:
+            low, high = c["accuracy_ci"]
+            extra = f"  vote of {c['samples']}" if c["samples"] > 1 else ""
+            print(f"{c['label']:<34} {_pct(c['accuracy'])} [{_pct(low)}, {_pct(high)}] {_pct(c['strict_accuracy'])} "
+                  f"{c['no_answer']:>9} {c['wrong_answers']:>6} {c['completion_tokens']:>7.1f} "
+                  f"{c['latency_ms'] / 1000:>7.2f}s{extra}")
+            if "self_consistency" in c:
+                curve = ", ".join(f"k={p['k']}: {_pct(p['accuracy']).strip()}" for p in c["self_consistency"]["curve"])
+                agreement = c["self_consistency"]["agreement"]
+                print(f"    self-consistency: {curve}; mean agreement with the vote "
+                      f"{_pct(sum(agreement) / len(agreement)).strip()}")
+        base = conditions[0] if conditions else None
+        for other in conditions[1:]:
+            test = paired_test(base, other)
+            print(f"paired test: {test['verdict']} (exact McNemar, {test['only_a']} vs {test['only_b']} "
+                  "items right in only one)")
+    else:
+        for c in conditions:
+            low, high = c["score_ci"]
+            corpus = ", ".join(f"{k} {v:.3f}" if v <= 1 else f"{k} {v:.1f}" for k, v in c["corpus"].items())
+            print(f"{c['label']:<34} mean item score {c['score']:.3f} [{low:.3f}, {high:.3f}] · corpus {corpus} · "
+                  f"{c['completion_tokens']:.1f} tokens")
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate, resume
+    from .experiments import load_spec
+    from .report import run_report
+    from .store import open_db
+
+    progress = _TerminalProgress()
+    if args.resume:
+        run_id = resume(args.resume, progress=progress)
+    else:
+        spec = load_spec(args.experiment)
+        if args.limit:
+            spec.limit = args.limit
+        command = f"python -m prompt_lab eval {args.experiment}" + (f" --limit {args.limit}" if args.limit else "")
+        run_id = evaluate(spec, progress=progress, command=command)
+    progress.close()
+    report = run_report(open_db(), run_id)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False, default=float))
+    else:
+        print_report(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m prompt_lab", description="Prompt Lab: prompt engineering "
                                      "workbench for local and open models.")
@@ -172,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-prompt", action="store_true", help="print each final prompt above its output")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("eval", help="run an experiment file: dataset x strategies x models, scored and logged")
+    p.add_argument("experiment", nargs="?", help="experiments/NAME.yaml")
+    p.add_argument("--limit", type=int, help="evaluate only the first N items")
+    p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue an interrupted evaluation run")
+    common(p)
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("runs", help="recent runs from the run log")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--kind")
@@ -183,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "eval" and not (args.experiment or args.resume):
+        parser.error("eval needs an experiment file or --resume RUN_ID")
     try:
         return args.func(args)
     except PromptLabError as exc:

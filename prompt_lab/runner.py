@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import CancelledError
 from .models import GenerationParams, get_backend
 from .models.base import Generation, ProgressFn
 from .scoring import extract_for
 from .settings import get_settings
-from .store import finish_run, log_generations, open_db, save_template_version, start_run
+from .store import finishing, log_generations, open_db, save_template_version, start_run
 from .strategies import STRATEGIES, build_prompts, check_strategies
 from .templates import Template, get_template
 
@@ -84,31 +83,25 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                        models=[model], strategies=strategies, params=params.to_dict(), options={"k": k},
                        variables=values, command=command)
     try:
-        results = backend.generate(texts, params, progress=progress, cancel=cancel,
-                                   on_tokens=_partial_texts(backend, len(texts), params.n, on_update))
-        outputs, rows = [], []
-        for prompt, text, gens in zip(prompts, texts, results):
-            answers = [extract_for(template, g.text).answer for g in gens]
-            outputs.append(StrategyOutput(prompt.strategy, text, gens, answers))
-            for gen, answer in zip(gens, answers):
-                rows.append({
-                    "template_name": template.name, "template_hash": template.content_hash,
-                    "strategy": prompt.strategy, "model_spec": model, "model_revision": backend.revision,
-                    "variables_json": json.dumps(values, ensure_ascii=False), "prompt": text,
-                    "params_json": json.dumps(params.to_dict()), "seed": params.seed,
-                    "sample_index": gen.sample_index, "output": gen.text, "answer": answer,
-                    "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                    "latency_ms": round(gen.latency_ms, 1), "tokens_per_s": round(gen.tokens_per_s, 2),
-                    "finish_reason": gen.finish_reason,
-                })
-        log_generations(db, run_id, rows)
-        finish_run(db, run_id, "completed")
-    except CancelledError:
-        finish_run(db, run_id, "cancelled", "stopped by the user")
-        raise
-    except BaseException as exc:
-        finish_run(db, run_id, "failed", f"{type(exc).__name__}: {exc}")
-        raise
+        with finishing(db, run_id):
+            results = backend.generate(texts, params, progress=progress, cancel=cancel,
+                                       on_tokens=_partial_texts(backend, len(texts), params.n, on_update))
+            outputs, rows = [], []
+            for prompt, text, gens in zip(prompts, texts, results):
+                answers = [extract_for(template, g.text).answer for g in gens]
+                outputs.append(StrategyOutput(prompt.strategy, text, gens, answers))
+                for gen, answer in zip(gens, answers):
+                    rows.append({
+                        "template_name": template.name, "template_hash": template.content_hash,
+                        "strategy": prompt.strategy, "model_spec": model, "model_revision": backend.revision,
+                        "variables_json": json.dumps(values, ensure_ascii=False), "prompt": text,
+                        "params_json": json.dumps(params.to_dict()), "seed": params.seed,
+                        "sample_index": gen.sample_index, "output": gen.text, "answer": answer,
+                        "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+                        "latency_ms": round(gen.latency_ms, 1), "tokens_per_s": round(gen.tokens_per_s, 2),
+                        "finish_reason": gen.finish_reason,
+                    })
+            log_generations(db, run_id, rows)
     finally:
         db.conn.close()
     return CompareResult(run_id, template.name, template.content_hash, model, backend.revision, params, outputs,

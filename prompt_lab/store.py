@@ -10,12 +10,14 @@ import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from .errors import CancelledError
 from .settings import get_settings
 
 RUN_STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
@@ -44,6 +46,16 @@ def m001_runs_and_generations(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["created_utc"], if_not_exists=True)
     db["runs"].create_index(["status"], if_not_exists=True)
     db["generations"].create_index(["run_id"], if_not_exists=True)
+
+
+@migrations()
+def m002_evaluation_columns(db: sqlite_utils.Database) -> None:
+    generations = db["generations"]
+    for name, kind in (("item_index", int), ("k_shot", int), ("target", str), ("strict_answer", str),
+                       ("correct", int), ("correct_strict", int), ("score", float), ("label_probs_json", str)):
+        if name not in generations.columns_dict:
+            generations.add_column(name, kind)
+    generations.create_index(["run_id", "strategy", "model_spec", "k_shot", "item_index"], if_not_exists=True)
 
 
 def utc_now() -> str:
@@ -145,9 +157,34 @@ def finish_run(db: sqlite_utils.Database, run_id: int, status: str = "completed"
                         (status, utc_now(), round(duration_ms, 1), error, run_id))
 
 
+def reopen_run(db: sqlite_utils.Database, run_id: int) -> None:
+    """Take over a run that did not complete (to resume it): `running` again, owned by this process."""
+    pid = os.getpid()
+    with db.conn:
+        db.conn.execute("update runs set status = 'running', finished_utc = null, error = null, owner_pid = ?, "
+                        "owner_start = ? where id = ?", (pid, _process_start(pid), run_id))
+
+
+@contextmanager
+def finishing(db: sqlite_utils.Database, run_id: int):
+    """Finish the run when the block ends: completed, cancelled (CancelledError, which then carries run_id so a
+    caller can offer to resume) or failed (any other error, re-raised)."""
+    try:
+        yield
+    except CancelledError as exc:
+        finish_run(db, run_id, "cancelled", "stopped by the user")
+        exc.run_id = run_id
+        raise
+    except BaseException as exc:
+        finish_run(db, run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finish_run(db, run_id, "completed")
+
+
 GENERATION_FIELDS = ("template_name", "template_hash", "strategy", "model_spec", "model_revision", "variables_json",
                      "prompt", "params_json", "seed", "sample_index", "output", "answer", "prompt_tokens",
-                     "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason")
+                     "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason", "item_index", "k_shot",
+                     "target", "strict_answer", "correct", "correct_strict", "score", "label_probs_json")
 
 
 def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) -> list[int]:

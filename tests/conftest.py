@@ -58,6 +58,29 @@ def tiny_model_dir(default_model_dir, tmp_path_factory):
     return folder
 
 
+def kill_when_marked(args: list[str], marker: Path, while_alive=None, timeout: float = 120) -> None:
+    """Start a Python subprocess, wait until it writes `marker`, run `while_alive()`, then SIGKILL it."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the subprocess never reached its marker"
+            time.sleep(0.1)
+        if while_alive is not None:
+            while_alive()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.fixture(scope="module")
 def app_url(default_model_dir, tmp_path_factory):
     """The real app (build_demo + launch), served from this process on a free port with its own data dir."""

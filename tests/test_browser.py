@@ -98,3 +98,24 @@ def test_stop_ends_a_running_compare(page):
     status, error = db.execute("select status, error from runs order by id desc limit 1").fetchone()
     assert (status, error) == ("cancelled", "stopped by the user")
     page.screenshot(path=str(ARTIFACTS / "compare-stopped.png"), full_page=True)
+
+
+def test_evaluate_tab_runs_and_shows_the_evidence(page):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Evaluate").click()
+    expect(page.locator("#eval-dataset-info")).to_contain_text("sentiment.csv: 100 rows", timeout=30_000)
+    limit = page.locator("#eval-limit input")
+    limit.fill("12")
+    limit.press("Enter")
+    page.locator("#eval-run").click()
+    expect(page.locator("#eval-head")).to_contain_text("12 items", timeout=180_000)
+    summary = page.locator("#eval-summary")
+    expect(summary.get_by_role("gridcell", name="zero_shot · default", exact=True)).to_be_visible()
+    expect(summary.get_by_role("gridcell", name="few_shot k=3 · default", exact=True)).to_be_visible()
+    expect(page.locator("#eval-bars .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#eval-calibration .js-plotly-plot")).to_be_visible()
+    page.locator("#eval-test").click()
+    expect(page.locator("#eval-verdict")).to_contain_text("Exact McNemar test on 12 shared items", timeout=30_000)
+    expect(page.locator("#eval-extraction table.extract")).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "evaluate.png"), full_page=True)

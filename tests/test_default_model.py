@@ -66,3 +66,27 @@ def test_batched_compare_matches_prompts_run_one_by_one(default_model_dir, home)
     assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in single]
     assert batched[0].completion_tokens < batched[2].completion_tokens  # rows really ended apart
     assert batched[0].latency_ms < batched[2].latency_ms  # each row has its own latency
+
+
+def test_label_probabilities_equal_a_full_forward_pass(default_model_dir, home):
+    """score_choices shares the prompt prefix and the suffix across choices; the scores must still equal
+    the log-likelihood of prompt + choice computed in one plain forward pass."""
+    import torch
+
+    from prompt_lab import build_prompts, get_template
+
+    backend = get_backend("default")
+    template = get_template("sentiment")
+    reviews = ["I love it, best purchase ever.", "Broke after one day and support ignored me.", "It is a phone case."]
+    for strategy in ("zero_shot", "few_shot"):
+        texts = [backend.format_prompt(build_prompts(template, [strategy], {"review": r})[0]) for r in reviews]
+        scores = backend.score_choices(texts, [template.choices] * len(texts))
+        for text, row in zip(texts, scores):
+            prompt = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+            for choice, score in zip(template.choices, row):
+                cont = backend._continuation_ids(text, prompt, choice)
+                with torch.inference_mode():
+                    logits = backend.model(input_ids=torch.tensor([prompt + cont])).logits[0].float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                expected = sum(float(logprobs[len(prompt) - 1 + i, t]) for i, t in enumerate(cont))
+                assert abs(score - expected) < 1e-3, (strategy, choice)

@@ -1,14 +1,12 @@
 """The run log on real SQLite files: migrations, WAL, lifecycle, crash recovery."""
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
-from conftest import ROOT
+from conftest import ROOT, kill_when_marked
 
 from prompt_lab.store import (finish_run, get_run, list_runs, log_generations, migrations, open_db,
                               run_generations, start_run)
@@ -19,7 +17,7 @@ def test_open_db_migrates_once_and_uses_wal(home):
     assert {"runs", "generations", "template_versions"} <= set(db.table_names())
     assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
     applied = [m.name for m in migrations.applied(db)]
-    assert applied == ["m001_runs_and_generations"]
+    assert applied == ["m001_runs_and_generations", "m002_evaluation_columns"]
     open_db()  # idempotent
     assert [m.name for m in migrations.applied(open_db())] == applied
     # a plain sqlite3 connection (no app) reads it
@@ -88,21 +86,11 @@ def _runs_from_a_new_process(env):
 def test_killed_run_is_interrupted_and_committed_work_survives(home, tiny_model_dir, tmp_path):
     env = dict(os.environ)
     marker = tmp_path / "marker"
-    proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, str(tiny_model_dir), str(marker)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        # another process starting while the owner lives leaves the run alone
+
+    def owner_alive():  # another process starting while the owner lives leaves the run alone
         assert _runs_from_a_new_process(env)[2]["status"] == "running"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    kill_when_marked(["-c", CRASH_SCRIPT, str(tiny_model_dir), str(marker)], marker, owner_alive)
     runs = _runs_from_a_new_process(env)
     assert runs[2]["status"] == "interrupted"
     assert runs[1]["status"] == "completed" and runs[1]["generations"] == 1

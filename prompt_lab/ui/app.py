@@ -11,7 +11,7 @@ import gradio as gr  # noqa: E402
 from .. import runner  # noqa: E402
 from ..models.registry import loaded_specs  # noqa: E402
 from ..settings import get_settings  # noqa: E402
-from . import compare_tab, history_tab, templates_tab  # noqa: E402
+from . import compare_tab, evaluate_tab, history_tab, templates_tab  # noqa: E402
 from .common import CSS, friendly, theme  # noqa: E402
 
 TITLE = "Prompt Lab"
@@ -43,6 +43,7 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Tabs():
             compare = compare_tab.build(choices)
+            evaluation = evaluate_tab.build()
             editor = templates_tab.build(choices)
             history = history_tab.build()
         gr.api(friendly(render_api), api_name="render")
@@ -50,6 +51,7 @@ def build_demo() -> gr.Blocks:
                   api_visibility="private")
         demo.load(editor["load"], editor["pick"], [editor["yaml"]] + editor["form"], api_visibility="private").then(
             editor["preview"], editor["preview_inputs"], editor["preview_outputs"], api_visibility="private")
+        demo.load(*evaluation["init"], api_visibility="private")
         demo.load(history["refresh"], history["filters"], history["outs"], api_visibility="private")
     return demo
 

@@ -99,4 +99,9 @@ CSS = """
 .stats mark { background: #fde68a; color: #111; padding: 1px 5px; border-radius: 4px; font-weight: 700; }
 .help { font-size: 14px; color: var(--body-text-color-subdued); }
 footer { display: none !important; }
+table.extract { width: 100%; border-collapse: collapse; font-size: 14px; }
+table.extract td, table.extract th { border-bottom: 1px solid var(--border-color-primary); padding: 4px 6px;
+  vertical-align: top; text-align: left; }
+table.extract td.out { white-space: pre-wrap; max-width: 640px; }
+table.extract mark { background: #fde68a; color: #111; font-weight: 700; border-radius: 3px; padding: 0 2px; }
 """

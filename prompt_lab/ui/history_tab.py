@@ -75,6 +75,28 @@ def export(template, strategy, model, kind, period):
     return str(path)
 
 
+def compare_runs(run_a, run_b):
+    """Two evaluation runs side by side, with a paired test for each condition they share."""
+    from ..report import paired_test, run_report
+    from .evaluate_tab import _summary_rows
+
+    if not run_a or not run_b:
+        raise gr.Error("Enter two evaluation run ids.")
+    db = open_db()
+    try:
+        a, b = run_report(db, int(run_a)), run_report(db, int(run_b))
+    finally:
+        db.conn.close()
+    key = lambda c: (c["strategy"], c["k"], c["seed"])
+    by_key = {key(c): c for c in b["conditions"]}
+    pairs = [(c, by_key[key(c)]) for c in a["conditions"] if key(c) in by_key]
+    if not pairs and a["conditions"] and b["conditions"]:
+        pairs = [(a["conditions"][0], b["conditions"][0])]
+    lines = [f"- run {int(run_a)} {x['label']} vs run {int(run_b)} {y['label']}: {paired_test(x, y)['verdict']}"
+             for x, y in pairs if "accuracy" in x and "accuracy" in y]
+    return _summary_rows(a), _summary_rows(b), "\n".join(lines) or "No accuracy conditions to pair."
+
+
 @gpu
 def run_again(run_id):
     if run_id in (None, ""):
@@ -107,6 +129,15 @@ def build() -> dict:
         with gr.Row():
             latency_plot = gr.Plot(label="Latency", elem_id="hist-latency")
             tokens_plot = gr.Plot(label="Tokens", elem_id="hist-tokens")
+        gr.Markdown("### Two evaluation runs side by side")
+        with gr.Row():
+            run_a = gr.Number(label="Evaluation run A", precision=0, elem_id="hist-eval-a")
+            run_b = gr.Number(label="Evaluation run B", precision=0, elem_id="hist-eval-b")
+            pair_btn = gr.Button("Compare runs", elem_id="hist-pair")
+        with gr.Row():
+            table_a = gr.Dataframe(label="A", interactive=False, elem_id="hist-table-a")
+            table_b = gr.Dataframe(label="B", interactive=False, elem_id="hist-table-b")
+        pair_verdict = gr.Markdown(elem_id="hist-pair-verdict")
 
     filters = [template, strategy, model, kind, period]
     outs = [runs, latency_plot, tokens_plot, template, model, kind, summary]
@@ -121,4 +152,5 @@ def build() -> dict:
     again_btn.click(friendly(run_again), selected, [selected, run_info], api_name="run_again",
                     concurrency_id=MODEL_QUEUE, concurrency_limit=1).then(safe_refresh, filters, outs,
                                                                           api_visibility="private")
+    pair_btn.click(friendly(compare_runs), [run_a, run_b], [table_a, table_b, pair_verdict], api_name="compare_runs")
     return {"refresh": safe_refresh, "filters": filters, "outs": outs}

@@ -1,0 +1,197 @@
+"""evaluate(): a dataset x strategies x models (x k x seeds) run, batched, scored, logged, resumable.
+
+Each batch of items is generated (or label-scored) and written in one transaction, so a crash loses at
+most the batch in flight; resume() finds the items a run already has and does only the rest.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import metrics
+from .datasets import ColumnMapping, Item, guess_mapping, load_dataset, to_items
+from .errors import CancelledError, PromptLabError
+from .experiments import EvalSpec
+from .models import GenerationParams, get_backend
+from .models.base import ProgressFn
+from .scoring import extract_for, extract_strict, same_answer
+from .settings import get_settings
+from .store import finishing, get_run, log_generations, open_db, reopen_run, save_template_version, start_run
+from .strategies import build_prompts
+from .templates import Template, get_template, parse_template
+
+
+@dataclass
+class Plan:
+    spec: EvalSpec
+    template: Template
+    items: list[Item]
+    metric: str
+    dataset_hash: str
+
+
+def default_metric(template: Template) -> str:
+    if template.answer.type != "text":
+        return "accuracy"
+    return "bleu" if "translat" in (template.name + template.description).lower() else "rouge"
+
+
+def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
+    """Load and check everything an evaluation needs before any run row is written."""
+    spec.validate()
+    template = template or get_template(spec.template)
+    dataset = load_dataset(spec.dataset)
+    if spec.columns:
+        mapping = ColumnMapping(variables=dict(spec.columns.get("variables") or {}),
+                                target=spec.columns.get("target"), choices=spec.columns.get("choices"))
+        for var in template.variables:
+            mapping.variables.setdefault(var, var)
+    else:
+        mapping = guess_mapping(dataset, template.variables)
+    if mapping.target is None:
+        raise PromptLabError(f"{dataset.name}: no target column; name it in columns.target "
+                             f"(columns: {', '.join(dataset.columns)})")
+    items = to_items(dataset, mapping)[: spec.limit or None]
+    if spec.method == "label_probs" and not (template.choices or all(i.choices for i in items)):
+        raise PromptLabError(f"method label_probs needs answer choices: template '{template.name}' has none "
+                             "and the dataset has no choices column")
+    return Plan(spec, template, items, spec.metric or default_metric(template), dataset.content_hash)
+
+
+def _score(plan: Plan, output: str, item: Item) -> dict:
+    flexible = extract_for(plan.template, output, item.choices)
+    strict = extract_strict(plan.template, output, item.choices)
+    row = {"answer": flexible.answer, "strict_answer": strict.answer}
+    if plan.metric == "accuracy":
+        row["correct"] = int(same_answer(plan.template, flexible.answer, item.target))
+        row["correct_strict"] = int(same_answer(plan.template, strict.answer, item.target))
+        row["score"] = float(row["correct"])
+    elif plan.metric in ("contains", "regex"):
+        check = metrics.contains if plan.metric == "contains" else metrics.matches_regex
+        row["correct"] = row["correct_strict"] = int(check(output, item.target or ""))
+        row["score"] = float(row["correct"])
+    elif plan.metric == "bleu":
+        row["score"] = metrics.sentence_bleu(flexible.answer or "", item.target or "")
+    else:
+        row["score"] = metrics.rouge_l(flexible.answer or "", item.target or "")
+    return row
+
+
+def _pending(db, run_id: int, condition, items: list[Item]) -> list[Item]:
+    strategy, model, k, seed = condition
+    done = {r[0] for r in db.execute(
+        "select distinct item_index from generations where run_id = ? and strategy = ? and model_spec = ? "
+        "and k_shot = ? and seed = ?", [run_id, strategy, model, k, seed]).fetchall()}
+    return [i for i in items if i.index not in done]
+
+
+def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> list[dict]:
+    strategy, model, k, seed = condition
+    spec, template = plan.spec, plan.template
+    prompts = [build_prompts(template, [strategy], item.variables, k=max(k, 1), seed=seed)[0] for item in batch]
+    texts = [backend.format_prompt(p) for p in prompts]
+    base = {"template_name": template.name, "template_hash": template.content_hash, "strategy": strategy,
+            "model_spec": model, "model_revision": backend.revision, "seed": seed, "k_shot": k}
+    rows = []
+    if spec.method == "label_probs":
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("evaluation stopped")
+        choice_lists = [item.choices or template.choices for item in batch]
+        started = time.perf_counter()
+        scores = backend.score_choices(texts, choice_lists)
+        per_item_ms = (time.perf_counter() - started) * 1000 / len(batch)
+        for item, text, choices, logliks in zip(batch, texts, choice_lists, scores):
+            top = max(logliks)
+            weights = [math.exp(s - top) for s in logliks]
+            probs = {c: w / sum(weights) for c, w in zip(choices, weights)}
+            answer = max(probs, key=probs.get)
+            correct = int(same_answer(template, answer, item.target))
+            rows.append({**base, "item_index": item.index, "target": item.target, "prompt": text,
+                         "variables_json": json.dumps(item.variables, ensure_ascii=False),
+                         "params_json": json.dumps({"method": "label_probs"}), "sample_index": 0,
+                         "output": answer, "answer": answer, "strict_answer": answer, "correct": correct,
+                         "correct_strict": correct, "score": float(correct),
+                         "label_probs_json": json.dumps(probs), "prompt_tokens": backend.count_tokens(text),
+                         "completion_tokens": 0, "latency_ms": round(per_item_ms, 1)})
+        return rows
+    params, _ = GenerationParams(temperature=spec.temperature, top_p=spec.top_p, max_new_tokens=spec.max_new_tokens,
+                                 seed=seed, n=spec.samples).clamped(get_settings())
+    results = backend.generate(texts, params, cancel=cancel)
+    for item, text, gens in zip(batch, texts, results):
+        for gen in gens:
+            rows.append({**base, **_score(plan, gen.text, item), "item_index": item.index, "target": item.target,
+                         "prompt": text, "variables_json": json.dumps(item.variables, ensure_ascii=False),
+                         "params_json": json.dumps(params.to_dict()), "sample_index": gen.sample_index,
+                         "output": gen.text, "prompt_tokens": gen.prompt_tokens,
+                         "completion_tokens": gen.completion_tokens, "latency_ms": round(gen.latency_ms, 1),
+                         "tokens_per_s": round(gen.tokens_per_s, 2), "finish_reason": gen.finish_reason})
+    return rows
+
+
+def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, cancel) -> int:
+    db = open_db(db_path)
+    try:
+        with finishing(db, run_id):
+            work = [(c, _pending(db, run_id, c, plan.items)) for c in plan.spec.conditions()]
+            total = sum(len(p) for _, p in work) or 1
+            done = 0
+            for condition, pending in work:
+                backend = get_backend(condition[1], progress)
+                for start in range(0, len(pending), plan.spec.batch_size):
+                    if cancel is not None and cancel.is_set():
+                        raise CancelledError("evaluation stopped")
+                    batch = pending[start:start + plan.spec.batch_size]
+                    log_generations(db, run_id, _run_batch(plan, backend, condition, batch, cancel))
+                    done += len(batch)
+                    if progress:
+                        progress(done / total, f"evaluating: {done}/{total} items "
+                                               f"({condition[0]}, {condition[1]}, k={condition[2]})")
+    finally:
+        db.conn.close()
+    return run_id
+
+
+def evaluate(spec: EvalSpec, *, db_path: str | Path | None = None, progress: ProgressFn | None = None,
+             cancel: threading.Event | None = None, command: str = "") -> int:
+    """Run an evaluation; returns its run id. Every generation is logged with its score."""
+    p = plan(spec)
+    db = open_db(db_path)
+    try:
+        save_template_version(db, p.template.name, p.template.content_hash, p.template.to_yaml())
+        run_id = start_run(db, kind="eval", template_name=p.template.name, template_hash=p.template.content_hash,
+                           models=spec.models, strategies=spec.strategies, params=spec.to_dict(),
+                           options={"dataset": Path(spec.dataset).name, "dataset_hash": p.dataset_hash,
+                                    "items": len(p.items), "metric": p.metric, "spec_hash": spec.spec_hash},
+                           command=command)
+    finally:
+        db.conn.close()
+    return _execute(p, run_id, db_path, progress, cancel)
+
+
+def resume(run_id: int, *, db_path: str | Path | None = None, progress: ProgressFn | None = None,
+           cancel: threading.Event | None = None) -> int:
+    """Continue an evaluation that did not complete, with its logged spec and template version; finished
+    items are not run again."""
+    db = open_db(db_path)
+    try:
+        run = get_run(db, int(run_id))
+        if run is None or run["kind"] != "eval":
+            raise PromptLabError(f"run {run_id} is not an evaluation run in the run log")
+        if run["status"] in ("running", "completed"):
+            raise PromptLabError(f"run {run_id} is {run['status']}; only an interrupted, cancelled or failed "
+                                 "evaluation can be resumed")
+        version = db.execute("select content_yaml from template_versions where hash = ?",
+                             [run["template_hash"]]).fetchone()
+        spec = EvalSpec(**run["params"])
+        p = plan(spec, parse_template(version[0], source=f"template version {run['template_hash']}"))
+        if p.dataset_hash != run["options"].get("dataset_hash"):
+            raise PromptLabError(f"{Path(spec.dataset).name} changed since run {run_id} started; resuming would "
+                                 "mix two datasets. Start a new evaluation instead.")
+        reopen_run(db, int(run_id))
+    finally:
+        db.conn.close()
+    return _execute(p, int(run_id), db_path, progress, cancel)

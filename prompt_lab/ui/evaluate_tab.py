@@ -1,0 +1,300 @@
+"""Evaluate tab: a dataset x strategies x models run with progress and Stop, then the evidence: accuracy
+with CIs, cost vs quality, k sweep, self-consistency, calibration, paired tests and the extraction view."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from ..datasets import guess_mapping, load_dataset
+from ..errors import CancelledError
+from ..evaluate import evaluate, resume
+from ..experiments import METHODS, EvalSpec, load_spec
+from ..plots import accuracy_bars, accuracy_vs_tokens, calibration, k_sweep, self_consistency
+from ..report import extraction_view, paired_test, run_report
+from ..store import open_db
+from ..strategies import STRATEGIES, STRATEGY_LABELS
+from ..templates import get_template, template_names
+from .common import MODEL_QUEUE, friendly, gpu, stop_switches
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DATA_DIR = ROOT / "experiments" / "data"
+EXPERIMENTS = ROOT / "experiments"
+MAX_VARS = 4
+NONE = "(none)"
+HELP = ("Score strategies over a dataset. Pick an experiment file or a template and a dataset (shipped or "
+        "uploaded CSV/JSONL), map its columns, and run. Results show accuracy with 95% bootstrap intervals, "
+        "and a paired test says whether two strategies really differ.")
+SUMMARY_HEADERS = ["condition", "accuracy", "95% CI", "strict", "no answer", "wrong", "tokens", "latency s"]
+
+
+def shipped_datasets() -> list[str]:
+    return sorted(p.name for p in DATA_DIR.glob("*") if p.suffix in (".csv", ".jsonl"))
+
+
+def experiment_files() -> list[str]:
+    return sorted(p.name for p in EXPERIMENTS.glob("*.yaml"))
+
+
+def _dataset_path(choice: str, upload) -> str:
+    if upload:
+        return upload if isinstance(upload, str) else upload.name
+    if not choice:
+        raise gr.Error("Pick a shipped dataset or upload a CSV/JSONL file.")
+    return str(DATA_DIR / Path(choice).name)
+
+
+def columns_for(template_name: str, choice: str, upload):
+    """Column dropdowns for the template's variables and the target, guessed from the dataset."""
+    template = get_template(template_name)
+    dataset = load_dataset(_dataset_path(choice, upload))
+    guess = guess_mapping(dataset, template.variables)
+    options = [NONE] + dataset.columns
+    boxes = []
+    for i in range(MAX_VARS):
+        if i < len(template.variables):
+            var = template.variables[i]
+            boxes.append(gr.update(choices=dataset.columns, value=guess.variables.get(var), visible=True,
+                                   label=f"column for {{{{ {var} }}}}"))
+        else:
+            boxes.append(gr.update(visible=False, value=None))
+    info = f"{dataset.name}: {len(dataset.rows)} rows · columns: {', '.join(dataset.columns)}"
+    return boxes + [gr.update(choices=options, value=guess.target or NONE), info]
+
+
+def load_experiment(name: str):
+    spec = load_spec(EXPERIMENTS / Path(name).name)
+    dataset = Path(spec.dataset)
+    return (gr.update(value=Path(spec.template).stem if spec.template.endswith(".yaml") else spec.template),
+            dataset.name if dataset.parent == DATA_DIR else None, spec.strategies, ", ".join(spec.models),
+            spec.method, ", ".join(str(k) for k in spec.k_shot), spec.samples, spec.temperature,
+            spec.max_new_tokens, spec.limit or 0)
+
+
+def _summary_rows(report: dict) -> list[list]:
+    rows = []
+    for c in report["conditions"]:
+        if "accuracy" in c:
+            low, high = c["accuracy_ci"]
+            rows.append([c["label"], f"{c['accuracy']:.1%}", f"{low:.1%} – {high:.1%}", f"{c['strict_accuracy']:.1%}",
+                         c["no_answer"], c["wrong_answers"], round(c["completion_tokens"], 1),
+                         round(c["latency_ms"] / 1000, 2)])
+        else:
+            low, high = c["score_ci"]
+            rows.append([c["label"], f"{c['score']:.3f}", f"{low:.3f} – {high:.3f}", "", "", "",
+                         round(c["completion_tokens"], 1), round(c["latency_ms"] / 1000, 2)])
+    return rows
+
+
+def show_results(run_id):
+    """Summary table, the five charts and the condition pickers for one evaluation run."""
+    if run_id in (None, "", 0):
+        return [[], None, None, None, None, None, gr.update(), gr.update(), gr.update(), ""]
+    db = open_db()
+    try:
+        report = run_report(db, int(run_id))
+    finally:
+        db.conn.close()
+    conditions = report["conditions"]
+    labels = [c["label"] for c in conditions]
+    head = (f"Run **{report['run_id']}** ({report['status']}) · {report['template']} on {report['dataset']} · "
+            f"{report['items']} items · metric {report['metric']}")
+    return [_summary_rows(report), accuracy_bars(conditions), accuracy_vs_tokens(conditions), k_sweep(conditions),
+            self_consistency(conditions), calibration(conditions),
+            gr.update(choices=labels, value=labels[0] if labels else None),
+            gr.update(choices=labels, value=labels[1] if len(labels) > 1 else (labels[0] if labels else None)),
+            gr.update(choices=labels, value=labels[0] if labels else None), head]
+
+
+def paired(run_a, label_a, run_b, label_b) -> str:
+    """Plain-words verdict of an exact McNemar test between two conditions (of one run or two)."""
+    db = open_db()
+    try:
+        conds_a = {c["label"]: c for c in run_report(db, int(run_a))["conditions"]}
+        conds_b = conds_a if int(run_b) == int(run_a) else {
+            c["label"]: c for c in run_report(db, int(run_b))["conditions"]}
+    finally:
+        db.conn.close()
+    if label_a not in conds_a or label_b not in conds_b:
+        raise gr.Error("Pick a condition from each run.")
+    test = paired_test(conds_a[label_a], conds_b[label_b])
+    return (f"**{test['verdict']}**\n\nExact McNemar test on {test['n']} shared items: {test['only_a']} right only "
+            f"with A, {test['only_b']} right only with B, {test['both']} right with both, {test['neither']} with "
+            f"neither; p = {test['p_value']:.4g}.")
+
+
+def class_table(run_id, label):
+    """Per-class precision, recall and F1, and the confusion-matrix row of each gold class."""
+    empty = gr.update(value=[], headers=["class"])
+    if not run_id or not label:
+        return empty
+    db = open_db()
+    try:
+        conditions = {c["label"]: c for c in run_report(db, int(run_id))["conditions"]}
+    finally:
+        db.conn.close()
+    classes = conditions.get(label, {}).get("classes")
+    if not classes:
+        return empty
+    confusion = classes["confusion"]
+    rows = []
+    for gold, counts in zip(confusion["rows"], confusion["matrix"]):
+        scores = classes["per_class"][gold]
+        rows.append([gold, f"{scores['precision']:.2f}", f"{scores['recall']:.2f}", f"{scores['f1']:.2f}",
+                     scores["support"]] + counts)
+    return gr.update(value=rows, headers=["class", "precision", "recall", "F1", "support"]
+                     + [f"→ {c}" for c in confusion["columns"]])
+
+
+def extraction_html(run_id, label) -> str:
+    if not run_id or not label:
+        return ""
+    db = open_db()
+    try:
+        rows = extraction_view(db, int(run_id), label, limit=60)
+    finally:
+        db.conn.close()
+    lines = ["<table class='extract'><tr><th>#</th><th>output (matched span marked)</th><th>strict</th>"
+             "<th>flexible</th><th>gold</th><th></th></tr>"]
+    for r in rows:
+        text, span = r["output"] or "", r["span"]
+        if span:
+            shown = (html.escape(text[:span[0]]) + "<mark>" + html.escape(text[span[0]:span[1]]) + "</mark>"
+                     + html.escape(text[span[1]:]))
+        else:
+            shown = html.escape(text)
+        mark = "✓" if r["correct"] else ("–" if r["answer"] is None else "✗")
+        lines.append(f"<tr><td>{r['item_index'] + 1}</td><td class='out'>{shown}</td>"
+                     f"<td>{html.escape(str(r['strict_answer'] or '—'))}</td>"
+                     f"<td>{html.escape(str(r['answer'] or '—'))}</td><td>{html.escape(str(r['target']))}</td>"
+                     f"<td>{mark}</td></tr>")
+    lines.append("</table>")
+    return "".join(lines)
+
+
+@gpu
+def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, strategies, models, method, k_values,
+             samples, temperature, max_new_tokens, limit, request: gr.Request = None, progress=gr.Progress()):
+    template = get_template(template_name)
+    columns = {"variables": {v: c for v, c in zip(template.variables, [c0, c1, c2, c3]) if c},
+               "target": None if target in (None, "", NONE) else target}
+    try:
+        k_shot = [int(k) for k in str(k_values).replace(" ", "").split(",") if k]
+    except ValueError:
+        raise gr.Error(f"k values must be whole numbers separated by commas, got '{k_values}'") from None
+    spec = EvalSpec(template=template.name, dataset=_dataset_path(dataset_choice, upload), columns=columns,
+                    strategies=[s for s in STRATEGIES if s in (strategies or [])],
+                    models=[m.strip() for m in (models or "default").split(",") if m.strip()], method=method,
+                    k_shot=k_shot or [3], samples=int(samples), temperature=float(temperature),
+                    max_new_tokens=int(max_new_tokens), limit=int(limit) or None,
+                    batch_size=16 if method == "label_probs" else 8)
+    cancel = stop_switches.fresh(request)
+    progress(0, desc="Starting")
+    try:
+        run_id = evaluate(spec, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+    except CancelledError as exc:
+        gr.Warning("Stopped. Finished items are saved: 'Resume run' continues it.")
+        return getattr(exc, "run_id", gr.update())
+    return run_id
+
+
+@gpu
+def resume_eval(run_id, request: gr.Request = None, progress=gr.Progress()):
+    if not run_id:
+        raise gr.Error("Enter the id of the evaluation run to resume.")
+    cancel = stop_switches.fresh(request)
+    try:
+        return resume(int(run_id), progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+    except CancelledError:
+        gr.Warning("Stopped again; finished items are saved.")
+        return gr.update()
+
+
+def build() -> dict:
+    with gr.Tab("Evaluate", id="evaluate"):
+        gr.Markdown(HELP, elem_classes="help")
+        with gr.Row():
+            with gr.Column(scale=3):
+                with gr.Row():
+                    experiment = gr.Dropdown(experiment_files(), value=None, label="Start from an experiment file",
+                                             elem_id="eval-experiment")
+                    template = gr.Dropdown(template_names(), value="sentiment", label="Template",
+                                           elem_id="eval-template")
+                with gr.Row():
+                    dataset = gr.Dropdown(shipped_datasets(), value="sentiment.csv", label="Shipped dataset",
+                                          elem_id="eval-dataset")
+                    upload = gr.File(label="…or upload CSV / JSONL", file_types=[".csv", ".jsonl", ".json"],
+                                     elem_id="eval-upload", height=130)
+                dataset_info = gr.Markdown(elem_id="eval-dataset-info")
+                with gr.Row():
+                    column_boxes = [gr.Dropdown([], label=f"column {i + 1}", visible=i == 0, elem_id=f"eval-col-{i}")
+                                    for i in range(MAX_VARS)]
+                    target = gr.Dropdown([NONE], value=NONE, label="gold answer column", elem_id="eval-target")
+            with gr.Column(scale=2):
+                strategies = gr.CheckboxGroup([(STRATEGY_LABELS[s], s) for s in STRATEGIES],
+                                              value=["zero_shot", "few_shot"], label="Strategies",
+                                              elem_id="eval-strategies")
+                models = gr.Textbox(value="default", label="Models", info="comma-separated model specs")
+                method = gr.Radio(list(METHODS), value="label_probs", label="Scoring",
+                                  info="label_probs: score each answer choice; generate: write, then extract")
+                with gr.Row():
+                    k_values = gr.Textbox(value="3", label="k (few-shot)", info="e.g. 1, 3, 6 sweeps k")
+                    limit = gr.Number(value=20, precision=0, label="Items (0 = all)", elem_id="eval-limit")
+                with gr.Accordion("Sampling", open=False):
+                    samples = gr.Slider(1, 16, value=1, step=1, label="Samples per item (self-consistency)")
+                    temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature")
+                    max_new_tokens = gr.Slider(1, 256, value=48, step=1, label="Max new tokens")
+                with gr.Row():
+                    run = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
+                    stop = gr.Button("Stop", variant="stop", elem_id="eval-stop")
+                    resume_btn = gr.Button("Resume run", elem_id="eval-resume")
+        run_id = gr.Number(label="Evaluation run", precision=0, elem_id="eval-run-id")
+        head = gr.Markdown(elem_id="eval-head")
+        summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, elem_id="eval-summary", wrap=True)
+        with gr.Row():
+            bars = gr.Plot(elem_id="eval-bars")
+            scatter = gr.Plot(elem_id="eval-scatter")
+        with gr.Row():
+            sweep = gr.Plot(elem_id="eval-sweep")
+            consistency = gr.Plot(elem_id="eval-consistency")
+            reliability = gr.Plot(elem_id="eval-calibration")
+        gr.Markdown("### Paired test\nDo two conditions differ on the same items? Another run's id compares "
+                    "across runs.")
+        with gr.Row():
+            cond_a = gr.Dropdown([], label="A", elem_id="eval-cond-a")
+            other_run = gr.Number(label="B from run (empty = this run)", precision=0)
+            cond_b = gr.Dropdown([], label="B", elem_id="eval-cond-b")
+            test_btn = gr.Button("Test", elem_id="eval-test")
+        verdict = gr.Markdown(elem_id="eval-verdict")
+        gr.Markdown("### Per class and extraction view")
+        view_cond = gr.Dropdown([], label="Condition", elem_id="eval-view-cond")
+        classes = gr.Dataframe(label="Per-class scores; right: confusion matrix (rows gold, columns predicted)",
+                               interactive=False, elem_id="eval-classes")
+        extraction = gr.HTML(elem_id="eval-extraction")
+
+    inputs = [template, dataset, upload] + column_boxes + [target, strategies, models, method, k_values, samples,
+                                                           temperature, max_new_tokens, limit]
+    safe_columns = friendly(columns_for)
+    for control in (template, dataset, upload):
+        control.change(safe_columns, [template, dataset, upload], column_boxes + [target, dataset_info],
+                       api_visibility="private")
+    experiment.change(friendly(load_experiment), experiment,
+                      [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens,
+                       limit], api_visibility="private")
+    results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head]
+    run.click(friendly(run_eval), inputs, run_id, api_name="evaluate", concurrency_id=MODEL_QUEUE,
+              concurrency_limit=1)
+    stop.click(stop_switches.stop, None, None, api_visibility="private", queue=False)
+    resume_btn.click(friendly(resume_eval), run_id, run_id, api_name="resume_evaluation", concurrency_id=MODEL_QUEUE,
+                     concurrency_limit=1).then(friendly(show_results), run_id, results,
+                                                                               api_visibility="private")
+    run_id.change(friendly(show_results), run_id, results, api_name="eval_report")
+    b_from = lambda a, b: b if b not in (None, 0, "") else a
+    test_btn.click(friendly(lambda a, la, b, lb: paired(a, la, b_from(a, b), lb)),
+                   [run_id, cond_a, other_run, cond_b], verdict, api_name="paired_test")
+    other_run.change(friendly(lambda a, b: gr.update(choices=[r[0] for r in show_results(b_from(a, b))[0]])),
+                     [run_id, other_run], cond_b, api_visibility="private")
+    view_cond.change(friendly(extraction_html), [run_id, view_cond], extraction, api_visibility="private")
+    view_cond.change(friendly(class_table), [run_id, view_cond], classes, api_visibility="private")
+    return {"init": (safe_columns, [template, dataset, upload], column_boxes + [target, dataset_info])}

@@ -1,0 +1,127 @@
+"""Evaluation runs on real SQLite files: scoring, label probabilities, resume after a kill, experiment files."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, kill_when_marked
+
+from prompt_lab.evaluate import evaluate, plan, resume
+from prompt_lab.experiments import EvalSpec, ExperimentError, load_spec
+from prompt_lab.report import paired_test, run_report
+from prompt_lab.store import get_run, open_db
+
+REVIEWS = [("Wonderful, I love it.", "Positive"), ("Broke in a day, awful.", "Negative"),
+           ("It is a cable. It arrived.", "Neutral"), ("Best meal of my life!", "Positive"),
+           ("Rude staff and cold food.", "Negative"), ("The room had a bed and a desk.", "Neutral")]
+
+
+@pytest.fixture
+def reviews_csv(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,gold\n" + "".join(f'"{r}",{label}\n' for r, label in REVIEWS))
+    return path
+
+
+def spec_for(path, model, **kwargs):
+    return EvalSpec(template="sentiment", dataset=str(path), columns={"variables": {"review": "text"}, "target": "gold"},
+                    models=[model], **kwargs)
+
+
+def test_generate_evaluation_logs_every_generation_with_its_score(home, tiny_model_dir, reviews_csv):
+    run_id = evaluate(spec_for(reviews_csv, str(tiny_model_dir), strategies=["zero_shot", "few_shot"], k_shot=[1, 2],
+                               max_new_tokens=4, batch_size=4))
+    db = open_db()
+    assert get_run(db, run_id)["status"] == "completed"
+    rows = list(db.query("select strategy, k_shot, item_index, correct, correct_strict, target, score "
+                         "from generations where run_id = ?", [run_id]))
+    assert len(rows) == 6 * 3  # zero_shot + few_shot at k=1 and k=2
+    assert all(r["correct"] in (0, 1) and r["target"] for r in rows)
+    report = run_report(db, run_id)
+    labels = [c["label"] for c in report["conditions"]]
+    assert labels == [f"zero_shot · {tiny_model_dir}", f"few_shot k=1 · {tiny_model_dir}",
+                      f"few_shot k=2 · {tiny_model_dir}"]
+    first = report["conditions"][0]
+    assert first["items"] == 6 and 0 <= first["accuracy_ci"][0] <= first["accuracy"] <= first["accuracy_ci"][1]
+    assert set(first["classes"]["per_class"]) == {"Positive", "Negative", "Neutral"}
+    test = paired_test(report["conditions"][0], report["conditions"][1])
+    assert test["n"] == 6 and 0 < test["p_value"] <= 1 and test["verdict"]
+
+
+def test_label_probabilities_sum_to_one(home, tiny_model_dir, reviews_csv):
+    run_id = evaluate(spec_for(reviews_csv, str(tiny_model_dir), method="label_probs", batch_size=3))
+    rows = list(open_db().query("select label_probs_json, answer from generations where run_id = ?", [run_id]))
+    assert len(rows) == 6
+    for row in rows:
+        probs = json.loads(row["label_probs_json"])
+        assert set(probs) == {"Positive", "Negative", "Neutral"}
+        assert abs(sum(probs.values()) - 1) < 1e-6 and row["answer"] == max(probs, key=probs.get)
+    assert run_report(open_db(), run_id)["conditions"][0]["calibration"]
+
+
+def test_bad_specs_say_what_is_wrong(home, tmp_path, reviews_csv):
+    with pytest.raises(ExperimentError, match="field 'strategies': 'magic' is not one of"):
+        EvalSpec(template="sentiment", dataset="x.csv", strategies=["magic"]).validate()
+    with pytest.raises(ExperimentError, match="several samples need temperature > 0"):
+        EvalSpec(template="sentiment", dataset="x.csv", samples=3).validate()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("template: sentiment\ndataset: data.csv\ncolour: red\n")
+    with pytest.raises(ExperimentError, match="unknown field 'colour'"):
+        load_spec(bad)
+    with pytest.raises(Exception, match="no column 'review'"):
+        plan(EvalSpec(template="sentiment", dataset=str(reviews_csv), columns={"variables": {"review": "review"},
+                                                                              "target": "gold"}))
+    assert open_db().execute("select count(*) from runs").fetchone() == (0,)  # nothing was written
+
+
+def test_shipped_experiments_load_and_map_their_datasets(home):
+    files = sorted((ROOT / "experiments").glob("*.yaml"))
+    assert len(files) >= 3
+    for path in files:
+        p = plan(load_spec(path))
+        assert len(p.items) >= 20 and all(i.target for i in p.items), path.name
+
+
+def test_shipped_datasets_have_enough_checked_rows(home):
+    from prompt_lab.datasets import load_dataset
+
+    for name, template in [("sentiment.csv", "sentiment"), ("plausibility.csv", "plausibility"),
+                           ("arithmetic.jsonl", "arithmetic"), ("extract_json.jsonl", "extract_json"),
+                           ("translate_fr.jsonl", "translate_fr"), ("summarize.jsonl", "summarize")]:
+        assert len(load_dataset(ROOT / "experiments/data" / name).rows) >= 50, name
+
+
+KILL_SCRIPT = """
+import sys, time, pathlib
+from prompt_lab.evaluate import evaluate
+from prompt_lab.experiments import EvalSpec
+path, model, marker = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+seen = []
+def progress(fraction, message):
+    if message.startswith("evaluating"):
+        seen.append(message)
+        if len(seen) == 2:  # two batches are logged: stop here until killed
+            marker.write_text("2 batches")
+            time.sleep(600)
+evaluate(EvalSpec(template="sentiment", dataset=path, columns={"variables": {"review": "text"}, "target": "gold"},
+                  models=[model], strategies=["zero_shot", "cot"], max_new_tokens=4, batch_size=2), progress=progress)
+"""
+
+
+def test_killed_evaluation_resumes_without_redoing_finished_items(home, tiny_model_dir, reviews_csv, tmp_path):
+    marker = tmp_path / "marker"
+    kill_when_marked(["-c", KILL_SCRIPT, str(reviews_csv), str(tiny_model_dir), str(marker)], marker)
+    out = subprocess.run([sys.executable, "-m", "prompt_lab", "runs", "--json"], cwd=ROOT, env=dict(os.environ),
+                         capture_output=True, text=True, check=True)
+    run = json.loads(out.stdout)[0]
+    assert run["status"] == "interrupted" and run["generations"] == 4  # two batches of two items
+    db = open_db()
+    before = list(db.query("select id, strategy, item_index from generations where run_id = ? order by id", [run["id"]]))
+    resume(run["id"])
+    after = list(db.query("select id, strategy, item_index from generations where run_id = ? order by id", [run["id"]]))
+    assert get_run(db, run["id"])["status"] == "completed"
+    assert len(after) == 12  # 6 items x 2 strategies, each exactly once
+    assert len({(r["strategy"], r["item_index"]) for r in after}) == 12
+    assert after[:4] == before  # the finished items were kept, not redone
