@@ -41,6 +41,7 @@ bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_generate.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_app.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_eval.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_tune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -195,6 +195,55 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from . import jobs
+    from .tuning import load_tune_spec
+
+    if args.resume:
+        job_id = args.resume
+        jobs.resume(job_id)
+    else:
+        spec = load_tune_spec(args.spec)
+        if args.max_steps:
+            spec.max_steps = args.max_steps
+        job_id = jobs.submit(spec)
+    print(f"job {job_id} started; Ctrl-C stops it (it can be resumed with --resume {job_id})", file=sys.stderr)
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=f"job {job_id}", file=sys.stderr, disable=None, unit="step")
+
+    def update(job):
+        if job["max_steps"]:
+            bar.total = job["max_steps"]
+        bar.n = job["step"] or 0
+        post = {k: round(job[k], 4) for k in ("loss", "val_loss") if job[k] is not None}
+        if job["eta_s"] is not None:
+            post["eta_s"] = job["eta_s"]
+        bar.set_postfix(post, refresh=True)
+
+    try:
+        job = jobs.wait(job_id, on_update=update)
+    except KeyboardInterrupt:
+        jobs.cancel(job_id)
+        bar.close()
+        print(f"job {job_id} stopped", file=sys.stderr)
+        return 130
+    bar.close()
+    if args.json:
+        print(json.dumps(job, indent=2, default=str))
+    else:
+        print(f"job {job_id}: {job['status']}" + (f" ({job['error']})" if job["error"] else ""))
+        if job["adapter_path"]:
+            print(f"adapter: {job['adapter_path']}")
+            print(f"use it: --model '{json.loads(job['spec_json'])['model']}+{job['adapter_path']}'")
+        if job["eval_run_id"]:
+            from .report import run_report
+            from .store import open_db
+
+            print_report(run_report(open_db(), job["eval_run_id"]))
+    return 0 if job["status"] == "completed" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m prompt_lab", description="Prompt Lab: prompt engineering "
                                      "workbench for local and open models.")
@@ -239,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("tune", help="run a short LoRA / prompt-tuning job and compare base against tuned")
+    p.add_argument("spec", nargs="?", help="experiments/tune_NAME.yaml")
+    p.add_argument("--max-steps", type=int, help="override the spec's max_steps")
+    p.add_argument("--resume", type=int, metavar="JOB_ID", help="continue a stopped or interrupted job")
+    common(p)
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("runs", help="recent runs from the run log")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--kind")
@@ -254,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "eval" and not (args.experiment or args.resume):
         parser.error("eval needs an experiment file or --resume RUN_ID")
+    if args.command == "tune" and not (args.spec or args.resume):
+        parser.error("tune needs a tune file or --resume JOB_ID")
     try:
         return args.func(args)
     except PromptLabError as exc:

@@ -58,6 +58,21 @@ def m002_evaluation_columns(db: sqlite_utils.Database) -> None:
     generations.create_index(["run_id", "strategy", "model_spec", "k_shot", "item_index"], if_not_exists=True)
 
 
+@migrations()
+def m003_jobs(db: sqlite_utils.Database) -> None:
+    db["jobs"].create({
+        "id": int, "kind": str, "name": str, "status": str, "spec_json": str, "created_utc": str,
+        "started_utc": str, "finished_utc": str, "pid": int, "owner_start": str, "step": int, "max_steps": int,
+        "loss": float, "val_loss": float, "learning_rate": float, "samples_per_s": float, "eta_s": float,
+        "error": str, "adapter_path": str, "eval_run_id": int, "metrics_json": str, "resume": int,
+    }, pk="id", if_not_exists=True)
+    db["job_events"].create({
+        "id": int, "job_id": int, "created_utc": str, "step": int, "loss": float, "val_loss": float,
+        "learning_rate": float,
+    }, pk="id", foreign_keys=[("job_id", "jobs", "id")], if_not_exists=True)
+    db["job_events"].create_index(["job_id", "step"], if_not_exists=True)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -80,6 +95,11 @@ def _owner_alive(pid: int | None, start: str | None) -> bool:
         return False
     except PermissionError:
         return True
+    try:  # a zombie (ended, not yet reaped by its parent) is not alive
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
     return not start or _process_start(pid) == start
 
 

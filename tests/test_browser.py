@@ -119,3 +119,24 @@ def test_evaluate_tab_runs_and_shows_the_evidence(page):
     expect(page.locator("#eval-verdict")).to_contain_text("Exact McNemar test on 12 shared items", timeout=30_000)
     expect(page.locator("#eval-extraction table.extract")).to_be_visible(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "evaluate.png"), full_page=True)
+
+
+def test_tune_tab_runs_a_job_and_hands_the_adapter_to_compare(page, tiny_model_dir):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Tune").click()
+    model = page.get_by_label("Base model")
+    model.fill(str(tiny_model_dir))
+    steps = page.locator("#tune-steps input")
+    steps.fill("6")
+    steps.press("Enter")
+    page.get_by_text("Equivalent CLI").click()
+    expect(page.locator("#tune-cli")).to_contain_text("max_steps: 6", timeout=30_000)
+    page.locator("#tune-start").click()
+    expect(page.locator("#tune-status")).to_contain_text("completed", timeout=240_000)
+    expect(page.locator("#tune-status")).to_contain_text("before/after: evaluation run", timeout=30_000)
+    expect(page.locator("#tune-loss .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#tune-after .js-plotly-plot")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "tune.png"), full_page=True)
+    page.locator("#tune-to-compare").click()
+    expect(page.locator("#cmp-model input")).to_have_value(re.compile(r"\+.*jobs/\d+/adapter$"), timeout=30_000)

@@ -95,6 +95,19 @@ def convert_gguf(gguf_path: Path, progress: ProgressFn | None = None) -> Path:
     return target
 
 
+def _with_adapter(model, adapter: str):
+    """Apply a PEFT adapter; returns (model, plain). LoRA is merged into the weights, so the batched fast
+    paths apply unchanged; a prompt-tuning adapter stays a PeftModel (its virtual tokens are prepended on
+    every forward), which needs plain one-call generation (plain=True)."""
+    from peft import PeftConfig, PeftModel
+
+    config = PeftConfig.from_pretrained(adapter)
+    model = PeftModel.from_pretrained(model, adapter)
+    if config.peft_type.value == "LORA":
+        return model.merge_and_unload(), False
+    return model, True
+
+
 SMALL_BATCH_ROWS = 16
 
 
@@ -122,6 +135,16 @@ def _speed_up_cpu_linears(model) -> None:
     for module in model.modules():
         if type(module) is torch.nn.Linear:
             module.forward = make_forward(module)
+
+
+def format_prompt(tokenizer, prompt) -> str:
+    """A strategies.Prompt through the tokenizer's chat template (plain text where it has none)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return prompt.as_plain_text()
+    if prompt.prefill:
+        messages = prompt.messages + [{"role": "assistant", "content": prompt.prefill}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    return tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
 
 
 def _common_prefix(sequences: list[list[int]]) -> list[int]:
@@ -179,7 +202,8 @@ class HFBackend:
 
     CHUNK_TOKENS = 8  # new tokens per generate() call before finished rows are dropped from the batch
 
-    def __init__(self, spec: str, location: str, revision: str, *, progress: ProgressFn | None = None):
+    def __init__(self, spec: str, location: str, revision: str, *, progress: ProgressFn | None = None,
+                 adapter: str | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -197,6 +221,9 @@ class HFBackend:
                 f"could not load model '{spec}' from {location}: {exc}. With no Hub access, pass a local folder "
                 "(config.json + model.safetensors), a .gguf file, or 'default'."
             ) from None
+        self._plain = False  # True: no KV-cache tricks (prompt-tuning adapters)
+        if adapter:
+            self.model, self._plain = _with_adapter(self.model, adapter)
         self.model.to(self.device).eval()
         if self.device == "cpu":
             _speed_up_cpu_linears(self.model)
@@ -217,12 +244,7 @@ class HFBackend:
 
     def format_prompt(self, prompt) -> str:
         """The exact text the model sees for a strategies.Prompt."""
-        if not self.has_chat_template:
-            return prompt.as_plain_text()
-        if prompt.prefill:
-            messages = prompt.messages + [{"role": "assistant", "content": prompt.prefill}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-        return self.tokenizer.apply_chat_template(prompt.messages, tokenize=False, add_generation_prompt=True)
+        return format_prompt(self.tokenizer, prompt)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"])
@@ -310,7 +332,7 @@ class HFBackend:
             hooks.rows = rows
             if streamer is not None:
                 streamer.rows = rows
-            step = min(self.CHUNK_TOKENS, remaining)
+            step = remaining if self._plain else min(self.CHUNK_TOKENS, remaining)
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
                                       max_new_tokens=step, max_time=max(0.01, deadline - time.monotonic()),
                                       return_dict_in_generate=True, stopping_criteria=StoppingCriteriaList([hooks]),
@@ -348,7 +370,7 @@ class HFBackend:
         ids, mask = enc["input_ids"], enc["attention_mask"]
         lengths = mask.sum(dim=1).tolist()
         width = ids.shape[1]
-        if len(lengths) < 2 or min(lengths) < 2:
+        if self._plain or len(lengths) < 2 or min(lengths) < 2:
             return None
         rows = []
         for r, length in enumerate(lengths):
@@ -374,6 +396,9 @@ class HFBackend:
         Suffixes are left-padded in chunks of similar length, so only each row's last position needs logits.
         """
         torch = _torch()
+        if self._plain:
+            raise ModelLoadError(f"'{self.spec}' is a prompt-tuning adapter; score it with method 'generate' "
+                                 "(label probabilities need the plain KV cache)")
 
         with self._lock, torch.inference_mode():
             prompt_ids = [self.tokenizer(t, add_special_tokens=not self.has_chat_template)["input_ids"] for t in texts]

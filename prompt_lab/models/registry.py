@@ -26,6 +26,19 @@ class ModelRef:
     spec: str  # what the user wrote
     kind: str  # folder | gguf | hub
     location: str  # folder path, .gguf path or Hub id
+    adapter: str | None = None  # a PEFT adapter folder applied on top (`<base>+<adapter dir>`)
+
+
+def check_adapter(folder: str | Path) -> Path:
+    """A PEFT adapter folder with safetensors weights; pickled weights (.bin, .pt) are refused."""
+    folder = Path(folder).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelLoadError(f"adapter '{folder}': no adapter_config.json, so it is not a PEFT adapter folder")
+    if not (folder / "adapter_model.safetensors").is_file():
+        pickled = [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+        detail = f" ({', '.join(pickled)} is a pickle, which can run code when loaded)" if pickled else ""
+        raise ModelLoadError(f"adapter '{folder}': only adapter_model.safetensors weights are loaded{detail}")
+    return folder.resolve()
 
 
 def embedded_gguf() -> Path | None:
@@ -40,6 +53,10 @@ def embedded_gguf() -> Path | None:
 def resolve(spec: str) -> ModelRef:
     """Turn a spec into a ModelRef without loading anything; unknown specs say what was tried."""
     spec = (spec or "").strip()
+    if "+" in spec:
+        base, adapter = spec.rsplit("+", 1)
+        ref = resolve(base)
+        return ModelRef(spec, ref.kind, ref.location, str(check_adapter(adapter)))
     if spec in ("", DEFAULT_SPEC):
         gguf = embedded_gguf()
         if gguf is not None:
@@ -73,12 +90,16 @@ def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
     from .hf import HFBackend, _dir_fingerprint, convert_gguf, CACHE_META
     import json
 
+    extra = {"adapter": ref.adapter} if ref.adapter else {}
+    suffix = f"+adapter:{_dir_fingerprint(Path(ref.adapter))}" if ref.adapter else ""
     if ref.kind == "gguf":
         folder = convert_gguf(Path(ref.location), progress)
         meta = json.loads((folder / CACHE_META).read_text())
-        return HFBackend(ref.spec, str(folder), f"gguf-sha256:{meta['gguf_sha256'][:16]}", progress=progress)
+        return HFBackend(ref.spec, str(folder), f"gguf-sha256:{meta['gguf_sha256'][:16]}{suffix}", progress=progress,
+                         **extra)
     if ref.kind == "folder":
-        return HFBackend(ref.spec, ref.location, f"files:{_dir_fingerprint(Path(ref.location))}", progress=progress)
+        return HFBackend(ref.spec, ref.location, f"files:{_dir_fingerprint(Path(ref.location))}{suffix}",
+                         progress=progress, **extra)
     # Hub: transformers reads its local cache; offline machines get a clear message instead of a stack.
     try:
         from huggingface_hub import snapshot_download
@@ -93,7 +114,7 @@ def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
                  if ref.spec == DEFAULT_SPEC else "")
         raise ModelLoadError(f"could not load Hub model '{ref.location}': {hint}.{extra}") from None
     revision = Path(folder).name  # snapshots/<commit>
-    return HFBackend(ref.spec, folder, f"hub:{ref.location}@{revision}", progress=progress)
+    return HFBackend(ref.spec, folder, f"hub:{ref.location}@{revision}{suffix}", progress=progress, **extra)
 
 
 def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
@@ -111,6 +132,20 @@ def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
         with _cache_lock:
             _cache[ref] = backend
         return backend
+
+
+def base_location(spec: str, progress: ProgressFn | None = None) -> str:
+    """The local folder holding a spec's base weights (converting a GGUF first), for training."""
+    from .hf import convert_gguf
+
+    ref = resolve(spec)
+    if ref.kind == "gguf":
+        return str(convert_gguf(Path(ref.location), progress))
+    if ref.kind == "folder":
+        return ref.location
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(ref.location)
 
 
 def loaded_specs() -> list[str]:

@@ -11,7 +11,7 @@ import gradio as gr  # noqa: E402
 from .. import runner  # noqa: E402
 from ..models.registry import loaded_specs  # noqa: E402
 from ..settings import get_settings  # noqa: E402
-from . import compare_tab, evaluate_tab, history_tab, templates_tab  # noqa: E402
+from . import compare_tab, evaluate_tab, history_tab, templates_tab, tune_tab  # noqa: E402
 from .common import CSS, friendly, theme  # noqa: E402
 
 TITLE = "Prompt Lab"
@@ -22,7 +22,16 @@ MAX_FILE_SIZE = "20mb"
 
 
 def model_choices() -> list[str]:
-    return ["default"] + [s for s in loaded_specs() if s != "default"]
+    """default, models loaded in this process, and the adapters of finished tuning jobs."""
+    from ..store import open_db
+
+    db = open_db()
+    try:
+        adapters = [f"{json.loads(j['spec_json'])['model']}+{j['adapter_path']}" for j in db.query(
+            "select spec_json, adapter_path from jobs where adapter_path is not null order by id desc limit 20")]
+    finally:
+        db.conn.close()
+    return list(dict.fromkeys(["default"] + [s for s in loaded_specs() if s != "default"] + adapters))
 
 
 def render_api(template: str, variables_json: str, model: str = "default", k: int = 3) -> list[dict]:
@@ -41,11 +50,16 @@ def build_demo() -> gr.Blocks:
     choices = model_choices()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(INTRO)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             compare = compare_tab.build(choices)
             evaluation = evaluate_tab.build()
+            tune = tune_tab.build()
             editor = templates_tab.build(choices)
             history = history_tab.build()
+        tune["to_compare"].click(friendly(tune["adapter_spec"]), tune["job_id"], compare["model"],
+                                 api_visibility="private").then(lambda: gr.Tabs(selected="compare"), None, tabs,
+                                                                api_visibility="private")
+        demo.load(*tune["cli"], api_visibility="private")
         gr.api(friendly(render_api), api_name="render")
         demo.load(compare["show_vars"], compare["template"], compare["var_boxes"] + compare["example_buttons"],
                   api_visibility="private")

@@ -34,7 +34,8 @@ def shipped_datasets() -> list[str]:
 
 
 def experiment_files() -> list[str]:
-    return sorted(p.name for p in EXPERIMENTS.glob("*.yaml"))
+    """Evaluation experiment files (tune_*.yaml are tuning specs, for the Tune tab and `tune`)."""
+    return sorted(p.name for p in EXPERIMENTS.glob("*.yaml") if not p.name.startswith("tune_"))
 
 
 def _dataset_path(choice: str, upload) -> str:
