@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import PromptLabError
 from .strategies import STRATEGIES
-from .yamlfiles import parse_yaml, read_text_file
+from .yamlfiles import load_spec_file
 
 METHODS = ("generate", "label_probs")
 METRICS = ("accuracy", "bleu", "rouge", "contains", "regex")  # contains/regex: the target column holds the text/pattern
@@ -88,13 +88,7 @@ class EvalSpec:
 def load_spec(path: str | Path) -> EvalSpec:
     """Read an experiment YAML; relative template and dataset paths resolve against the file's folder."""
     path = Path(path)
-    data = parse_yaml(read_text_file(path, "experiment file", ExperimentError), str(path), ExperimentError)
-    if not isinstance(data, dict):
-        raise ExperimentError(f"{path}: an experiment must be a YAML mapping (template:, dataset:, ...)")
-    allowed = set(EvalSpec.__dataclass_fields__)
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ExperimentError(f"{path}: unknown field '{unknown[0]}'; allowed: {', '.join(sorted(allowed))}")
+    data = load_spec_file(path, "experiment file", EvalSpec.__dataclass_fields__, ExperimentError)
     for key in ("strategies", "models", "seeds", "k_shot"):
         if key in data and not isinstance(data[key], list):
             data[key] = [data[key]]

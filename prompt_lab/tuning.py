@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import PromptLabError
-from .yamlfiles import parse_yaml, read_text_file
+from .yamlfiles import load_spec_file
 
 METHODS = ("lora", "prompt_tuning")
 COMPLETE_MARKER = "prompt_lab_complete"
@@ -76,13 +76,7 @@ class TuneSpec:
 
 def load_tune_spec(path: str | Path) -> TuneSpec:
     path = Path(path)
-    data = parse_yaml(read_text_file(path, "tune file", TuneError), str(path), TuneError)
-    if not isinstance(data, dict):
-        raise TuneError(f"{path}: a tune file must be a YAML mapping")
-    unknown = sorted(set(data) - set(TuneSpec.__dataclass_fields__))
-    if unknown:
-        raise TuneError(f"{path}: unknown field '{unknown[0]}'; allowed: {', '.join(sorted(TuneSpec.__dataclass_fields__))}")
-    spec = TuneSpec(**data)
+    spec = TuneSpec(**load_spec_file(path, "tune file", TuneSpec.__dataclass_fields__, TuneError))
     base = path.resolve().parent
     if not Path(spec.dataset).is_absolute():
         spec.dataset = str((base / spec.dataset).resolve())

@@ -30,6 +30,17 @@ def parse_yaml(text: str, source: str, error=PromptLabError):
         raise error(f"{source}{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
 
 
+def load_spec_file(path: str | Path, what: str, fields, error=PromptLabError) -> dict:
+    """A YAML mapping from a spec file whose keys must all be in `fields`; errors name the file and key."""
+    data = parse_yaml(read_text_file(path, what, error), str(path), error)
+    if not isinstance(data, dict):
+        raise error(f"{path}: a {what} must be a YAML mapping of field: value")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise error(f"{path}: unknown field '{unknown[0]}'; allowed: {', '.join(sorted(fields))}")
+    return data
+
+
 def load_vars_file(path: str | Path) -> dict:
     """Template variables from a YAML or JSON mapping of names to values."""
     import json

@@ -60,16 +60,19 @@ def test_a_tune_changes_only_adapter_weights_and_reloads_with_plain_peft(home, t
     assert models == [str(tiny_model_dir), f"{tiny_model_dir}+{adapter}"]
 
 
-def test_stop_ends_the_job_process_group_within_seconds(home, tiny_model_dir):
-    job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=5000, save_steps=1000, eval_steps=1000))
-    deadline = time.monotonic() + 120
+def wait_for_step(job_id: int, step: int, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
     while True:
         job = jobs.get_job(open_db(), job_id)
-        if (job["step"] or 0) >= 2:
-            break
-        assert job["status"] == "running" and time.monotonic() < deadline
-        time.sleep(0.2)
-    pid = job["pid"]
+        if (job["step"] or 0) >= step:
+            return job
+        assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def test_stop_ends_the_job_process_group_within_seconds(home, tiny_model_dir):
+    job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=5000, save_steps=1000, eval_steps=1000))
+    pid = wait_for_step(job_id, 2)["pid"]
     start = time.monotonic()
     assert jobs.cancel(job_id) == "cancelled"
     assert time.monotonic() - start < 10
@@ -80,13 +83,7 @@ def test_stop_ends_the_job_process_group_within_seconds(home, tiny_model_dir):
 
 def test_a_killed_job_resumes_from_its_last_complete_checkpoint(home, tiny_model_dir):
     job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=60, save_steps=5, eval_steps=100))
-    deadline = time.monotonic() + 120
-    while True:
-        job = jobs.get_job(open_db(), job_id)
-        if (job["step"] or 0) >= 12:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    job = wait_for_step(job_id, 12)
     os.killpg(job["pid"], signal.SIGKILL)  # a crash, not a Stop
     time.sleep(0.5)
     jobs.mark_interrupted_jobs(open_db())
