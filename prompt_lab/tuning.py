@@ -301,7 +301,10 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
             check.append({"prompt": pair.prompt, "output": tokenizer.decode(out[0, ids["input_ids"].shape[1]:])})
     staging, adapter = folder / ".adapter-staging", folder / "adapter"
     model.save_pretrained(staging)  # PEFT format, safetensors
-    meta = {"base_model": spec.model, "base_location": location, "template": spec.template,
+    from .models.hf import _dir_fingerprint
+
+    meta = {"base_model": spec.model, "base_location": location,
+            "base_fingerprint": _dir_fingerprint(Path(location)), "template": spec.template,
             "data_hash": data_hash, "hyperparameters": spec.to_dict(), "metrics": metrics,
             "validation_items": len(val_pairs), "train_items": len(train_pairs), "greedy_check": check}
     from .templates import get_template

@@ -125,3 +125,14 @@ def test_killed_evaluation_resumes_without_redoing_finished_items(home, tiny_mod
     assert len(after) == 12  # 6 items x 2 strategies, each exactly once
     assert len({(r["strategy"], r["item_index"]) for r in after}) == 12
     assert after[:4] == before  # the finished items were kept, not redone
+
+
+def test_history_puts_two_evaluation_runs_side_by_side(home, tiny_model_dir, reviews_csv):
+    from prompt_lab.ui.history_tab import compare_runs
+
+    first = evaluate(spec_for(reviews_csv, str(tiny_model_dir), method="label_probs", batch_size=3))
+    second = evaluate(spec_for(reviews_csv, str(tiny_model_dir), strategies=["zero_shot"], max_new_tokens=3))
+    table_a, table_b, verdicts = compare_runs(first, second)
+    assert table_a[0][0] == table_b[0][0] == f"zero_shot · {tiny_model_dir}"
+    assert verdicts.startswith(f"- run {first} zero_shot") and ("could be chance" in verdicts
+                                                               or "unlikely to be chance" in verdicts)

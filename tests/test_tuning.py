@@ -151,3 +151,19 @@ def test_prompt_tuning_trains_a_soft_prompt_that_compare_can_use(home, tiny_mode
     backend = get_backend(f"{tiny_model_dir}+{job['adapter_path']}")
     (gen,), = backend.generate(["Review: fine"], GenerationParams(max_new_tokens=4))
     assert gen.completion_tokens > 0
+
+
+def test_one_job_at_a_time_and_instruction_datasets(home, tiny_model_dir, tmp_path):
+    data = tmp_path / "instructions.jsonl"
+    data.write_text("".join(json.dumps({"instruction": "Name the colour.", "input": f"item {i}",
+                                        "output": "blue" if i % 2 else "red"}) + "\n" for i in range(12)))
+    first = jobs.submit(tiny_spec(tiny_model_dir, max_steps=40))
+    second = jobs.submit(TuneSpec(dataset=str(data), template=None, model=str(tiny_model_dir), max_steps=4,
+                                  batch_size=4, eval_steps=2, save_steps=2, max_seq_len=64))
+    assert jobs.get_job(open_db(), second)["status"] == "queued"  # waits for the first
+    assert jobs.wait(first, timeout_s=300)["status"] == "completed"
+    job = jobs.wait(second, timeout_s=300)  # started by the first job as it ended
+    assert job["status"] == "completed", job["error"]
+    meta = json.loads(open(os.path.join(job["adapter_path"], "prompt_lab_adapter.json")).read())
+    assert meta["template"] is None and meta["train_items"] + meta["validation_items"] == 12
+    assert job["eval_run_id"] is None  # no template: no base-vs-tuned accuracy to compute

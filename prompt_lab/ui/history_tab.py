@@ -13,6 +13,7 @@ from ..runner import rerun
 from ..store import open_db
 from ..strategies import STRATEGIES
 from .common import MODEL_QUEUE, friendly, gpu
+from .evaluate_tab import SUMMARY_HEADERS
 
 ANY = "(any)"
 HELP = ("Every run is here, newest first. Filter, click a row to see its generations, export what you see as "
@@ -135,8 +136,8 @@ def build() -> dict:
             run_b = gr.Number(label="Evaluation run B", precision=0, elem_id="hist-eval-b")
             pair_btn = gr.Button("Compare runs", elem_id="hist-pair")
         with gr.Row():
-            table_a = gr.Dataframe(label="A", interactive=False, elem_id="hist-table-a")
-            table_b = gr.Dataframe(label="B", interactive=False, elem_id="hist-table-b")
+            table_a = gr.Dataframe(headers=SUMMARY_HEADERS, label="A", interactive=False, elem_id="hist-table-a")
+            table_b = gr.Dataframe(headers=SUMMARY_HEADERS, label="B", interactive=False, elem_id="hist-table-b")
         pair_verdict = gr.Markdown(elem_id="hist-pair-verdict")
 
     filters = [template, strategy, model, kind, period]
