@@ -73,7 +73,7 @@ def load_experiment(name: str):
             spec.max_new_tokens, spec.limit or 0)
 
 
-def _summary_rows(report: dict) -> list[list]:
+def summary_rows(report: dict) -> list[list]:
     rows = []
     for c in report["conditions"]:
         if "accuracy" in c:
@@ -101,7 +101,7 @@ def show_results(run_id):
     labels = [c["label"] for c in conditions]
     head = (f"Run **{report['run_id']}** ({report['status']}) · {report['template']} on {report['dataset']} · "
             f"{report['items']} items · metric {report['metric']}")
-    return [_summary_rows(report), accuracy_bars(conditions), accuracy_vs_tokens(conditions), k_sweep(conditions),
+    return [summary_rows(report), accuracy_bars(conditions), accuracy_vs_tokens(conditions), k_sweep(conditions),
             self_consistency(conditions), calibration(conditions),
             gr.update(choices=labels, value=labels[0] if labels else None),
             gr.update(choices=labels, value=labels[1] if len(labels) > 1 else (labels[0] if labels else None)),

@@ -79,7 +79,7 @@ def export(template, strategy, model, kind, period):
 def compare_runs(run_a, run_b):
     """Two evaluation runs side by side, with a paired test for each condition they share."""
     from ..report import paired_test, run_report
-    from .evaluate_tab import _summary_rows
+    from .evaluate_tab import summary_rows
 
     if not run_a or not run_b:
         raise gr.Error("Enter two evaluation run ids.")
@@ -95,7 +95,7 @@ def compare_runs(run_a, run_b):
         pairs = [(a["conditions"][0], b["conditions"][0])]
     lines = [f"- run {int(run_a)} {x['label']} vs run {int(run_b)} {y['label']}: {paired_test(x, y)['verdict']}"
              for x, y in pairs if "accuracy" in x and "accuracy" in y]
-    return _summary_rows(a), _summary_rows(b), "\n".join(lines) or "No accuracy conditions to pair."
+    return summary_rows(a), summary_rows(b), "\n".join(lines) or "No accuracy conditions to pair."
 
 
 @gpu

@@ -1,6 +1,7 @@
 """Tune tab: start, watch, stop and resume short LoRA / prompt-tuning jobs; compare base against tuned."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import plotly.graph_objects as go
 from .. import jobs
 from ..plots import LAYOUT, accuracy_bars, empty_figure
 from ..report import run_report
+from ..settings import get_settings
 from ..store import open_db
 from ..strategies import STRATEGIES
 from ..templates import template_names
@@ -80,13 +82,24 @@ def poll(job_id):
               + (f" · {job['error']}" if job["error"] else ""))
     after = gr.update()
     if job["eval_run_id"]:
-        report = run_report(open_db(), job["eval_run_id"])
-        for c in report["conditions"]:
-            c["label"] = ("tuned" if "+" in c["model"] else "base") + " · " + c["strategy"]
-            c["model"] = "tuned" if "+" in c["model"] else "base"
-        after = accuracy_bars(report["conditions"], "Base vs tuned on the validation split (95% CI)")
+        after = before_after_figure(job["eval_run_id"])
         status += f" · before/after: evaluation run {job['eval_run_id']}"
     return rows, status, loss_figure(job_id), after, gr.update(visible=bool(job["adapter_path"]))
+
+
+def before_after_figure(eval_run_id: int) -> go.Figure:
+    """Base vs tuned accuracy; cached because the page polls every second and a finished run never changes
+    (the job records the run id only after the evaluation completed)."""
+    return _before_after(str(get_settings().db_path), int(eval_run_id))
+
+
+@functools.lru_cache(maxsize=32)
+def _before_after(db_path: str, eval_run_id: int) -> go.Figure:
+    report = run_report(open_db(db_path), eval_run_id)
+    for c in report["conditions"]:
+        c["label"] = ("tuned" if "+" in c["model"] else "base") + " · " + c["strategy"]
+        c["model"] = "tuned" if "+" in c["model"] else "base"
+    return accuracy_bars(report["conditions"], "Base vs tuned on the validation split (95% CI)")
 
 
 def adapter_spec(job_id) -> str:
