@@ -102,6 +102,18 @@ def guess_mapping(dataset: Dataset, variables: list[str],
     return ColumnMapping(variables=mapping, target=target)
 
 
+def mapping_for(dataset: Dataset, variables: list[str], columns: dict | None) -> ColumnMapping:
+    """The mapping a spec names ({variables: {var: column}, target:, choices:}, variables it leaves out
+    map to the column of the same name), or a guessed one when the spec names none."""
+    if not columns:
+        return guess_mapping(dataset, variables)
+    mapping = ColumnMapping(variables=dict(columns.get("variables") or {}), target=columns.get("target"),
+                            choices=columns.get("choices"))
+    for var in variables:
+        mapping.variables.setdefault(var, var)
+    return mapping
+
+
 def to_items(dataset: Dataset, mapping: ColumnMapping) -> list[Item]:
     """Rows as run items; every mapped value must be present and non-empty (the target only if mapped)."""
     name = dataset.name

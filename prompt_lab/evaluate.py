@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import metrics
-from .datasets import ColumnMapping, Item, guess_mapping, load_dataset, to_items
+from .datasets import Item, load_dataset, mapping_for, to_items
 from .errors import CancelledError, PromptLabError
 from .experiments import EvalSpec
 from .models import GenerationParams, get_backend
 from .models.base import ProgressFn
 from .scoring import extract_for, extract_strict, same_answer
 from .settings import get_settings
-from .store import finishing, get_run, log_generations, open_db, reopen_run, save_template_version, start_run
+from .store import (finishing, get_run, log_generations, open_db, reopen_run, run_template, save_template_version,
+                    start_run)
 from .strategies import build_prompts
-from .templates import Template, get_template, parse_template
+from .templates import Template, get_template
 
 
 @dataclass
@@ -45,13 +46,7 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
     spec.validate()
     template = template or get_template(spec.template)
     dataset = load_dataset(spec.dataset)
-    if spec.columns:
-        mapping = ColumnMapping(variables=dict(spec.columns.get("variables") or {}),
-                                target=spec.columns.get("target"), choices=spec.columns.get("choices"))
-        for var in template.variables:
-            mapping.variables.setdefault(var, var)
-    else:
-        mapping = guess_mapping(dataset, template.variables)
+    mapping = mapping_for(dataset, template.variables, spec.columns)
     if mapping.target is None:
         raise PromptLabError(f"{dataset.name}: no target column; name it in columns.target "
                              f"(columns: {', '.join(dataset.columns)})")
@@ -184,10 +179,8 @@ def resume(run_id: int, *, db_path: str | Path | None = None, progress: Progress
         if run["status"] in ("running", "completed"):
             raise PromptLabError(f"run {run_id} is {run['status']}; only an interrupted, cancelled or failed "
                                  "evaluation can be resumed")
-        version = db.execute("select content_yaml from template_versions where hash = ?",
-                             [run["template_hash"]]).fetchone()
         spec = EvalSpec(**run["params"])
-        p = plan(spec, parse_template(version[0], source=f"template version {run['template_hash']}"))
+        p = plan(spec, run_template(db, run))
         if p.dataset_hash != run["options"].get("dataset_hash"):
             raise PromptLabError(f"{Path(spec.dataset).name} changed since run {run_id} started; resuming would "
                                  "mix two datasets. Start a new evaluation instead.")

@@ -9,7 +9,7 @@ import sqlite_utils
 
 from . import metrics, stats
 from .errors import PromptLabError
-from .store import get_run
+from .store import get_run, run_template
 
 CONDITION_COLUMNS = ("strategy", "model_spec", "k_shot", "seed")
 
@@ -93,12 +93,7 @@ def run_report(db: sqlite_utils.Database, run_id: int) -> dict:
     if run is None or run["kind"] != "eval":
         raise PromptLabError(f"run {run_id} is not an evaluation run")
     metric = run["options"].get("metric", "accuracy")
-    version = db.execute("select content_yaml from template_versions where hash = ?", [run["template_hash"]]).fetchone()
-    choices = None
-    if version:
-        from .templates import parse_template
-
-        choices = parse_template(version[0]).choices
+    choices = run_template(db, run).choices
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for row in _rows(db, run["id"]):
         grouped[tuple(row[c] for c in CONDITION_COLUMNS)].append(row)
@@ -136,11 +131,9 @@ def paired_test(a: dict, b: dict) -> dict:
 def extraction_view(db: sqlite_utils.Database, run_id: int, label: str, limit: int = 200) -> list[dict]:
     """Per item of one condition: the output with the matched span, strict and flexible answers, gold."""
     from .scoring import extract_for
-    from .templates import parse_template
 
     run = get_run(db, int(run_id))
-    version = db.execute("select content_yaml from template_versions where hash = ?", [run["template_hash"]]).fetchone()
-    template = parse_template(version[0])
+    template = run_template(db, run)
     rows = db.query("select strategy, model_spec, k_shot, seed, item_index, sample_index, output, answer, "
                     "strict_answer, target, correct from generations where run_id = ? order by item_index, "
                     "sample_index limit ?", [int(run_id), int(limit) * 40])

@@ -181,8 +181,7 @@ def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, 
 def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> CompareResult:
     """Run a logged compare again with its exact template version and settings (a new run)."""
     from .errors import PromptLabError
-    from .store import get_run
-    from .templates import parse_template
+    from .store import get_run, run_template
 
     db = open_db(db_path)
     try:
@@ -191,12 +190,9 @@ def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> Compar
             raise PromptLabError(f"there is no run {run_id} in the run log")
         if run["kind"] != "compare":
             raise PromptLabError(f"run {run_id} is a '{run['kind']}' run; only compare runs can be run again here")
-        row = db.execute("select content_yaml from template_versions where hash = ?", [run["template_hash"]]).fetchone()
+        template = run_template(db, run)
     finally:
         db.conn.close()
-    if row is None:
-        raise PromptLabError(f"run {run_id}: its template version {run['template_hash']} is not in the log")
-    template = parse_template(row[0], source=f"template version {run['template_hash']}")
     return compare(template, run["variables"], strategies=run["strategies"], model=run["models"][0],
                    params=GenerationParams(**run["params"]), k=int(run["options"].get("k", 3)), db_path=db_path,
                    **kwargs)

@@ -221,6 +221,17 @@ def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) ->
     return ids
 
 
+def run_template(db: sqlite_utils.Database, run: dict):
+    """The exact template version a run used, from template_versions."""
+    from .errors import PromptLabError
+    from .templates import parse_template
+
+    row = db.execute("select content_yaml from template_versions where hash = ?", [run["template_hash"]]).fetchone()
+    if row is None:
+        raise PromptLabError(f"run {run['id']}: its template version {run['template_hash']} is not in the log")
+    return parse_template(row[0], source=f"template version {run['template_hash']}")
+
+
 def get_run(db: sqlite_utils.Database, run_id: int) -> dict | None:
     rows = list(db.query("select * from runs where id = ?", [run_id]))
     return _decode(rows[0]) if rows else None

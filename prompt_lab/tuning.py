@@ -99,7 +99,7 @@ class Pair:
 
 def training_pairs(spec: TuneSpec, tokenizer_backend) -> tuple[list[Pair], str]:
     """Prompt/completion pairs from the dataset, rendered like prompting does; returns them and a data hash."""
-    from .datasets import ColumnMapping, guess_mapping, load_dataset, to_items
+    from .datasets import load_dataset, mapping_for, to_items
     from .strategies import Prompt, build_prompts
     from .templates import get_template
 
@@ -117,11 +117,7 @@ def training_pairs(spec: TuneSpec, tokenizer_backend) -> tuple[list[Pair], str]:
                               row["output"]))
     else:
         template = get_template(spec.template)
-        if spec.columns:
-            mapping = ColumnMapping(variables=dict(spec.columns.get("variables") or {}),
-                                    target=spec.columns.get("target"))
-        else:
-            mapping = guess_mapping(dataset, template.variables)
+        mapping = mapping_for(dataset, template.variables, spec.columns)
         if mapping.target is None:
             raise TuneError(f"{dataset.name}: no target column; name it in columns.target")
         for item in to_items(dataset, mapping):
