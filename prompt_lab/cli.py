@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import PromptLabError
@@ -70,19 +71,22 @@ def cmd_templates(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .runner import render
+    from .runner import model_list, render
 
     progress = _TerminalProgress()
-    items = render(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
-                   model=args.model, k=args.k, seed=args.seed, progress=progress)
+    models = model_list(args.model)
+    items = {m: render(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
+                       model=m, k=args.k, seed=args.seed, progress=progress) for m in models}
     progress.close()
     if args.json:
-        print(json.dumps(items, indent=2, ensure_ascii=False))
+        print(json.dumps(items[models[0]] if len(models) == 1 else items, indent=2, ensure_ascii=False))
         return 0
-    for item in items:
-        print(f"===== {item['strategy']} ({item['tokens']} tokens) =====")
-        print(item["prompt"])
-        print()
+    for model, rendered in items.items():
+        for item in rendered:
+            where = f" for {model}" if len(models) > 1 else ""
+            print(f"===== {item['strategy']}{where} ({item['tokens']} tokens) =====")
+            print(item["prompt"])
+            print()
     return 0
 
 
@@ -91,25 +95,64 @@ def cmd_compare(args) -> int:
 
     progress = _TerminalProgress()
     result = compare(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
-                     model=args.model, params=_params(args), k=args.k, progress=progress)
+                     models=args.model, params=_params(args), k=args.k, progress=progress)
     progress.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return 1 if result.errors else 0
+    print(f"run {result.run_id} · template {result.template} ({result.template_hash})")
+    for model in result.models:
+        print(f"\n##### model {model} ({result.revisions.get(model, '')})")
+        if model in result.errors:
+            print(f"error: {result.errors[model]}")
+            continue
+        for output in (o for o in result.outputs if o.model == model):
+            for gen, answer in zip(output.generations, output.answers):
+                sample = f" sample {gen.sample_index + 1}" if len(output.generations) > 1 else ""
+                print(f"\n===== {output.strategy}{sample} =====")
+                if args.show_prompt:
+                    print(output.prompt + "\n-----")
+                print(gen.text.strip())
+                counted = {"server": "", "local": "", "estimate": " (estimated)"}.get(gen.token_source, "")
+                print(f"-- answer: {answer if answer is not None else '(none found)'} · {gen.prompt_tokens} prompt + "
+                      f"{gen.completion_tokens} completion tokens{counted} · {gen.latency_ms:.0f} ms · "
+                      f"{gen.tokens_per_s:.1f} tok/s · {gen.finish_reason}")
+    return 1 if result.errors else 0
+
+
+def cmd_endpoints(args) -> int:
+    """Named endpoints from the endpoints file: address, key variable (set or not), models the server lists."""
+    from .models.openai_compat import OpenAIBackend, endpoints_file, load_endpoints
+
+    endpoints = load_endpoints()
+    rows = []
+    for name, e in endpoints.items():
+        key_set = bool(os.environ.get(e.api_key_env, "").strip()) if e.api_key_env else None
+        served: list[str] | str = []
+        if args.check:
+            try:
+                served = OpenAIBackend(f"openai:{(e.models or ('?',))[0]}@{name}").served_models()
+            except Exception as exc:  # reported per endpoint, never with the key
+                served = f"error: {exc}"
+        rows.append({"name": name, "base_url": e.base_url, "api_key_env": e.api_key_env, "api_key_set": key_set,
+                     "models": list(e.models), "max_concurrency": e.max_concurrency, "served": served})
+    if args.json:
+        print(json.dumps({"file": str(endpoints_file()), "endpoints": rows}, indent=2))
         return 0
-    print(f"run {result.run_id} · template {result.template} ({result.template_hash}) · model {result.model} "
-          f"({result.model_revision})")
-    for output in result.outputs:
-        for gen, answer in zip(output.generations, output.answers):
-            sample = f" sample {gen.sample_index + 1}" if len(output.generations) > 1 else ""
-            print(f"\n===== {output.strategy}{sample} =====")
-            if args.show_prompt:
-                print(output.prompt + "\n-----")
-            print(gen.text.strip())
-            print(f"-- answer: {answer if answer is not None else '(none found)'} · {gen.prompt_tokens} prompt + "
-                  f"{gen.completion_tokens} completion tokens · {gen.latency_ms:.0f} ms · "
-                  f"{gen.tokens_per_s:.1f} tok/s · {gen.finish_reason}")
+    if not rows:
+        print(f"no named endpoints ({endpoints_file()} does not exist or is empty); ad-hoc remote models work as "
+              "--model openai:<model>@<base_url>")
+        return 0
+    print(f"endpoints from {endpoints_file()}:")
+    for r in rows:
+        key = "no key" if r["api_key_env"] is None else f"key in ${r['api_key_env']} ({'set' if r['api_key_set'] else 'NOT set'})"
+        print(f"  {r['name']}: {r['base_url']} · {key} · up to {r['max_concurrency']} requests in flight")
+        for model in r["models"]:
+            print(f"      --model openai:{model}@{r['name']}")
+        if args.check:
+            print(f"      server lists: {r['served'] if isinstance(r['served'], str) else ', '.join(r['served']) or '(none)'}")
     return 0
 
 
@@ -262,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--vars-file", help="YAML/JSON file with the variables")
         p.add_argument("--strategies", nargs="+", default=list(STRATEGY_CHOICES), metavar="S",
                        help=f"strategies to use: {', '.join(STRATEGY_CHOICES)} (default: all)")
-        p.add_argument("--model", "-m", default="default", help="model spec: default, a folder, a .gguf, a Hub id")
+        p.add_argument("--model", "-m", action="append",
+                       help="model spec (repeat for a strategies x models grid): default, a folder, a .gguf, a Hub "
+                            "id, <base>+<adapter dir>, or openai:<model>@<base_url or endpoint name>")
         p.add_argument("--k", type=int, default=3, help="examples in few-shot prompts (default 3)")
         p.add_argument("--seed", type=int, default=0, help="seed for example choice and sampling")
         common(p)
@@ -294,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=int, metavar="JOB_ID", help="continue a stopped or interrupted job")
     common(p)
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("endpoints", help="list the named remote endpoints (OpenAI-compatible servers)")
+    p.add_argument("--check", action="store_true", help="also ask each server which models it serves")
+    common(p)
+    p.set_defaults(func=cmd_endpoints)
 
     p = sub.add_parser("runs", help="recent runs from the run log")
     p.add_argument("--limit", type=int, default=20)

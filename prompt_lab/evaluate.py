@@ -16,7 +16,8 @@ from . import metrics
 from .datasets import Item, load_dataset, mapping_for, to_items
 from .errors import CancelledError, PromptLabError
 from .experiments import EvalSpec
-from .models import GenerationParams, get_backend
+from .models import GenerationParams, get_backend, resolve
+from .models.openai_compat import is_remote
 from .models.base import ProgressFn
 from .scoring import extract_for, extract_strict, same_answer
 from .settings import get_settings
@@ -54,6 +55,12 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
     if spec.method == "label_probs" and not (template.choices or all(i.choices for i in items)):
         raise PromptLabError(f"method label_probs needs answer choices: template '{template.name}' has none "
                              "and the dataset has no choices column")
+    remote = [m for m in spec.models if is_remote(m)]
+    if spec.method == "label_probs" and remote:
+        raise PromptLabError(f"method label_probs scores choices with the model's own forward pass, which a remote "
+                             f"model ({remote[0]}) does not offer; use method generate for remote models")
+    for model in spec.models:
+        resolve(model)  # a bad spec or an unknown endpoint fails here, before a run row is written
     return Plan(spec, template, items, spec.metric or default_metric(template), dataset.content_hash)
 
 
@@ -111,7 +118,7 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
                          "output": answer, "answer": answer, "strict_answer": answer, "correct": correct,
                          "correct_strict": correct, "score": float(correct),
                          "label_probs_json": json.dumps(probs), "prompt_tokens": backend.count_tokens(text),
-                         "completion_tokens": 0, "latency_ms": round(per_item_ms, 1)})
+                         "completion_tokens": 0, "latency_ms": round(per_item_ms, 1), "token_source": "local"})
         return rows
     params, _ = GenerationParams(temperature=spec.temperature, top_p=spec.top_p, max_new_tokens=spec.max_new_tokens,
                                  seed=seed, n=spec.samples).clamped(get_settings())
@@ -123,7 +130,8 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
                          "params_json": json.dumps(params.to_dict()), "sample_index": gen.sample_index,
                          "output": gen.text, "prompt_tokens": gen.prompt_tokens,
                          "completion_tokens": gen.completion_tokens, "latency_ms": round(gen.latency_ms, 1),
-                         "tokens_per_s": round(gen.tokens_per_s, 2), "finish_reason": gen.finish_reason})
+                         "tokens_per_s": round(gen.tokens_per_s, 2), "finish_reason": gen.finish_reason,
+                         "token_source": gen.token_source})
     return rows
 
 

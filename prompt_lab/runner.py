@@ -1,4 +1,5 @@
-"""compare(): one template, several strategies, one model, one batched call, every generation logged."""
+"""compare(): one template, several strategies on one or more models (a strategies x models grid), each
+model's prompts in one batched call, the models side by side, every generation logged."""
 from __future__ import annotations
 
 import json
@@ -9,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import CancelledError, PromptLabError
 from .models import GenerationParams, get_backend
 from .models.base import Generation, ProgressFn
 from .scoring import extract_for
 from .settings import get_settings
-from .store import finishing, log_generations, open_db, save_template_version, start_run
+from .store import finish_run, finishing, log_generations, open_db, save_template_version, start_run
 from .strategies import STRATEGIES, build_prompts, check_strategies
 from .templates import Template, get_template
 
@@ -21,12 +23,13 @@ from .templates import Template, get_template
 @dataclass
 class StrategyOutput:
     strategy: str
-    prompt: str  # the exact text the model saw
+    prompt: str  # the exact text (or, for a remote model, the JSON messages) the model saw
     generations: list[Generation]
     answers: list[str | None]
+    model: str = ""
 
     def to_dict(self) -> dict:
-        return {"strategy": self.strategy, "prompt": self.prompt, "answers": self.answers,
+        return {"strategy": self.strategy, "model": self.model, "prompt": self.prompt, "answers": self.answers,
                 "generations": [g.to_dict() for g in self.generations]}
 
 
@@ -35,99 +38,150 @@ class CompareResult:
     run_id: int
     template: str
     template_hash: str
-    model: str
-    model_revision: str
+    models: list[str]
+    revisions: dict[str, str]  # model spec -> what answered (weights fingerprint, or served model @ endpoint)
     params: GenerationParams
-    outputs: list[StrategyOutput]
+    outputs: list[StrategyOutput]  # model-major: every strategy of models[0], then of models[1], ...
     warnings: list[str] = field(default_factory=list)
     command: str = ""
+    errors: dict[str, str] = field(default_factory=dict)  # model spec -> why it gave no answers
+
+    @property
+    def model(self) -> str:
+        return self.models[0]
+
+    @property
+    def model_revision(self) -> str:
+        return self.revisions.get(self.models[0], "")
+
+    def output(self, model: str, strategy: str) -> StrategyOutput | None:
+        return next((o for o in self.outputs if o.model == model and o.strategy == strategy), None)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "template": self.template, "template_hash": self.template_hash,
-                "model": self.model, "model_revision": self.model_revision, "params": self.params.to_dict(),
-                "warnings": self.warnings, "command": self.command, "outputs": [o.to_dict() for o in self.outputs]}
+                "models": self.models, "revisions": self.revisions, "params": self.params.to_dict(),
+                "warnings": self.warnings, "errors": self.errors, "command": self.command,
+                "outputs": [o.to_dict() for o in self.outputs]}
 
 
-def cli_command(template: str, variables: dict, strategies, model: str, params: GenerationParams, k: int) -> str:
-    """The `python -m prompt_lab compare ...` line that repeats a run."""
+def model_list(models) -> list[str]:
+    """One spec or several -> a list without repeats; empty entries mean the default model."""
+    items = [models] if isinstance(models, str) else list(models or [])
+    out: list[str] = []
+    for spec in (str(m).strip() or "default" for m in items):
+        if spec not in out:
+            out.append(spec)
+    return out or ["default"]
+
+
+def cli_command(template: str, variables: dict, strategies, models, params: GenerationParams, k: int) -> str:
+    """The `python -m prompt_lab compare ...` line that repeats a run (model specs hold no API keys)."""
     parts = ["python", "-m", "prompt_lab", "compare", "--template", template]
     for key, value in variables.items():
         parts += ["--var", f"{key}={value}"]
-    parts += ["--strategies", *strategies, "--model", model, "--k", str(k),
-              "--temperature", f"{params.temperature:g}", "--top-p", f"{params.top_p:g}",
+    parts += ["--strategies", *strategies]
+    for model in model_list(models):
+        parts += ["--model", model]
+    parts += ["--k", str(k), "--temperature", f"{params.temperature:g}", "--top-p", f"{params.top_p:g}",
               "--max-new-tokens", str(params.max_new_tokens), "--seed", str(params.seed), "--n", str(params.n)]
     for stop in params.stop:
         parts += ["--stop", stop]
     return shlex.join(parts)
 
 
-def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES, model: str = "default",
+def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES, models="default",
             params: GenerationParams | None = None, k: int = 3, db_path: str | Path | None = None,
             progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-            on_update: Callable[[list[str]], None] | None = None) -> CompareResult:
-    """Render the template with each strategy, run all prompts as one batch, extract answers, log the run.
+            on_update: Callable[[list[list[str]]], None] | None = None) -> CompareResult:
+    """Render the template with each strategy, run the prompts on every model (each model's prompts as one
+    batch, the models at the same time), extract answers, log the run.
 
-    on_update(texts) receives the text generated so far for each strategy (first sample) as tokens arrive.
+    on_update(grid) receives, as tokens arrive, the text so far of each model's strategies (first sample):
+    grid[model_index][strategy_index]. A model that fails (an unreachable server, say) does not sink the
+    others: its error is in result.errors, the others' answers are logged, and the run is marked failed
+    with the reason. If every model fails, the first error is raised.
     """
     template = get_template(template) if isinstance(template, str) else template
     strategies = check_strategies(strategies)
+    models = model_list(models)
     params, warnings = (params or GenerationParams()).clamped(get_settings())
     prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed)
-    backend = get_backend(model, progress)
-    texts = [backend.format_prompt(p) for p in prompts]
+    backends = {m: get_backend(m, progress) for m in models}
+    texts = {m: [b.format_prompt(p) for p in prompts] for m, b in backends.items()}
     values = {v: variables[v] for v in template.variables}
-    command = cli_command(template.name, values, strategies, model, params, k)
+    command = cli_command(template.name, values, strategies, models, params, k)
     db = open_db(db_path)
     save_template_version(db, template.name, template.content_hash, template.to_yaml())
     run_id = start_run(db, kind="compare", template_name=template.name, template_hash=template.content_hash,
-                       models=[model], strategies=strategies, params=params.to_dict(), options={"k": k},
+                       models=models, strategies=strategies, params=params.to_dict(), options={"k": k},
                        variables=values, command=command)
+    results: dict[str, list[list[Generation]]] = {}
+    errors: dict[str, BaseException] = {}
+    grid = [[""] * len(prompts) for _ in models]
+    grid_lock = threading.Lock()
+
+    def run_model(index: int, model: str) -> None:
+        def partial(row_texts: list[str]) -> None:
+            with grid_lock:
+                grid[index] = list(row_texts)
+                snapshot = [list(r) for r in grid]
+            on_update(snapshot)
+
+        try:
+            results[model] = backends[model].generate(texts[model], params, progress=progress, cancel=cancel,
+                                                      on_partial=partial if on_update else None)
+        except BaseException as exc:  # reported per model below
+            errors[model] = exc
+
     try:
         with finishing(db, run_id):
-            results = backend.generate(texts, params, progress=progress, cancel=cancel,
-                                       on_tokens=_partial_texts(backend, len(texts), params.n, on_update))
+            threads = [threading.Thread(target=run_model, args=(i, m), daemon=True, name=f"compare-{i}")
+                       for i, m in enumerate(models)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("generation stopped")
+            if not results:
+                raise errors[models[0]]
             outputs, rows = [], []
-            for prompt, text, gens in zip(prompts, texts, results):
-                answers = [extract_for(template, g.text).answer for g in gens]
-                outputs.append(StrategyOutput(prompt.strategy, text, gens, answers))
-                for gen, answer in zip(gens, answers):
-                    rows.append({
-                        "template_name": template.name, "template_hash": template.content_hash,
-                        "strategy": prompt.strategy, "model_spec": model, "model_revision": backend.revision,
-                        "variables_json": json.dumps(values, ensure_ascii=False), "prompt": text,
-                        "params_json": json.dumps(params.to_dict()), "seed": params.seed,
-                        "sample_index": gen.sample_index, "output": gen.text, "answer": answer,
-                        "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                        "latency_ms": round(gen.latency_ms, 1), "tokens_per_s": round(gen.tokens_per_s, 2),
-                        "finish_reason": gen.finish_reason,
-                    })
+            for model in models:
+                for prompt, text, gens in zip(prompts, texts[model], results.get(model, [])):
+                    answers = [extract_for(template, g.text).answer for g in gens]
+                    outputs.append(StrategyOutput(prompt.strategy, text, gens, answers, model))
+                    rows += [_row(template, prompt.strategy, model, backends[model].revision, values, text, params,
+                                  gen, answer) for gen, answer in zip(gens, answers)]
             log_generations(db, run_id, rows)
+        if errors:
+            finish_run(db, run_id, "failed", "; ".join(f"{m}: {e}" for m, e in errors.items()))
     finally:
         db.conn.close()
-    return CompareResult(run_id, template.name, template.content_hash, model, backend.revision, params, outputs,
-                         warnings, command)
+    return CompareResult(run_id, template.name, template.content_hash, models,
+                         {m: b.revision for m, b in backends.items()}, params, outputs, warnings, command,
+                         {m: _message(e) for m, e in errors.items()})
 
 
-def _partial_texts(backend, prompts: int, n: int, on_update):
-    """Turn per-step tokens of the batch into the text so far of each prompt's first sample."""
-    if on_update is None:
-        return None
-    tokens: list[list[int]] = [[] for _ in range(prompts)]
-    end_ids = getattr(backend, "_end_ids", set())
+def _message(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, PromptLabError) else f"{type(exc).__name__}: {exc}"
 
-    def on_tokens(rows: list[int], new: list[int]) -> None:
-        for row, token in zip(rows, new):
-            if row % n == 0 and token not in end_ids:
-                tokens[row // n].append(token)
-        on_update([backend.tokenizer.decode(t, skip_special_tokens=True) for t in tokens])
 
-    return on_tokens
+def _row(template: Template, strategy: str, model: str, revision: str, values: dict, text: str,
+         params: GenerationParams, gen: Generation, answer: str | None) -> dict:
+    return {"template_name": template.name, "template_hash": template.content_hash, "strategy": strategy,
+            "model_spec": model, "model_revision": revision,
+            "variables_json": json.dumps(values, ensure_ascii=False), "prompt": text,
+            "params_json": json.dumps(params.to_dict()), "seed": params.seed, "sample_index": gen.sample_index,
+            "output": gen.text, "answer": answer, "prompt_tokens": gen.prompt_tokens,
+            "completion_tokens": gen.completion_tokens, "latency_ms": round(gen.latency_ms, 1),
+            "tokens_per_s": round(gen.tokens_per_s, 2), "finish_reason": gen.finish_reason,
+            "token_source": gen.token_source}
 
 
 @dataclass
 class CompareEvent:
     kind: str  # progress | partial | done
-    texts: list[str] | None = None
+    texts: list[list[str]] | None = None  # partial: text so far, [model][strategy]
     fraction: float = 0.0
     message: str = ""
     result: CompareResult | None = None
@@ -180,7 +234,6 @@ def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, 
 
 def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> CompareResult:
     """Run a logged compare again with its exact template version and settings (a new run)."""
-    from .errors import PromptLabError
     from .store import get_run, run_template
 
     db = open_db(db_path)
@@ -193,6 +246,6 @@ def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> Compar
         template = run_template(db, run)
     finally:
         db.conn.close()
-    return compare(template, run["variables"], strategies=run["strategies"], model=run["models"][0],
+    return compare(template, run["variables"], strategies=run["strategies"], models=run["models"],
                    params=GenerationParams(**run["params"]), k=int(run["options"].get("k", 3)), db_path=db_path,
                    **kwargs)

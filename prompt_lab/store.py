@@ -73,6 +73,14 @@ def m003_jobs(db: sqlite_utils.Database) -> None:
     db["job_events"].create_index(["job_id", "step"], if_not_exists=True)
 
 
+@migrations()
+def m004_token_source(db: sqlite_utils.Database) -> None:
+    """Where a generation's token counts come from: the model's tokenizer here (local), the server's usage
+    report (server), or a ~4 characters per token estimate for a remote model with neither (estimate)."""
+    if "token_source" not in db["generations"].columns_dict:
+        db["generations"].add_column("token_source", str)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -204,7 +212,8 @@ def finishing(db: sqlite_utils.Database, run_id: int):
 GENERATION_FIELDS = ("template_name", "template_hash", "strategy", "model_spec", "model_revision", "variables_json",
                      "prompt", "params_json", "seed", "sample_index", "output", "answer", "prompt_tokens",
                      "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason", "item_index", "k_shot",
-                     "target", "strict_answer", "correct", "correct_strict", "score", "label_probs_json")
+                     "target", "strict_answer", "correct", "correct_strict", "score", "label_probs_json",
+                     "token_source")
 
 
 def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) -> list[int]:

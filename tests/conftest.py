@@ -111,3 +111,51 @@ def app_url(default_model_dir, tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def served_model(default_model_dir, tmp_path_factory):
+    """A real OpenAI-compatible server: `transformers serve` with the embedded model on 127.0.0.1.
+
+    Yields (base_url, model name); the server is pinned to the model folder, so that path is the model name.
+    """
+    import signal
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path_factory.mktemp("hub-cache")), HF_HUB_OFFLINE="1")
+    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(default_model_dir), "--host",
+               "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "warning"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, f"transformers serve exited: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"transformers serve did not start: {log.read_text()[-2000:]}"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        yield base_url, str(default_model_dir)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)

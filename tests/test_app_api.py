@@ -34,7 +34,10 @@ def test_render_returns_every_strategy_with_token_counts(client):
 def test_compare_streams_into_columns_and_logs_the_run(client):
     out = client.predict("sentiment", "I love this phone, the camera is superb.", "", "", "",
                          ["zero_shot", "few_shot", "cot"], 3, "default", 0, 1, 24, 0, "", api_name="/compare")
-    texts, stats, command, status = out[0:4], out[4:8], out[12], out[13]  # columns are layout: not in the API
+    # Rows and columns are layout (not in the API); then 12 texts, 12 stats, 12 prompts (a row of 4 per model),
+    # 3 model headers, the CLI line and the status.
+    texts, stats, command, status = out[0:4], out[12:16], out[-2], out[-1]
+    assert list(out[12 + 4:24]) == [""] * 8  # one model: the other two rows stay empty
     assert all(value(t) for t in texts[:3])
     assert all("tokens" in s and "tok/s" in s for s in stats[:3])
     assert stats[3] == ""  # few_shot_cot was not asked for

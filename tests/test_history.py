@@ -39,7 +39,7 @@ def test_run_again_uses_the_logged_template_version_and_settings(home, tiny_mode
     from prompt_lab.templates import parse_template
 
     template = parse_template((ROOT / "tests/data/capital.yaml").read_text())
-    first = compare(template, {"country": "Peru"}, strategies=["zero_shot", "cot"], model=str(tiny_model_dir),
+    first = compare(template, {"country": "Peru"}, strategies=["zero_shot", "cot"], models=str(tiny_model_dir),
                     params=GenerationParams(max_new_tokens=5, seed=3), k=1)
     again = rerun(first.run_id)
     assert again.run_id != first.run_id

@@ -17,7 +17,8 @@ def test_open_db_migrates_once_and_uses_wal(home):
     assert {"runs", "generations", "template_versions"} <= set(db.table_names())
     assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
     applied = [m.name for m in migrations.applied(db)]
-    assert applied == ["m001_runs_and_generations", "m002_evaluation_columns", "m003_jobs"]
+    assert applied == ["m001_runs_and_generations", "m002_evaluation_columns", "m003_jobs",
+                       "m004_token_source"]
     open_db()  # idempotent
     assert [m.name for m in migrations.applied(open_db())] == applied
     # a plain sqlite3 connection (no app) reads it
@@ -66,13 +67,13 @@ import sys, time, pathlib
 from prompt_lab.runner import compare
 from prompt_lab.models import GenerationParams
 model, marker = sys.argv[1], pathlib.Path(sys.argv[2])
-compare("sentiment", {"review": "first, finished"}, strategies=["zero_shot"], model=model,
+compare("sentiment", {"review": "first, finished"}, strategies=["zero_shot"], models=model,
         params=GenerationParams(max_new_tokens=4))
 def hang(fraction, message):
     if message.startswith("generating"):
         marker.write_text("mid-run")
         time.sleep(600)
-compare("sentiment", {"review": "second, killed"}, strategies=["zero_shot", "cot"], model=model,
+compare("sentiment", {"review": "second, killed"}, strategies=["zero_shot", "cot"], models=model,
         params=GenerationParams(max_new_tokens=16), progress=hang)
 """
 

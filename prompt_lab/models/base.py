@@ -54,6 +54,7 @@ class Generation:
     latency_ms: float  # from the start of the call to this completion's end token (rows of a batch differ)
     finish_reason: str  # eos | stop | length | time | cancelled
     sample_index: int = 0
+    token_source: str = "local"  # local (this model's tokenizer) | server (the API's usage) | estimate
 
     @property
     def tokens_per_s(self) -> float:
@@ -76,12 +77,13 @@ class Backend(Protocol):
     revision: str
     device: str
 
-    def format_prompt(self, prompt) -> str: ...
+    def format_prompt(self, prompt) -> str: ...  # the exact input logged and shown (text, or JSON messages)
 
     def count_tokens(self, text: str) -> int: ...
 
     def generate(self, texts: list[str], params: GenerationParams, *, progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None) -> list[list[Generation]]: ...
+                 cancel: threading.Event | None = None,
+                 on_partial: Callable[[list[str]], None] | None = None) -> list[list[Generation]]: ...
 
     def stream(self, text: str, params: GenerationParams, *,
                cancel: threading.Event | None = None) -> Iterator[StreamEvent]: ...

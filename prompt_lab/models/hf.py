@@ -285,13 +285,17 @@ class HFBackend:
 
     def generate(self, texts: list[str], params: GenerationParams, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None,
-                 on_tokens: Callable[[list[int], list[int]], None] | None = None) -> list[list[Generation]]:
+                 on_tokens: Callable[[list[int], list[int]], None] | None = None,
+                 on_partial: Callable[[list[str]], None] | None = None) -> list[list[Generation]]:
         """Run all prompts as one batch; returns params.n generations per prompt.
 
         on_tokens(rows, tokens) is called at each step with the new token of each row still generating
-        (row = prompt_index * n + sample_index), for showing text as it arrives.
+        (row = prompt_index * n + sample_index); on_partial(texts) gets the text so far of each prompt's
+        first sample. Both are for showing text as it arrives.
         """
         torch = _torch()
+        if on_partial is not None:
+            on_tokens = self._partial_texts(len(texts), params.n, on_partial, on_tokens)
 
         enc = self._encode(texts)
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
@@ -307,6 +311,20 @@ class HFBackend:
                               hooks.finished_ms.get(p * params.n + s, latency_ms), s, hooks.cancelled)
                  for s in range(params.n)]
                 for p, prompt_len in enumerate(prompt_lens)]
+
+    def _partial_texts(self, prompts: int, n: int, on_partial, also=None):
+        """Turn each step's new tokens into the decoded text so far of each prompt's first sample."""
+        tokens: list[list[int]] = [[] for _ in range(prompts)]
+
+        def on_tokens(rows: list[int], new: list[int]) -> None:
+            if also is not None:
+                also(rows, new)
+            for row, token in zip(rows, new):
+                if row % n == 0 and token not in self._end_ids:
+                    tokens[row // n].append(token)
+            on_partial([self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens])
+
+        return on_tokens
 
     def _generate_rows(self, enc, params: GenerationParams, hooks: _Hooks, streamer=None) -> list[list[int]]:
         """model.generate in chunks of CHUNK_TOKENS, dropping finished rows (and their KV cache) between chunks.

@@ -1,6 +1,8 @@
 """Model specs -> loaded backends, one copy per process shared by every caller.
 
-Specs: `default` (the embedded SmolLM2-135M-Instruct), a local folder, a local `.gguf` file, or a Hub id.
+Specs: `default` (the embedded SmolLM2-135M-Instruct), a local folder, a local `.gguf` file, a Hub id, any of
+those plus a PEFT adapter (`<base>+<adapter dir>`), or a remote model behind an OpenAI-compatible server
+(`openai:<model>@<base_url or endpoint name>`, see openai_compat).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ModelLoadError
 from .base import Backend, ProgressFn
+from .openai_compat import OpenAIBackend, is_remote, parse_spec
 
 DEFAULT_SPEC = "default"
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -24,7 +27,7 @@ HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 @dataclass(frozen=True)
 class ModelRef:
     spec: str  # what the user wrote
-    kind: str  # folder | gguf | hub
+    kind: str  # folder | gguf | hub | openai
     location: str  # folder path, .gguf path or Hub id
     adapter: str | None = None  # a PEFT adapter folder applied on top (`<base>+<adapter dir>`)
 
@@ -53,6 +56,9 @@ def embedded_gguf() -> Path | None:
 def resolve(spec: str) -> ModelRef:
     """Turn a spec into a ModelRef without loading anything; unknown specs say what was tried."""
     spec = (spec or "").strip()
+    if is_remote(spec):
+        endpoint, _ = parse_spec(spec)
+        return ModelRef(spec, "openai", endpoint.base_url)
     if "+" in spec:
         base, adapter = spec.rsplit("+", 1)
         ref = resolve(base)
@@ -120,6 +126,8 @@ def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
 def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
     """The process-wide backend for a spec, loading it on first use (concurrent callers wait for one load)."""
     ref = resolve(spec)
+    if ref.kind == "openai":  # nothing to load; a fresh object picks up edits to the endpoints file
+        return OpenAIBackend(ref.spec)
     with _cache_lock:
         if ref in _cache:
             return _cache[ref]
@@ -139,6 +147,9 @@ def base_location(spec: str, progress: ProgressFn | None = None) -> str:
     from .hf import convert_gguf
 
     ref = resolve(spec)
+    if ref.kind == "openai":
+        raise ModelLoadError(f"model '{spec}' is remote: tuning needs local weights (a folder, a .gguf, a Hub id "
+                             "or 'default')")
     if ref.kind == "gguf":
         return str(convert_gguf(Path(ref.location), progress))
     if ref.kind == "folder":

@@ -9,6 +9,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from .. import runner  # noqa: E402
+from ..models.openai_compat import remote_choices  # noqa: E402
 from ..models.registry import loaded_specs  # noqa: E402
 from ..settings import get_settings  # noqa: E402
 from . import compare_tab, evaluate_tab, history_tab, templates_tab, tune_tab  # noqa: E402
@@ -22,7 +23,8 @@ MAX_FILE_SIZE = "20mb"
 
 
 def model_choices() -> list[str]:
-    """default, models loaded in this process, and the adapters of finished tuning jobs."""
+    """default, models loaded in this process, the adapters of finished tuning jobs, and the models of the named
+    remote endpoints."""
     from ..store import open_db
 
     db = open_db()
@@ -31,7 +33,8 @@ def model_choices() -> list[str]:
             "select spec_json, adapter_path from jobs where adapter_path is not null order by id desc limit 20")]
     finally:
         db.conn.close()
-    return list(dict.fromkeys(["default"] + [s for s in loaded_specs() if s != "default"] + adapters))
+    return list(dict.fromkeys(["default"] + [s for s in loaded_specs() if s != "default"] + adapters
+                              + remote_choices()))
 
 
 def render_api(template: str, variables_json: str, model: str = "default", k: int = 3) -> list[dict]:
@@ -56,7 +59,7 @@ def build_demo() -> gr.Blocks:
             tune = tune_tab.build()
             editor = templates_tab.build(choices)
             history = history_tab.build()
-        tune["to_compare"].click(friendly(tune["adapter_spec"]), tune["job_id"], compare["model"],
+        tune["to_compare"].click(friendly(lambda job: [tune["adapter_spec"](job)]), tune["job_id"], compare["model"],
                                  api_visibility="private").then(lambda: gr.Tabs(selected="compare"), None, tabs,
                                                                 api_visibility="private")
         demo.load(*tune["cli"], api_visibility="private")

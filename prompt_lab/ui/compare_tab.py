@@ -1,4 +1,5 @@
-"""Compare tab: one template, its strategies side by side on one model, streamed, logged."""
+"""Compare tab: one template, its strategies side by side on up to three models (a strategies x models grid),
+streamed, logged."""
 from __future__ import annotations
 
 import html
@@ -6,7 +7,7 @@ import html
 import gradio as gr
 
 from ..models import GenerationParams
-from ..runner import compare_events
+from ..runner import compare_events, model_list
 from ..settings import get_settings
 from ..strategies import STRATEGIES, STRATEGY_LABELS
 from ..templates import get_template, template_names
@@ -14,9 +15,12 @@ from ..errors import CancelledError
 from .common import MODEL_QUEUE, friendly, gpu, stop_switches
 
 MAX_VARS = 4
+MAX_MODELS = 3
 N_EXAMPLES = 3
-HELP = ("Fill in the template's inputs, pick strategies and press **Run**: every strategy's prompt goes to the "
-        "model in one batch and the answers stream in side by side. Every run is saved in History.")
+CELLS = MAX_MODELS * len(STRATEGIES)
+HELP = ("Fill in the template's inputs, pick strategies and one to three models (local, or remote as "
+        "`openai:<model>@<server>`) and press **Run**: each model gets every strategy's prompt, the answers "
+        "stream in as a grid (a row per model, a column per strategy). Every run is saved in History.")
 
 
 def variable_updates(template_name: str, example: int | None = 0) -> list:
@@ -39,64 +43,104 @@ def variable_updates(template_name: str, example: int | None = 0) -> list:
 
 def stats_line(generation, answer) -> str:
     found = f"<mark>{html.escape(answer)}</mark>" if answer is not None else "<i>no answer found</i>"
-    return (f"Answer: {found} · {generation.prompt_tokens} → {generation.completion_tokens} tokens · "
+    estimated = " (estimated)" if generation.token_source == "estimate" else ""
+    return (f"Answer: {found} · {generation.prompt_tokens} → {generation.completion_tokens} tokens{estimated} · "
             f"{generation.latency_ms / 1000:.2f} s · {generation.tokens_per_s:.1f} tok/s · {generation.finish_reason}")
+
+
+def cell_id(kind: str, row: int, strategy: str) -> str:
+    """Element ids: the first model's cells keep the short `out-cot` form; later rows are `out-m1-cot`."""
+    return f"{kind}-{strategy}" if row == 0 else f"{kind}-m{row}-{strategy}"
+
+
+def _cells(fill) -> list:
+    """One value per grid cell, model-major: fill(row, strategy)."""
+    return [fill(r, s) for r in range(MAX_MODELS) for s in STRATEGIES]
+
+
+def _keep(count: int) -> list:
+    return [gr.update() for _ in range(count)]
 
 
 @friendly
 @gpu
 def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature, top_p, max_new_tokens, seed,
                 stop, request: gr.Request = None, progress=gr.Progress()):
-    """Stream one compare run into the strategy columns."""
+    """Stream one compare run into the grid: a row per model, a column per strategy."""
     template = get_template(template_name)
     strategies = [s for s in STRATEGIES if s in (strategies or [])]
     if not strategies:
         raise gr.Error("Pick at least one strategy.")
+    models = model_list(model)
+    if len(models) > MAX_MODELS:
+        raise gr.Error(f"Pick at most {MAX_MODELS} models here ({len(models)} chosen); the CLI takes more.")
     variables = dict(zip(template.variables, [v0, v1, v2, v3]))
     cap = get_settings().max_new_tokens_cap
     params = GenerationParams(temperature=float(temperature), top_p=float(top_p),
                               max_new_tokens=min(int(max_new_tokens), cap), seed=int(seed),
                               stop=[s.strip() for s in (stop or "").split(",") if s.strip()])
     cancel = stop_switches.fresh(request)
-    columns = [gr.update(visible=s in strategies) for s in STRATEGIES]
-    blank = [gr.update(value="") for _ in STRATEGIES]
-    waiting = [gr.update(value="generating…" if s in strategies else "") for s in STRATEGIES]
-    yield columns + blank + waiting + [gr.update() for _ in STRATEGIES] + ["", "Loading the model…"]
+    used = lambda r, s: r < len(models) and s in strategies  # noqa: E731
+    layout = ([gr.update(visible=r < len(models)) for r in range(MAX_MODELS)]
+              + _cells(lambda r, s: gr.update(visible=s in strategies)))
+    headers = [gr.update(value=f"#### {html.escape(models[r])}" if r < len(models) else "") for r in range(MAX_MODELS)]
+    waiting = _cells(lambda r, s: gr.update(value="generating…" if used(r, s) else ""))
+    yield (layout + _cells(lambda r, s: gr.update(value="")) + waiting + _keep(CELLS) + headers
+           + ["", "Loading the model…" if len(models) == 1 else "Loading the models…"])
     index = {s: i for i, s in enumerate(strategies)}
-    events = compare_events(template, variables, strategies=strategies, model=model or "default", params=params,
-                            k=int(k), cancel=cancel)
+    events = compare_events(template, variables, strategies=strategies, models=models, params=params, k=int(k),
+                            cancel=cancel)
     try:
-        yield from _stream(events, index, progress)
+        yield from _stream(events, models, index, progress)
     except CancelledError:
         gr.Warning("Stopped.")
-        stopped = [gr.update(value="stopped" if s in strategies else "") for s in STRATEGIES]
-        yield ([gr.update() for _ in STRATEGIES] * 2 + stopped + [gr.update() for _ in STRATEGIES]
+        stopped = _cells(lambda r, s: gr.update(value="stopped" if used(r, s) else ""))
+        yield (_keep(MAX_MODELS + CELLS) + _keep(CELLS) + stopped + _keep(CELLS) + _keep(MAX_MODELS)
                + [gr.update(), "Stopped: the run is logged as cancelled; the partial text above was not saved."])
 
 
-def _stream(events, index, progress):
+def _stream(events, models, index, progress):
+    layout = _keep(MAX_MODELS + CELLS)
     for event in events:
         if event.kind == "progress":
             progress(event.fraction, desc=event.message)
         elif event.kind == "partial":
-            texts = [gr.update(value=event.texts[index[s]].lstrip()) if s in index else gr.update()
-                     for s in STRATEGIES]
-            yield ([gr.update() for _ in STRATEGIES] + texts + [gr.update() for _ in STRATEGIES] * 2
-                   + [gr.update(), "Generating…"])
+            grid = event.texts
+            texts = _cells(lambda r, s: gr.update(value=grid[r][index[s]].lstrip())
+                           if r < len(grid) and s in index else gr.update())
+            yield layout + texts + _keep(CELLS * 2 + MAX_MODELS) + [gr.update(), "Generating…"]
         else:
             result = event.result
-            by_strategy = {o.strategy: o for o in result.outputs}
-            texts, stats, prompts = [], [], []
-            for s in STRATEGIES:
-                output = by_strategy.get(s)
-                texts.append(gr.update(value=output.generations[0].text.lstrip()) if output else gr.update())
-                stats.append(stats_line(output.generations[0], output.answers[0]) if output else "")
-                prompts.append(gr.update(value=output.prompt) if output else gr.update())
+
+            def text(r, s):
+                out = result.output(models[r], s) if r < len(models) else None
+                return gr.update(value=out.generations[0].text.lstrip()) if out else gr.update()
+
+            def stats(r, s):
+                if r >= len(models) or s not in index:
+                    return ""
+                if models[r] in result.errors:
+                    return f"<b>Error:</b> {html.escape(result.errors[models[r]])}"
+                out = result.output(models[r], s)
+                return stats_line(out.generations[0], out.answers[0]) if out else ""
+
+            def prompt(r, s):
+                out = result.output(models[r], s) if r < len(models) else None
+                return gr.update(value=out.prompt) if out else gr.update()
+
+            def header(r):
+                if r >= len(models):
+                    return ""
+                revision = result.revisions.get(models[r], "")
+                return f"#### {html.escape(models[r])}\n<span class='stats'>{html.escape(revision)}</span>"
+
             for warning in result.warnings:
                 gr.Warning(warning)
+            failed = f" · **{len(result.errors)} of {len(models)} models failed** (see their row)" if result.errors else ""
             status = (f"Run **{result.run_id}** saved · template `{result.template}` version "
-                      f"`{result.template_hash}` · model `{result.model}` ({result.model_revision})")
-            yield [gr.update() for _ in STRATEGIES] + texts + stats + prompts + [result.command, status]
+                      f"`{result.template_hash}` · {len(models)} model{'s' if len(models) > 1 else ''}{failed}")
+            yield (layout + _cells(text) + _cells(stats) + _cells(prompt) + [header(r) for r in range(MAX_MODELS)]
+                   + [result.command, status])
 
 
 def build(model_choices: list[str]) -> dict:
@@ -116,9 +160,11 @@ def build(model_choices: list[str]) -> dict:
                                               value=["zero_shot", "few_shot", "cot"], label="Strategies",
                                               elem_id="cmp-strategies")
                 k = gr.Slider(1, 8, value=3, step=1, label="Few-shot examples (k)")
-                model = gr.Dropdown(model_choices, value="default", allow_custom_value=True, label="Model",
-                                    info="default = SmolLM2-135M-Instruct; or a folder, .gguf or Hub id",
-                                    elem_id="cmp-model")
+                model = gr.Dropdown(model_choices, value=["default"], multiselect=True, allow_custom_value=True,
+                                    max_choices=MAX_MODELS, label="Models",
+                                    info="default = SmolLM2-135M-Instruct; a folder, .gguf or Hub id; or a remote "
+                                         "model: openai:<model>@<base_url or endpoint name>. Up to three: one row "
+                                         "each.", elem_id="cmp-model")
                 with gr.Accordion("Decoding", open=False):
                     temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature", info="0 = greedy")
                     top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Top-p")
@@ -130,22 +176,29 @@ def build(model_choices: list[str]) -> dict:
                     run = gr.Button("Run", variant="primary", elem_id="cmp-run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="cmp-stop")
         status = gr.Markdown(elem_id="cmp-status")
-        columns, outputs, stats, prompts = [], [], [], []
-        with gr.Row(equal_height=True):
-            for s in STRATEGIES:
-                with gr.Column(visible=s != "few_shot_cot", elem_classes="output-col", min_width=220) as column:
-                    gr.Markdown(f"### {STRATEGY_LABELS[s]}")
-                    outputs.append(gr.Textbox(show_label=False, lines=9, max_lines=24, elem_id=f"out-{s}",
-                                              interactive=False))
-                    stats.append(gr.Markdown(elem_id=f"stats-{s}", elem_classes="stats"))
-                    with gr.Accordion("Show prompt", open=False):
-                        prompts.append(gr.Textbox(show_label=False, lines=10, max_lines=30, elem_id=f"prompt-{s}",
-                                                  buttons=["copy"]))
-                columns.append(column)
+        rows, headers, columns, outputs, stats, prompts = [], [], [], [], [], []
+        for r in range(MAX_MODELS):
+            with gr.Column(visible=r == 0, elem_id=f"cmp-row-{r}") as row:
+                headers.append(gr.Markdown(elem_id=f"cmp-model-{r}"))
+                with gr.Row(equal_height=True):
+                    for s in STRATEGIES:
+                        with gr.Column(visible=s != "few_shot_cot", elem_classes="output-col",
+                                       min_width=220) as column:
+                            gr.Markdown(f"### {STRATEGY_LABELS[s]}")
+                            outputs.append(gr.Textbox(show_label=False, lines=9 if r == 0 else 6, max_lines=24,
+                                                      elem_id=cell_id("out", r, s), interactive=False))
+                            stats.append(gr.Markdown(elem_id=cell_id("stats", r, s), elem_classes="stats"))
+                            with gr.Accordion("Show prompt", open=False):
+                                prompts.append(gr.Textbox(show_label=False, lines=10, max_lines=30,
+                                                          elem_id=cell_id("prompt", r, s), buttons=["copy"]))
+                        columns.append(column)
+            rows.append(row)
         command = gr.Textbox(label="Copy as CLI command", buttons=["copy"], elem_id="cmp-cli", interactive=False)
 
     inputs = [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens, seed, stop]
-    outputs_all = columns + outputs + stats + prompts + [command, status]
+    # Layout first (not part of the API's answer), then 12 texts, 12 stats, 12 prompts (model-major), the
+    # 3 model headers, the CLI line and the status.
+    outputs_all = rows + columns + outputs + stats + prompts + headers + [command, status]
     show_vars = friendly(variable_updates)
     template.change(show_vars, template, var_boxes + example_buttons, api_visibility="private")
     for i, button in enumerate(example_buttons):

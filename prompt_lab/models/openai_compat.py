@@ -1,0 +1,550 @@
+"""Remote models behind any OpenAI-compatible chat-completions server (vLLM, TGI, Ollama, llama.cpp's
+server, `transformers serve`, hosted APIs), through httpx.
+
+Specs: `openai:<model>@<base_url>` (e.g. `openai:llama3.2@http://localhost:11434/v1`) or
+`openai:<model>@<endpoint name>` for an endpoint described in the endpoints file (see load_endpoints).
+
+API keys are read from the environment when a request is made and live only in the HTTP client's headers:
+they are never part of a spec, a revision, an error message, the run log or a CLI line. Base URLs that carry
+credentials (user:password@ or a query string) are refused for the same reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+from ..errors import CancelledError, ModelLoadError
+from ..settings import get_settings
+from .base import Generation, GenerationParams, ProgressFn, StreamEvent
+
+PREFIX = "openai:"
+ENDPOINT_FIELDS = {"base_url": "server address, e.g. http://localhost:8000/v1",
+                   "api_key_env": "name of the environment variable holding the API key",
+                   "models": "model names to offer in the app's model lists",
+                   "max_concurrency": "most requests in flight to this endpoint (default 4)",
+                   "timeout_s": "seconds to wait for one answer (default 120)",
+                   "max_retries": "retries on 429 and 5xx answers, with backoff (default 3)",
+                   "tokenizer": "local model folder whose tokenizer counts tokens when the server reports none"}
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+GENERIC_KEY_ENV = "PROMPT_LAB_API_KEY"
+
+
+class RemoteModelError(ModelLoadError):
+    """A remote endpoint could not be used: unreachable, refused the key, unknown model, bad answer."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # the endpoint's name in the endpoints file, or its base URL for an ad-hoc spec
+    base_url: str
+    api_key_env: str | None = None
+    models: tuple[str, ...] = ()
+    max_concurrency: int = 4
+    timeout_s: float = 120.0
+    max_retries: int = 3
+    tokenizer: str | None = None
+
+    def api_key(self) -> str | None:
+        """The key from the environment (read at use, so a Space secret or an export applies at once)."""
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env, "").strip()
+            if not key:
+                raise RemoteModelError(f"endpoint '{self.name}' needs an API key in the environment variable "
+                                       f"{self.api_key_env}, which is not set")
+            return key
+        host = urlsplit(self.base_url).hostname or ""
+        if host == "api.openai.com" and os.environ.get("OPENAI_API_KEY"):
+            return os.environ["OPENAI_API_KEY"].strip()
+        return os.environ.get(GENERIC_KEY_ENV, "").strip() or None
+
+    @property
+    def key_hint(self) -> str:
+        if self.api_key_env:
+            return self.api_key_env
+        host = urlsplit(self.base_url).hostname or ""
+        return "OPENAI_API_KEY" if host == "api.openai.com" else GENERIC_KEY_ENV
+
+
+def normalize_base_url(url: str, where: str = "base_url") -> str:
+    """http(s) URL without credentials, query or trailing slash; a bare host gets the usual /v1 path."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteModelError(f"{where} '{url}' is not an http(s) URL such as http://localhost:8000/v1")
+    if parts.username or parts.password:
+        raise RemoteModelError(f"{where} must not carry credentials (user:password@); put the key in an "
+                               f"environment variable ({GENERIC_KEY_ENV}, or api_key_env of a named endpoint)")
+    if parts.query or parts.fragment:
+        raise RemoteModelError(f"{where} must not have a query string or fragment (keys belong in the "
+                               "environment, not in the URL)")
+    path = parts.path.rstrip("/")
+    if path == "":
+        path = "/v1"
+    if path.endswith("/chat/completions"):
+        path = path[: -len("/chat/completions")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def endpoints_file() -> Path:
+    raw = os.environ.get("PROMPT_LAB_ENDPOINTS")
+    return Path(raw).expanduser() if raw else get_settings().home / "endpoints.yaml"
+
+
+def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
+    """Named endpoints from the endpoints file (PROMPT_LAB_ENDPOINTS, else <PROMPT_LAB_HOME>/endpoints.yaml):
+
+        my-vllm:
+          base_url: http://gpu-box:8000/v1
+          api_key_env: VLLM_API_KEY
+          models: [Qwen/Qwen2.5-7B-Instruct]
+          max_concurrency: 16
+
+    A missing file means no named endpoints. Errors name the file, the endpoint and the field.
+    """
+    from ..yamlfiles import parse_yaml, read_text_file
+
+    path = Path(path) if path else endpoints_file()
+    if not path.is_file():
+        return {}
+    data = parse_yaml(read_text_file(path, "endpoints file", RemoteModelError), str(path), RemoteModelError)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RemoteModelError(f"{path}: must be a mapping of endpoint names to settings")
+    out = {}
+    for name, fields in data.items():
+        where = f"{path}: endpoint '{name}'"
+        if not isinstance(fields, dict):
+            raise RemoteModelError(f"{where}: must be a mapping with at least base_url")
+        unknown = sorted(set(fields) - set(ENDPOINT_FIELDS))
+        if unknown:
+            raise RemoteModelError(f"{where}: unknown field '{unknown[0]}'; allowed: {', '.join(ENDPOINT_FIELDS)}")
+        if "base_url" not in fields:
+            raise RemoteModelError(f"{where}: base_url is missing ({ENDPOINT_FIELDS['base_url']})")
+        models = fields.get("models") or []
+        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+            raise RemoteModelError(f"{where}: models must be a list of model names")
+        numbers = {}
+        for key, default, low in (("max_concurrency", 4, 1), ("timeout_s", 120.0, 0.1), ("max_retries", 3, 0)):
+            value = fields.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+                raise RemoteModelError(f"{where}: {key} must be a number >= {low}, got {value!r}")
+            numbers[key] = type(default)(value)
+        key_env = fields.get("api_key_env")
+        if key_env is not None and (not isinstance(key_env, str) or not key_env.strip()):
+            raise RemoteModelError(f"{where}: api_key_env must be the name of an environment variable")
+        out[str(name)] = Endpoint(name=str(name), base_url=normalize_base_url(str(fields["base_url"]),
+                                                                            f"{where}: base_url"),
+                                  api_key_env=key_env, models=tuple(models), tokenizer=fields.get("tokenizer"),
+                                  **numbers)
+    return out
+
+
+def is_remote(spec: str) -> bool:
+    return (spec or "").strip().startswith(PREFIX)
+
+
+def parse_spec(spec: str) -> tuple[Endpoint, str]:
+    """`openai:<model>@<base_url or endpoint name>` -> (endpoint, model name)."""
+    body = spec.strip()[len(PREFIX):]
+    model, sep, where = body.partition("@")
+    model, where = model.strip(), where.strip()
+    if not sep or not model or not where:
+        raise RemoteModelError(f"model '{spec}': a remote model is written openai:<model>@<base_url> (e.g. "
+                               "openai:llama3.2@http://localhost:11434/v1) or openai:<model>@<endpoint name>")
+    if "://" in where:
+        if get_settings().public_mode:
+            raise RemoteModelError("on a public Space only the endpoints its owner configured can be used "
+                                   "(openai:<model>@<endpoint name>); ad-hoc server addresses are refused")
+        url = normalize_base_url(where, f"model '{spec}': server address")
+        return Endpoint(name=url, base_url=url), model
+    endpoints = load_endpoints()
+    if where not in endpoints:
+        known = ", ".join(sorted(endpoints)) or "none are configured"
+        raise RemoteModelError(f"model '{spec}': no endpoint named '{where}' in {endpoints_file()} ({known}); "
+                               "give a server address instead, e.g. openai:<model>@http://localhost:8000/v1")
+    return endpoints[where], model
+
+
+def remote_choices() -> list[str]:
+    """`openai:<model>@<endpoint>` for every model listed in the endpoints file (for model pickers)."""
+    try:
+        endpoints = load_endpoints()
+    except ModelLoadError:
+        return []
+    return [f"{PREFIX}{m}@{name}" for name, e in endpoints.items() for m in e.models]
+
+
+# One connection pool and one in-flight limit per endpoint, shared by every backend and caller in the process.
+_clients: dict[tuple, object] = {}
+_limits: dict[str, threading.BoundedSemaphore] = {}
+_shared_lock = threading.Lock()
+
+
+def _client_for(endpoint: Endpoint, key: str | None):
+    import httpx
+
+    ident = (endpoint.base_url, hashlib.sha256((key or "").encode()).hexdigest(), endpoint.timeout_s,
+             endpoint.max_concurrency)
+    with _shared_lock:
+        client = _clients.get(ident)
+        if client is None:
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            client = httpx.Client(base_url=endpoint.base_url + "/", headers=headers,
+                                  timeout=httpx.Timeout(endpoint.timeout_s, connect=min(10.0, endpoint.timeout_s)),
+                                  limits=httpx.Limits(max_connections=max(endpoint.max_concurrency, 1) + 2))
+            _clients[ident] = client
+        limit = _limits.get(endpoint.base_url)
+        if limit is None:
+            limit = _limits[endpoint.base_url] = threading.BoundedSemaphore(endpoint.max_concurrency)
+        return client, limit
+
+
+def _reason(exc) -> str:
+    cause = exc
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    text = str(cause) or type(cause).__name__
+    return text[:200]
+
+
+def _finish_reason(server_reason: str | None, text: str, stop: list[str]) -> tuple[str, str]:
+    """Cut the text at the first stop string (servers may ignore `stop`) and name why it ended."""
+    cut = [text.find(s) for s in stop if s and s in text]
+    if cut:
+        return text[: min(cut)], "stop"
+    if server_reason == "length":
+        return text, "length"
+    return text, "eos" if server_reason in (None, "stop", "eos", "eos_token", "end_turn") else str(server_reason)
+
+
+class _EitherSet:
+    """is_set() of either event: the caller's Stop, or the batch's own abort after a failed request."""
+
+    def __init__(self, *events):
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
+class OpenAIBackend:
+    """A model behind an OpenAI-compatible /chat/completions endpoint."""
+
+    device = "remote"
+    is_remote = True
+
+    def __init__(self, spec: str):
+        self.spec = spec.strip()
+        self.endpoint, self.model = parse_spec(self.spec)
+        self.revision = f"{self.model}@{self.endpoint.base_url}"
+        self._tokenizer = None
+        self._tokenizer_lock = threading.Lock()
+
+    # --- prompts and tokens -------------------------------------------------------------------------------
+    def format_prompt(self, prompt) -> str:
+        """The exact messages sent, as JSON. Chat APIs cannot continue a started answer, so a strategy's
+        answer prefill (the CoT trigger) joins the last user turn instead."""
+        return json.dumps(prompt.as_chat_without_prefill(), ensure_ascii=False, indent=1)
+
+    @staticmethod
+    def messages_of(text: str) -> list[dict]:
+        try:
+            messages = json.loads(text)
+            if isinstance(messages, list) and all(isinstance(m, dict) and "role" in m for m in messages):
+                return messages
+        except json.JSONDecodeError:
+            pass
+        return [{"role": "user", "content": text}]
+
+    def _local_tokenizer(self):
+        """The endpoint's configured tokenizer folder, if any (loaded once)."""
+        if not self.endpoint.tokenizer:
+            return None
+        with self._tokenizer_lock:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
+
+                try:
+                    self._tokenizer = AutoTokenizer.from_pretrained(str(Path(self.endpoint.tokenizer).expanduser()))
+                except OSError as exc:
+                    raise RemoteModelError(f"endpoint '{self.endpoint.name}': tokenizer "
+                                           f"'{self.endpoint.tokenizer}' could not be loaded: {exc}") from None
+            return self._tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a prompt (JSON messages) or a completion, counted here: exactly with the endpoint's
+        tokenizer when one is configured, else estimated at ~4 characters per token."""
+        return self._count(text)[0]
+
+    def _count(self, text: str) -> tuple[int, str]:
+        tokenizer = self._local_tokenizer()
+        messages = self.messages_of(text) if text.lstrip().startswith("[") else None
+        if tokenizer is not None:
+            if messages is not None and getattr(tokenizer, "chat_template", None):
+                ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+                ids = ids["input_ids"] if isinstance(ids, dict) else ids
+                return len(ids), "local"
+            plain = "\n".join(m.get("content", "") for m in messages) if messages is not None else text
+            return len(tokenizer(plain, add_special_tokens=False)["input_ids"]), "local"
+        plain = "\n".join(str(m.get("content", "")) for m in messages) if messages is not None else text
+        overhead = 4 * len(messages) if messages is not None else 0
+        return math.ceil(len(plain) / 4) + overhead, "estimate"
+
+    # --- HTTP -----------------------------------------------------------------------------------------------
+    def _body(self, messages: list[dict], params: GenerationParams, n: int, seed: int, stream: bool) -> dict:
+        body = {"model": self.model, "messages": messages, "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature, "seed": seed}
+        if params.top_p < 1:
+            body["top_p"] = params.top_p
+        if params.stop:
+            body["stop"] = list(params.stop)[:4]  # the OpenAI API takes at most 4; all are applied here too
+        if n > 1:
+            body["n"] = n
+        if stream:
+            body.update(stream=True, stream_options={"include_usage": True})
+        return body
+
+    def _error(self, response) -> RemoteModelError:
+        """A plain message for an HTTP error answer; the key is never part of it."""
+        code = response.status_code
+        try:
+            data = response.json()
+            detail = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
+            if isinstance(detail, dict):
+                detail = detail.get("message") or json.dumps(detail)
+        except (ValueError, json.JSONDecodeError):
+            detail = response.text
+        detail = self._scrub(str(detail).strip()[:300])
+        where = f"{self.endpoint.base_url} (model '{self.model}')"
+        if code in (401, 403):
+            return RemoteModelError(f"{where} refused the API key (HTTP {code}: {detail}). Set a valid key in the "
+                                    f"environment variable {self.endpoint.key_hint}.")
+        if code == 404 or (code in (400, 422) and "model" in detail.lower()):
+            served = self.served_models()
+            listing = f"it serves: {', '.join(served)}" if served else "it did not list its models"
+            return RemoteModelError(f"{where}: the server does not know this model (HTTP {code}: {detail}); "
+                                    f"{listing}")
+        if code in RETRY_STATUS:
+            return RemoteModelError(f"{where} answered HTTP {code} {self.endpoint.max_retries + 1} times "
+                                    f"(retried with backoff, then gave up): {detail}")
+        return RemoteModelError(f"{where} rejected the request (HTTP {code}): {detail}")
+
+    def _scrub(self, text: str) -> str:
+        try:
+            key = self.endpoint.api_key()
+        except RemoteModelError:
+            key = None
+        return text.replace(key, "[key]") if key else text
+
+    def served_models(self) -> list[str]:
+        """Model ids from GET /models ([] when the server lists none or cannot be asked)."""
+        import httpx
+
+        client, _ = _client_for(self.endpoint, self.endpoint.api_key())
+        try:
+            response = client.get("models", timeout=5)
+            return [m["id"] for m in response.json().get("data", [])][:20] if response.is_success else []
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+
+    def _transport_error(self, exc) -> RemoteModelError:
+        import httpx
+
+        where = f"{self.endpoint.base_url} (model '{self.model}')"
+        if isinstance(exc, httpx.TimeoutException):
+            return RemoteModelError(f"{where} did not answer within {self.endpoint.timeout_s:g} s "
+                                    f"({type(exc).__name__}); raise timeout_s for this endpoint or ask for fewer "
+                                    "tokens")
+        if isinstance(exc, httpx.ConnectError):
+            return RemoteModelError(f"could not reach {self.endpoint.base_url} ({self._scrub(_reason(exc))}). Is the "
+                                    "server running, and is the address (host, port, /v1 path) right?")
+        return RemoteModelError(f"{where}: the connection failed ({type(exc).__name__}: {self._scrub(_reason(exc))})")
+
+    def _send(self, body: dict, cancel: threading.Event | None, on_text: Callable[[str], None] | None = None):
+        """POST /chat/completions with bounded retries on 429/5xx (exponential backoff, Retry-After honoured).
+
+        Returns (choices: list of (text, finish_reason), usage dict or None, served model, seconds).
+        With on_text the answer is streamed (server-sent events) and on_text gets the text so far.
+        """
+        import httpx
+
+        client, limit = _client_for(self.endpoint, self.endpoint.api_key())
+        attempt = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("generation stopped")
+            with limit:
+                start = time.perf_counter()
+                try:
+                    if body.get("stream"):
+                        with client.stream("POST", "chat/completions", json=body) as response:
+                            if response.is_success:
+                                return (*self._read_stream(response, cancel, on_text), time.perf_counter() - start)
+                            response.read()
+                    else:
+                        response = client.post("chat/completions", json=body)
+                        if response.is_success:
+                            return (*self._read_json(response), time.perf_counter() - start)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from None
+            if response.status_code not in RETRY_STATUS or attempt >= self.endpoint.max_retries:
+                raise self._error(response)
+            delay = min(8.0, 0.5 * 2 ** attempt) * (1 + random.random() * 0.25)
+            retry_after = response.headers.get("retry-after", "")
+            if retry_after.replace(".", "", 1).isdigit():
+                delay = min(30.0, max(delay, float(retry_after)))
+            attempt += 1
+            time.sleep(delay)
+
+    def _read_json(self, response):
+        try:
+            data = response.json()
+            choices = [((c.get("message") or {}).get("content") or "", c.get("finish_reason"))
+                       for c in sorted(data["choices"], key=lambda c: c.get("index", 0))]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RemoteModelError(f"{self.endpoint.base_url}: the answer is not a chat completion "
+                                   f"({response.text[:200]!r})") from None
+        return choices, data.get("usage"), data.get("model")
+
+    def _read_stream(self, response, cancel, on_text):
+        text, reason, usage, served = "", None, None, None
+        for line in response.iter_lines():
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("generation stopped")
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            try:
+                chunk = json.loads(payload)
+            except json.JSONDecodeError:
+                continue
+            served = chunk.get("model") or served
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    text += piece
+                    if on_text is not None:
+                        on_text(text)
+                reason = choice.get("finish_reason") or reason
+        return [(text, reason)], usage, served
+
+    # --- generation -----------------------------------------------------------------------------------------
+    def _generations(self, text: str, params: GenerationParams, cancel, on_text=None) -> list[Generation]:
+        """params.n completions of one prompt: one request asking for n; servers that return fewer choices
+        (many ignore `n`) get one more request per missing sample, each with its own seed."""
+        messages = self.messages_of(text)
+        stream = on_text is not None
+        choices, usage, served, seconds = self._send(self._body(messages, params, 1 if stream else params.n,
+                                                                params.seed, stream), cancel, on_text)
+        timed = [(c, usage, seconds, len(choices)) for c in choices[: params.n]]
+        while len(timed) < params.n:
+            extra, usage2, served2, seconds2 = self._send(
+                self._body(messages, params, 1, params.seed + len(timed), False), cancel)
+            timed += [(c, usage2, seconds2, len(extra)) for c in extra[:1]]
+            served = served or served2
+        if served:
+            self.revision = f"{served}@{self.endpoint.base_url}"
+        prompt_count = None
+        out = []
+        for index, ((raw, reason), use, secs, shared) in enumerate(timed):
+            body, finish = _finish_reason(reason, raw, params.stop)
+            if use and use.get("completion_tokens") is not None and shared == 1 and body == raw:
+                prompt_tokens, completion, source = int(use.get("prompt_tokens") or 0), int(use["completion_tokens"]), "server"
+            else:  # no usage, usage summed over n choices, or text cut here at a stop string
+                if prompt_count is None:
+                    prompt_count = (int(use["prompt_tokens"]), "server") if use and use.get("prompt_tokens") else \
+                        self._count(text)
+                prompt_tokens = prompt_count[0]
+                completion, source = self._count(body)
+            out.append(Generation(text=body, prompt_tokens=prompt_tokens, completion_tokens=completion,
+                                  latency_ms=secs * 1000, finish_reason=finish, sample_index=index,
+                                  token_source=source))
+        return out
+
+    def generate(self, texts: list[str], params: GenerationParams, *, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None,
+                 on_partial: Callable[[list[str]], None] | None = None) -> list[list[Generation]]:
+        """Every prompt as its own request, up to the endpoint's max_concurrency in flight.
+
+        on_partial(texts) gets the text so far of each prompt's first sample as tokens stream in.
+        """
+        results: list[list[Generation] | None] = [None] * len(texts)
+        partial = [""] * len(texts)
+        done = [0]
+        lock = threading.Lock()
+
+        def one(i: int, stop) -> None:
+            def on_text(so_far: str) -> None:
+                with lock:
+                    partial[i] = _finish_reason(None, so_far, params.stop)[0]
+                    snapshot = list(partial)
+                on_partial(snapshot)
+
+            results[i] = self._generations(texts[i], params, stop, on_text if on_partial else None)
+            with lock:
+                done[0] += 1
+                if progress:
+                    progress(done[0] / len(texts), f"{self.model}: {done[0]}/{len(texts)} answers")
+
+        abort = threading.Event()  # set when one request fails: the others stop instead of running on
+        stop = _EitherSet(abort, cancel)
+        workers = max(1, min(self.endpoint.max_concurrency, len(texts)))
+        errors: list[BaseException] = []
+
+        def guarded(i: int) -> None:
+            try:
+                one(i, stop)
+            except BaseException as exc:
+                errors.append(exc)
+                abort.set()
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote") as pool:
+            list(pool.map(guarded, range(len(texts))))
+        if errors:  # the first real failure; CancelledError only when the user stopped the run
+            real = [e for e in errors if not isinstance(e, CancelledError)]
+            raise (real or errors)[0]
+        return results  # type: ignore[return-value]
+
+    def stream(self, text: str, params: GenerationParams, *,
+               cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
+        """One completion of one prompt, yielding the text so far as it arrives."""
+        import queue
+
+        events: queue.Queue = queue.Queue()
+        one = GenerationParams(**{**params.to_dict(), "n": 1})
+
+        def work():
+            try:
+                gens = self._generations(text, one, cancel, lambda so_far: events.put(
+                    _finish_reason(None, so_far, params.stop)[0]))
+                events.put(gens[0])
+            except BaseException as exc:
+                events.put(exc)
+
+        threading.Thread(target=work, daemon=True, name="remote-stream").start()
+        while True:
+            item = events.get()
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, Generation):
+                yield StreamEvent(item.text, item)
+                return
+            yield StreamEvent(item)
+
+    def score_choices(self, texts, choices):
+        raise RemoteModelError(f"'{self.spec}' is a remote model: label probabilities need the model's own "
+                               "forward pass; evaluate remote models with method 'generate'")
