@@ -42,6 +42,7 @@ bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_app.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_eval.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_tune.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_remote.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

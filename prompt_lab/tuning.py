@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import PromptLabError
+from .models.openai_compat import is_remote
 from .yamlfiles import load_spec_file
 
 METHODS = ("lora", "prompt_tuning")
@@ -64,6 +65,9 @@ class TuneSpec:
 
         if self.method not in METHODS:
             fail("method", f"'{self.method}' is not one of: {', '.join(METHODS)}")
+        if is_remote(self.model):
+            fail("model", f"'{self.model}' is a remote model; tuning needs local weights (default, a folder, a "
+                          ".gguf or a Hub id)")
         if not 0 < self.val_fraction < 1:
             fail("val_fraction", "must be between 0 and 1")
         for key in ("r", "alpha", "batch_size", "grad_accum", "max_seq_len", "eval_steps", "save_steps"):

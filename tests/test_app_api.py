@@ -53,6 +53,18 @@ def test_compare_streams_into_columns_and_logs_the_run(client):
     assert again[0] > run_id and f"ran again as run **{again[0]}**" in again[1]
 
 
+def test_compare_grid_over_the_api_one_row_per_model(client, served_model):
+    remote = f"openai:{served_model[1]}@{served_model[0]}"
+    out = client.predict("sentiment", "Terrible battery, great screen.", "", "", "", ["zero_shot", "cot"], 3,
+                         ["default", remote], 0, 1, 12, 0, "", api_name="/compare")
+    texts, stats, headers, status = out[0:12], out[12:24], out[36:39], out[-1]
+    for row in (0, 1):  # cells are model-major: a row of four strategies per model
+        assert value(texts[row * 4]) and value(texts[row * 4 + 2])  # zero_shot and cot
+        assert "tok/s" in stats[row * 4] and stats[row * 4 + 1] == ""  # few_shot was not asked for
+    assert remote in headers[1] and served_model[0] + "/v1" not in headers[0]
+    assert "2 models" in status
+
+
 def test_max_new_tokens_above_the_cap_is_refused_server_side(client):
     with pytest.raises(Exception, match="greater than maximum value 24"):
         client.predict("sentiment", "fine", "", "", "", ["zero_shot"], 3, "default", 0, 1, 100000, 0, "",

@@ -140,3 +140,30 @@ def test_tune_tab_runs_a_job_and_hands_the_adapter_to_compare(page, tiny_model_d
     page.screenshot(path=str(ARTIFACTS / "tune.png"), full_page=True)
     page.locator("#tune-to-compare").click()
     expect(page.locator("#cmp-model")).to_contain_text(re.compile(r"\+.*jobs/\d+/adapter"), timeout=30_000)
+
+
+def test_compare_grid_runs_the_local_and_a_served_model_in_rows(page, served_model):
+    from playwright.sync_api import expect
+
+    page.reload()
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#var-0 textarea")).to_have_value(re.compile(r"\w+"), timeout=30_000)
+    remote = f"openai:{served_model[1]}@{served_model[0]}"
+    picker = page.locator("#cmp-model input")
+    picker.click()
+    picker.fill(remote)
+    picker.press("Enter")
+    expect(page.locator("#cmp-model")).to_contain_text(served_model[0])
+    page.locator("#cmp-run").click()
+    for cell in ("stats-zero_shot", "stats-cot", "stats-m1-zero_shot", "stats-m1-cot"):
+        expect(page.locator(f"#{cell}")).to_contain_text("tok/s", timeout=180_000)
+    expect(page.locator("#cmp-model-1")).to_contain_text(served_model[0])  # the row names its model
+    local = page.locator("#out-few_shot textarea").bounding_box()
+    served = page.locator("#out-m1-few_shot textarea").bounding_box()
+    assert served["y"] > local["y"] + local["height"] and abs(served["x"] - local["x"]) < 5  # a row below
+    assert page.locator("#out-m1-few_shot textarea").input_value()
+    assert not page.locator("#out-m2-few_shot").is_visible()  # two models: the third row stays hidden
+    expect(page.locator("#cmp-status")).to_contain_text("2 models")
+    expect(page.locator("#cmp-cli textarea")).to_have_value(re.compile(r"--model default --model openai:"))
+    page.locator("#cmp-row-1").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "compare-grid.png"), full_page=True)

@@ -247,6 +247,14 @@ def test_endpoints_file_errors_name_the_file_endpoint_and_field(home):
         get_backend("openai:just-a-model")
 
 
+def test_remote_models_cannot_be_tuned(home):
+    from prompt_lab.tuning import TuneSpec
+
+    with pytest.raises(PromptLabError, match="field 'model': 'openai:m@http://x:1/v1' is a remote model; tuning "
+                                             "needs local weights"):
+        TuneSpec(template="sentiment", dataset="x.csv", model="openai:m@http://x:1/v1").validate()
+
+
 def test_public_space_only_uses_configured_endpoints(home, monkeypatch):
     monkeypatch.setenv("SPACE_ID", "someone/prompt-lab")
     with pytest.raises(PromptLabError, match="only the endpoints its owner configured"):

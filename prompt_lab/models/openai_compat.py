@@ -187,7 +187,7 @@ def remote_choices() -> list[str]:
 
 # One connection pool and one in-flight limit per endpoint, shared by every backend and caller in the process.
 _clients: dict[tuple, object] = {}
-_limits: dict[str, threading.BoundedSemaphore] = {}
+_limits: dict[tuple, threading.BoundedSemaphore] = {}
 _shared_lock = threading.Lock()
 
 
@@ -204,9 +204,10 @@ def _client_for(endpoint: Endpoint, key: str | None):
                                   timeout=httpx.Timeout(endpoint.timeout_s, connect=min(10.0, endpoint.timeout_s)),
                                   limits=httpx.Limits(max_connections=max(endpoint.max_concurrency, 1) + 2))
             _clients[ident] = client
-        limit = _limits.get(endpoint.base_url)
+        slot = (endpoint.name, endpoint.base_url, endpoint.max_concurrency)  # a named endpoint's own limit
+        limit = _limits.get(slot)
         if limit is None:
-            limit = _limits[endpoint.base_url] = threading.BoundedSemaphore(endpoint.max_concurrency)
+            limit = _limits[slot] = threading.BoundedSemaphore(endpoint.max_concurrency)
         return client, limit
 
 

@@ -17,7 +17,8 @@ from .common import CSS, friendly, theme  # noqa: E402
 
 TITLE = "Prompt Lab"
 INTRO = ("# Prompt Lab\nWrite a prompt template, see it as zero-shot, few-shot and chain-of-thought prompts, "
-         "and run them side by side on a local model. Every run is kept in a SQLite run log.")
+         "and run them side by side on local models and on remote ones (any OpenAI-compatible server). Every run "
+         "is kept in a SQLite run log.")
 QUEUE_MAX = 32
 MAX_FILE_SIZE = "20mb"
 

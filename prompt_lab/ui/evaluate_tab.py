@@ -236,7 +236,10 @@ def build() -> dict:
                 strategies = gr.CheckboxGroup([(STRATEGY_LABELS[s], s) for s in STRATEGIES],
                                               value=["zero_shot", "few_shot"], label="Strategies",
                                               elem_id="eval-strategies")
-                models = gr.Textbox(value="default", label="Models", info="comma-separated model specs")
+                models = gr.Textbox(value="default", label="Models",
+                                    info="comma-separated specs; every strategy runs on every model, charts group "
+                                         "by model. Local (default, a folder, .gguf) or remote "
+                                         "(openai:<model>@<base_url or endpoint>)")
                 method = gr.Radio(list(METHODS), value="label_probs", label="Scoring",
                                   info="label_probs: score each answer choice; generate: write, then extract")
                 with gr.Row():
