@@ -1,12 +1,26 @@
 """Plotly figures for the History and Evaluate views; pure functions of query rows."""
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import plotly.graph_objects as go
 
 from .strategies import STRATEGY_LABELS
 
 LAYOUT = dict(template="plotly_white", height=340, margin=dict(l=50, r=20, t=50, b=40),
               font=dict(family="Source Sans Pro, sans-serif", size=13), legend=dict(orientation="h", y=-0.18))
+
+
+def short_model(spec: str) -> str:
+    """A legend-sized model name: `openai:org/name@http://host:8000/v1` -> `name @ host:8000`, a folder or
+    file path -> its last part, `<base>+<adapter dir>` -> `base + <job>/adapter`."""
+    if spec.startswith("openai:"):
+        model, _, where = spec[len("openai:"):].partition("@")
+        return f"{Path(model).name or model} @ {urlsplit(where).netloc or where}"
+    base, plus, adapter = spec.partition("+")
+    name = Path(base).name or base
+    return name + (f" + {Path(adapter).parent.name}/{Path(adapter).name}" if plus else "")
 
 
 def empty_figure(message: str) -> go.Figure:
@@ -25,11 +39,11 @@ def strategy_bars(stats: list[dict], metric: str, title: str, axis: str, error: 
         order = {s: i for i, s in enumerate(STRATEGY_LABELS)}
         rows = sorted((r for r in stats if r["model"] == model), key=lambda r: order.get(r["strategy"], 99))
         fig.add_bar(
-            name=model, x=[STRATEGY_LABELS.get(r["strategy"], r["strategy"]) for r in rows],
+            name=short_model(model), x=[STRATEGY_LABELS.get(r["strategy"], r["strategy"]) for r in rows],
             y=[r[metric] for r in rows],
             error_y=dict(type="data", array=[r[error] for r in rows]) if error else None,
             customdata=[r["generations"] for r in rows],
-            hovertemplate="%{x}<br>%{y:.1f}<br>%{customdata} generations<extra>" + model + "</extra>",
+            hovertemplate="%{x}<br>%{y:.1f}<br>%{customdata} generations<extra>" + short_model(model) + "</extra>",
         )
     fig.update_layout(**LAYOUT, title=title, barmode="group", yaxis_title=axis)
     return fig
@@ -47,10 +61,10 @@ def accuracy_bars(conditions: list[dict], title: str = "Accuracy by strategy (95
     for model in dict.fromkeys(c["model"] for c in conditions):
         rows = [c for c in conditions if c["model"] == model]
         values = [_metric(c) for c in rows]
-        fig.add_bar(name=model, x=[c["label"].split(" · ")[0] for c in rows], y=[v for v, _ in values],
+        fig.add_bar(name=short_model(model), x=[c["label"].split(" · ")[0] for c in rows], y=[v for v, _ in values],
                     error_y=dict(type="data", symmetric=False, array=[hi - v for v, (lo, hi) in values],
                                  arrayminus=[v - lo for v, (lo, hi) in values]),
-                    hovertemplate="%{x}: %{y:.1%}<extra>" + model + "</extra>")
+                    hovertemplate="%{x}: %{y:.1%}<extra>" + short_model(model) + "</extra>")
     fig.update_layout(**LAYOUT, title=title, barmode="group", yaxis=dict(tickformat=".0%", range=[0, 1.05]))
     return fig
 
@@ -62,7 +76,7 @@ def accuracy_vs_tokens(conditions: list[dict]) -> go.Figure:
     fig = go.Figure()
     for model in dict.fromkeys(c["model"] for c in conditions):
         rows = [c for c in conditions if c["model"] == model]
-        fig.add_scatter(name=model, mode="markers+text", x=[c["completion_tokens"] for c in rows],
+        fig.add_scatter(name=short_model(model), mode="markers+text", x=[c["completion_tokens"] for c in rows],
                         y=[_metric(c)[0] for c in rows], text=[c["label"].split(" · ")[0] for c in rows],
                         textposition="top center", marker=dict(size=12))
     fig.update_layout(**LAYOUT, title="Accuracy vs completion tokens (cost vs quality)",
@@ -78,7 +92,7 @@ def k_sweep(conditions: list[dict]) -> go.Figure:
     fig = go.Figure()
     for key in dict.fromkeys((c["strategy"], c["model"]) for c in swept):
         rows = sorted((c for c in swept if (c["strategy"], c["model"]) == key), key=lambda c: c["k"])
-        fig.add_scatter(name=f"{key[0]} · {key[1]}", mode="lines+markers", x=[c["k"] for c in rows],
+        fig.add_scatter(name=f"{key[0]} · {short_model(key[1])}", mode="lines+markers", x=[c["k"] for c in rows],
                         y=[_metric(c)[0] for c in rows])
     fig.update_layout(**LAYOUT, title="Accuracy by number of examples (k)", xaxis_title="k",
                       yaxis=dict(tickformat=".0%"))

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 
-from prompt_lab.errors import PromptLabError
+from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.evaluate import evaluate
 from prompt_lab.experiments import EvalSpec
 from prompt_lab.models import GenerationParams, get_backend
@@ -261,17 +261,37 @@ def test_public_space_only_uses_configured_endpoints(home, monkeypatch):
         get_backend("openai:m@http://10.0.0.5:8000/v1")
 
 
-def test_small_evaluation_through_the_server(home, remote):
+def test_small_evaluation_runs_every_strategy_on_the_local_and_the_served_model(home, remote, served_model):
+    from prompt_lab.plots import accuracy_bars
+
     spec = EvalSpec(template="sentiment", dataset=str(DATA / "sentiment.csv"), strategies=["zero_shot", "few_shot"],
-                    models=[remote], limit=8, max_new_tokens=8, batch_size=8)
+                    models=["default", remote], limit=8, max_new_tokens=8, batch_size=8)
     run_id = evaluate(spec)
     report = run_report(open_db(), run_id)
     assert report["status"] == "completed"
-    assert {c["strategy"] for c in report["conditions"]} == {"zero_shot", "few_shot"}
-    assert all(c["model"] == remote and c["items"] == 8 and 0 <= c["accuracy"] <= 1 for c in report["conditions"])
+    conditions = {(c["strategy"], c["model"]): c for c in report["conditions"]}
+    assert set(conditions) == {(s, m) for s in ("zero_shot", "few_shot") for m in ("default", remote)}
+    # Same weights and greedy decoding on both sides: the served model scores what the local one scores.
+    for strategy in ("zero_shot", "few_shot"):
+        assert conditions[(strategy, remote)]["accuracy"] == conditions[(strategy, "default")]["accuracy"]
+    figure = accuracy_bars(report["conditions"])
+    host = served_model[0].split("//")[1].split("/")[0]
+    assert [t.name for t in figure.data] == ["default", f"{os.path.basename(served_model[1])} @ {host}"]
+    assert [list(t.x) for t in figure.data] == [["zero_shot", "few_shot k=3"]] * 2  # one group of bars per model
     with pytest.raises(PromptLabError, match="remote model .* does not offer; use method generate"):
         evaluate(EvalSpec(template="sentiment", dataset=str(DATA / "sentiment.csv"), models=[remote],
                           method="label_probs", limit=4))
+
+
+def test_stop_ends_a_streaming_remote_compare(home, remote):
+    cancel = threading.Event()
+    with pytest.raises(CancelledError):
+        compare("sentiment", {"review": REVIEW}, strategies=["cot"], models=[remote],
+                params=GenerationParams(max_new_tokens=200), cancel=cancel,
+                on_update=lambda grid: cancel.set() if grid[0][0] else None)
+    status, error = sqlite3.connect(home / "runs.db").execute(
+        "select status, error from runs order by id desc limit 1").fetchone()
+    assert (status, error) == ("cancelled", "stopped by the user")
 
 
 def test_cli_compare_grid_and_endpoints(home, remote, served_model, monkeypatch):
