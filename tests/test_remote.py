@@ -222,6 +222,22 @@ def test_named_endpoint_limits_requests_in_flight(home, gateway, served_model, m
     assert spec in model_choices()
 
 
+def test_prompt_tokens_are_counted_with_the_endpoints_tokenizer_or_estimated(home, default_model_dir):
+    from prompt_lab.strategies import build_prompts
+    from prompt_lab.templates import get_template
+
+    [prompt] = build_prompts(get_template("sentiment"), ["zero_shot"], {"review": REVIEW})
+    local = get_backend("default")
+    exact = local.count_tokens(local.format_prompt(prompt))
+    (home / "endpoints.yaml").write_text(f"counted:\n  base_url: http://127.0.0.1:9/v1\n"
+                                         f"  tokenizer: {default_model_dir}\nbare:\n  base_url: http://127.0.0.1:9/v1\n")
+    counted, bare = get_backend("openai:m@counted"), get_backend("openai:m@bare")
+    assert counted.count_tokens(counted.format_prompt(prompt)) == exact
+    assert counted._count("[1, 2, 3]", prompt=False) == (len(local.tokenizer("[1, 2, 3]", add_special_tokens=False)["input_ids"]), "local")
+    estimate, source = bare._count(bare.format_prompt(prompt))
+    assert source == "estimate" and 0.5 * exact < estimate < 1.5 * exact
+
+
 def test_endpoints_file_errors_name_the_file_endpoint_and_field(home):
     from prompt_lab.models.openai_compat import load_endpoints
 

@@ -286,16 +286,16 @@ class OpenAIBackend:
     def count_tokens(self, text: str) -> int:
         """Tokens of a prompt (JSON messages) or a completion, counted here: exactly with the endpoint's
         tokenizer when one is configured, else estimated at ~4 characters per token."""
-        return self._count(text)[0]
+        return self._count(text, prompt=text.lstrip().startswith("["))[0]
 
-    def _count(self, text: str) -> tuple[int, str]:
+    def _count(self, text: str, prompt: bool = True) -> tuple[int, str]:
+        """(count, source) of a prompt (JSON messages: chat template included) or of a completion."""
         tokenizer = self._local_tokenizer()
-        messages = self.messages_of(text) if text.lstrip().startswith("[") else None
+        messages = self.messages_of(text) if prompt else None
         if tokenizer is not None:
             if messages is not None and getattr(tokenizer, "chat_template", None):
-                ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-                ids = ids["input_ids"] if isinstance(ids, dict) else ids
-                return len(ids), "local"
+                rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                return len(tokenizer(rendered, add_special_tokens=False)["input_ids"]), "local"
             plain = "\n".join(m.get("content", "") for m in messages) if messages is not None else text
             return len(tokenizer(plain, add_special_tokens=False)["input_ids"]), "local"
         plain = "\n".join(str(m.get("content", "")) for m in messages) if messages is not None else text
@@ -470,7 +470,7 @@ class OpenAIBackend:
                     prompt_count = (int(use["prompt_tokens"]), "server") if use and use.get("prompt_tokens") else \
                         self._count(text)
                 prompt_tokens = prompt_count[0]
-                completion, source = self._count(body)
+                completion, source = self._count(body, prompt=False)
             out.append(Generation(text=body, prompt_tokens=prompt_tokens, completion_tokens=completion,
                                   latency_ms=secs * 1000, finish_reason=finish, sample_index=index,
                                   token_source=source))
