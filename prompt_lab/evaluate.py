@@ -127,11 +127,7 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
         for gen in gens:
             rows.append({**base, **_score(plan, gen.text, item), "item_index": item.index, "target": item.target,
                          "prompt": text, "variables_json": json.dumps(item.variables, ensure_ascii=False),
-                         "params_json": json.dumps(params.to_dict()), "sample_index": gen.sample_index,
-                         "output": gen.text, "prompt_tokens": gen.prompt_tokens,
-                         "completion_tokens": gen.completion_tokens, "latency_ms": round(gen.latency_ms, 1),
-                         "tokens_per_s": round(gen.tokens_per_s, 2), "finish_reason": gen.finish_reason,
-                         "token_source": gen.token_source})
+                         "params_json": json.dumps(params.to_dict()), **gen.log_fields()})
     return rows
 
 

@@ -171,11 +171,8 @@ def _row(template: Template, strategy: str, model: str, revision: str, values: d
     return {"template_name": template.name, "template_hash": template.content_hash, "strategy": strategy,
             "model_spec": model, "model_revision": revision,
             "variables_json": json.dumps(values, ensure_ascii=False), "prompt": text,
-            "params_json": json.dumps(params.to_dict()), "seed": params.seed, "sample_index": gen.sample_index,
-            "output": gen.text, "answer": answer, "prompt_tokens": gen.prompt_tokens,
-            "completion_tokens": gen.completion_tokens, "latency_ms": round(gen.latency_ms, 1),
-            "tokens_per_s": round(gen.tokens_per_s, 2), "finish_reason": gen.finish_reason,
-            "token_source": gen.token_source}
+            "params_json": json.dumps(params.to_dict()), "seed": params.seed, "answer": answer,
+            **gen.log_fields()}
 
 
 @dataclass

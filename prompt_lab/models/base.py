@@ -65,6 +65,13 @@ class Generation:
         data["tokens_per_s"] = round(self.tokens_per_s, 2)
         return data
 
+    def log_fields(self) -> dict:
+        """This generation's columns in the run log's generations table."""
+        return {"output": self.text, "sample_index": self.sample_index, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "latency_ms": round(self.latency_ms, 1),
+                "tokens_per_s": round(self.tokens_per_s, 2), "finish_reason": self.finish_reason,
+                "token_source": self.token_source}
+
 
 @dataclass
 class StreamEvent:

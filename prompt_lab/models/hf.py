@@ -285,17 +285,14 @@ class HFBackend:
 
     def generate(self, texts: list[str], params: GenerationParams, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None,
-                 on_tokens: Callable[[list[int], list[int]], None] | None = None,
                  on_partial: Callable[[list[str]], None] | None = None) -> list[list[Generation]]:
         """Run all prompts as one batch; returns params.n generations per prompt.
 
-        on_tokens(rows, tokens) is called at each step with the new token of each row still generating
-        (row = prompt_index * n + sample_index); on_partial(texts) gets the text so far of each prompt's
-        first sample. Both are for showing text as it arrives.
+        on_partial(texts) gets the text so far of each prompt's first sample at each step, for showing text
+        as it arrives.
         """
         torch = _torch()
-        if on_partial is not None:
-            on_tokens = self._partial_texts(len(texts), params.n, on_partial, on_tokens)
+        on_tokens = self._partial_texts(len(texts), params.n, on_partial) if on_partial is not None else None
 
         enc = self._encode(texts)
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
@@ -312,13 +309,12 @@ class HFBackend:
                  for s in range(params.n)]
                 for p, prompt_len in enumerate(prompt_lens)]
 
-    def _partial_texts(self, prompts: int, n: int, on_partial, also=None):
-        """Turn each step's new tokens into the decoded text so far of each prompt's first sample."""
+    def _partial_texts(self, prompts: int, n: int, on_partial):
+        """on_tokens(rows, tokens) for _RowStreamer: each step's new token of every row still generating
+        (row = prompt_index * n + sample_index) becomes the decoded text so far of each prompt's first sample."""
         tokens: list[list[int]] = [[] for _ in range(prompts)]
 
         def on_tokens(rows: list[int], new: list[int]) -> None:
-            if also is not None:
-                also(rows, new)
             for row, token in zip(rows, new):
                 if row % n == 0 and token not in self._end_ids:
                     tokens[row // n].append(token)

@@ -487,34 +487,31 @@ class OpenAIBackend:
         partial = [""] * len(texts)
         done = [0]
         lock = threading.Lock()
+        abort = threading.Event()  # set when one request fails: the others stop instead of running on
+        stop = _EitherSet(abort, cancel)
+        errors: list[BaseException] = []
 
-        def one(i: int, stop) -> None:
+        def one(i: int) -> None:
             def on_text(so_far: str) -> None:
                 with lock:
                     partial[i] = _finish_reason(None, so_far, params.stop)[0]
                     snapshot = list(partial)
                 on_partial(snapshot)
 
-            results[i] = self._generations(texts[i], params, stop, on_text if on_partial else None)
+            try:
+                results[i] = self._generations(texts[i], params, stop, on_text if on_partial else None)
+            except BaseException as exc:
+                errors.append(exc)
+                abort.set()
+                return
             with lock:
                 done[0] += 1
                 if progress:
                     progress(done[0] / len(texts), f"{self.model}: {done[0]}/{len(texts)} answers")
 
-        abort = threading.Event()  # set when one request fails: the others stop instead of running on
-        stop = _EitherSet(abort, cancel)
         workers = max(1, min(self.endpoint.max_concurrency, len(texts)))
-        errors: list[BaseException] = []
-
-        def guarded(i: int) -> None:
-            try:
-                one(i, stop)
-            except BaseException as exc:
-                errors.append(exc)
-                abort.set()
-
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote") as pool:
-            list(pool.map(guarded, range(len(texts))))
+            list(pool.map(one, range(len(texts))))
         if errors:  # the first real failure; CancelledError only when the user stopped the run
             real = [e for e in errors if not isinstance(e, CancelledError)]
             raise (real or errors)[0]

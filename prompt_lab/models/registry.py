@@ -125,9 +125,9 @@ def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
 
 def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
     """The process-wide backend for a spec, loading it on first use (concurrent callers wait for one load)."""
+    if is_remote(spec):  # nothing to load; a fresh object picks up edits to the endpoints file
+        return OpenAIBackend(spec)
     ref = resolve(spec)
-    if ref.kind == "openai":  # nothing to load; a fresh object picks up edits to the endpoints file
-        return OpenAIBackend(ref.spec)
     with _cache_lock:
         if ref in _cache:
             return _cache[ref]
