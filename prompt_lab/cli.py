@@ -278,7 +278,7 @@ def cmd_tune(args) -> int:
         print(f"job {job_id}: {job['status']}" + (f" ({job['error']})" if job["error"] else ""))
         if job["adapter_path"]:
             print(f"adapter: {job['adapter_path']}")
-            print(f"use it: --model '{json.loads(job['spec_json'])['model']}+{job['adapter_path']}'")
+            print(f"use it: --model '{jobs.tuned_spec(job)}'")
         if job["eval_run_id"]:
             from .report import run_report
             from .store import open_db

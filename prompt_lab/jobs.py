@@ -175,6 +175,11 @@ def get_job(db, job_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
+def tuned_spec(job: dict) -> str:
+    """The model spec of a finished job's tuned model: `<base spec>+<adapter dir>`."""
+    return f"{json.loads(job['spec_json'])['model']}+{job['adapter_path']}"
+
+
 def list_jobs(db, limit: int = 50) -> list[dict]:
     return list(db.query("select id, name, status, step, max_steps, loss, val_loss, eta_s, created_utc, "
                          "adapter_path, eval_run_id from jobs order by id desc limit ?", [limit]))

@@ -26,11 +26,12 @@ MAX_FILE_SIZE = "20mb"
 def model_choices() -> list[str]:
     """default, models loaded in this process, the adapters of finished tuning jobs, and the models of the named
     remote endpoints."""
+    from ..jobs import tuned_spec
     from ..store import open_db
 
     db = open_db()
     try:
-        adapters = [f"{json.loads(j['spec_json'])['model']}+{j['adapter_path']}" for j in db.query(
+        adapters = [tuned_spec(j) for j in db.query(
             "select spec_json, adapter_path from jobs where adapter_path is not null order by id desc limit 20")]
     finally:
         db.conn.close()

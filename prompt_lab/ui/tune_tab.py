@@ -106,7 +106,7 @@ def adapter_spec(job_id) -> str:
     job = jobs.get_job(open_db(), int(job_id))
     if not job or not job["adapter_path"]:
         raise gr.Error("This job has no adapter yet.")
-    return f"{json.loads(job['spec_json'])['model']}+{job['adapter_path']}"
+    return jobs.tuned_spec(job)
 
 
 def pick_job(evt: gr.SelectData):
