@@ -45,6 +45,7 @@ class CompareResult:
     warnings: list[str] = field(default_factory=list)
     command: str = ""
     errors: dict[str, str] = field(default_factory=dict)  # model spec -> why it gave no answers
+    cancelled: bool = False  # Stop was pressed: finished answers are kept, the rest end "cancelled"
 
     @property
     def model(self) -> str:
@@ -60,7 +61,7 @@ class CompareResult:
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "template": self.template, "template_hash": self.template_hash,
                 "models": self.models, "revisions": self.revisions, "params": self.params.to_dict(),
-                "warnings": self.warnings, "errors": self.errors, "command": self.command,
+                "warnings": self.warnings, "errors": self.errors, "command": self.command, "cancelled": self.cancelled,
                 "outputs": [o.to_dict() for o in self.outputs]}
 
 
@@ -99,9 +100,12 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
     on_update(grid) receives, as tokens arrive, the text so far of each model's strategies (first sample):
     grid[model_index][strategy_index]. A model that fails (an unreachable server, say) does not sink the
     others: its error is in result.errors, the others' answers are logged, and the run is marked failed
-    with the reason. If every model fails, the first error is raised.
+    with the reason. If every model fails, the first error is raised. When `cancel` is set mid-run, the
+    answers that had finished are kept and logged, the others are logged with finish_reason "cancelled"
+    and no answer, the run is marked cancelled and result.cancelled is True.
     """
     template = get_template(template) if isinstance(template, str) else template
+    check_inputs(template, variables)
     strategies = check_strategies(strategies)
     models = model_list(models)
     params, warnings = (params or GenerationParams()).clamped(get_settings())
@@ -141,25 +145,40 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                 thread.start()
             for thread in threads:
                 thread.join()
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("generation stopped")
+            cancelled = cancel is not None and cancel.is_set()
             if not results:
+                if cancelled and all(isinstance(e, CancelledError) for e in errors.values()):
+                    raise CancelledError("generation stopped")
                 raise errors[models[0]]
             outputs, rows = [], []
             for model in models:
                 for prompt, text, gens in zip(prompts, texts[model], results.get(model, [])):
-                    answers = [extract_for(template, g.text).answer for g in gens]
+                    # an answer cut off by Stop is unfinished: nothing is extracted from it
+                    answers = [None if g.finish_reason == "cancelled" else extract_for(template, g.text).answer
+                               for g in gens]
                     outputs.append(StrategyOutput(prompt.strategy, text, gens, answers, model))
                     rows += [_row(template, prompt.strategy, model, backends[model].revision, values, text, params,
                                   gen, answer) for gen, answer in zip(gens, answers)]
             log_generations(db, run_id, rows)
-        if errors:
+        if cancelled:
+            finish_run(db, run_id, "cancelled", "stopped by the user")
+        elif errors:
             finish_run(db, run_id, "failed", "; ".join(f"{m}: {e}" for m, e in errors.items()))
     finally:
         db.conn.close()
     return CompareResult(run_id, template.name, template.content_hash, models,
                          {m: b.revision for m, b in backends.items()}, params, outputs, warnings, command,
-                         {m: _message(e) for m, e in errors.items()})
+                         {m: _message(e) for m, e in errors.items()}, cancelled)
+
+
+def check_inputs(template: Template, variables: dict) -> None:
+    """No variable of the template is blank (a blank input gives the model nothing to answer); a missing one is
+    reported by build_prompts with the list of variables the template takes."""
+    blank = [v for v in template.variables if v in variables and not str(variables[v] or "").strip()]
+    if blank:
+        names = ", ".join(f"'{v}'" for v in blank)
+        raise PromptLabError(f"fill in {names} first: template '{template.name}' needs "
+                             f"{'a value' if len(blank) == 1 else 'values'} for {names}")
 
 
 def _message(exc: BaseException) -> str:

@@ -90,3 +90,27 @@ def test_label_probabilities_equal_a_full_forward_pass(default_model_dir, home):
                 logprobs = torch.log_softmax(logits, dim=-1)
                 expected = sum(float(logprobs[len(prompt) - 1 + i, t]) for i, t in enumerate(cont))
                 assert abs(score - expected) < 1e-3, (strategy, choice)
+
+
+def test_stop_keeps_the_answers_that_had_finished(default_model_dir, home):
+    """Stop mid-compare: the zero-shot label (done in a few tokens) keeps its answer; chain of thought, still
+    writing, ends "cancelled" with its text so far and no answer; the run is logged as cancelled."""
+    import threading
+
+    cancel = threading.Event()
+
+    def on_update(grid):
+        if len(grid[0][1]) > 40:  # the CoT column is well under way
+            cancel.set()
+
+    result = compare("sentiment", {"review": "Great phone, the battery lasts two days."},
+                     strategies=["zero_shot", "cot"], params=GenerationParams(max_new_tokens=300), cancel=cancel,
+                     on_update=on_update)
+    zero, cot = (o.generations[0] for o in result.outputs)
+    assert result.cancelled
+    assert zero.finish_reason == "eos" and result.outputs[0].answers == ["Positive"]
+    assert cot.finish_reason == "cancelled" and len(cot.text) > 40 and result.outputs[1].answers == [None]
+    rows = run_generations(open_db(), result.run_id)
+    assert [(r["strategy"], r["finish_reason"], r["answer"]) for r in rows] == [
+        ("zero_shot", "eos", "Positive"), ("cot", "cancelled", None)]
+    assert open_db().execute("select status from runs where id = ?", [result.run_id]).fetchone() == ("cancelled",)

@@ -74,11 +74,26 @@ def test_max_new_tokens_is_clamped_with_a_warning(tiny, monkeypatch):
     assert gen.completion_tokens <= 5
 
 
-def test_cancel_stops_generation(tiny):
+def test_cancel_stops_generation_and_keeps_what_was_written(tiny):
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(CancelledError):
-        tiny.generate(["x"], GenerationParams(max_new_tokens=50), cancel=cancel)
+    (gen,), = tiny.generate(["x"], GenerationParams(max_new_tokens=50), cancel=cancel)
+    assert gen.finish_reason == "cancelled" and gen.completion_tokens < 50
+
+
+def test_cancel_before_a_compare_starts_logs_a_cancelled_run(tiny, home):
+    from prompt_lab.runner import compare
+
+    cancel = threading.Event()
+    cancel.set()
+    result = compare("sentiment", {"review": "fine"}, strategies=["zero_shot", "cot"], models=tiny.spec,
+                     params=GenerationParams(max_new_tokens=20), cancel=cancel)
+    assert result.cancelled and [o.generations[0].finish_reason for o in result.outputs] == ["cancelled"] * 2
+    assert [o.answers for o in result.outputs] == [[None], [None]]  # nothing is extracted from a cut answer
+    import sqlite3
+    status, error = sqlite3.connect(home / "runs.db").execute(
+        "select status, error from runs where id = ?", [result.run_id]).fetchone()
+    assert (status, error) == ("cancelled", "stopped by the user")
 
 
 def test_prompts_use_the_chat_template(tiny, home):

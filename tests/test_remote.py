@@ -292,22 +292,25 @@ def test_small_evaluation_runs_every_strategy_on_the_local_and_the_served_model(
         assert conditions[(strategy, remote)]["accuracy"] == conditions[(strategy, "default")]["accuracy"]
     figure = accuracy_bars(report["conditions"])
     host = served_model[0].split("//")[1].split("/")[0]
-    assert [t.name for t in figure.data] == ["default", f"{os.path.basename(served_model[1])} @ {host}"]
-    assert [list(t.x) for t in figure.data] == [["zero_shot", "few_shot k=3"]] * 2  # one group of bars per model
+    bars = [t for t in figure.data if t.type == "bar"]
+    assert [t.name for t in bars] == ["default", f"{os.path.basename(served_model[1])} @ {host}"]
+    assert [list(t.x) for t in bars] == [["zero_shot", "few_shot k=3"]] * 2  # one group of bars per model
     with pytest.raises(PromptLabError, match="remote model .* does not offer; use method generate"):
         evaluate(EvalSpec(template="sentiment", dataset=str(DATA / "sentiment.csv"), models=[remote],
                           method="label_probs", limit=4))
 
 
-def test_stop_ends_a_streaming_remote_compare(home, remote):
+def test_stop_ends_a_streaming_remote_compare_and_keeps_the_text_so_far(home, remote):
     cancel = threading.Event()
-    with pytest.raises(CancelledError):
-        compare("sentiment", {"review": REVIEW}, strategies=["cot"], models=[remote],
-                params=GenerationParams(max_new_tokens=200), cancel=cancel,
-                on_update=lambda grid: cancel.set() if grid[0][0] else None)
-    status, error = sqlite3.connect(home / "runs.db").execute(
-        "select status, error from runs order by id desc limit 1").fetchone()
-    assert (status, error) == ("cancelled", "stopped by the user")
+    result = compare("sentiment", {"review": REVIEW}, strategies=["cot"], models=[remote],
+                     params=GenerationParams(max_new_tokens=200), cancel=cancel,
+                     on_update=lambda grid: cancel.set() if grid[0][0] else None)
+    (gen,) = result.outputs[0].generations
+    assert result.cancelled and gen.finish_reason == "cancelled" and gen.text and result.outputs[0].answers == [None]
+    status, error, logged = sqlite3.connect(home / "runs.db").execute(
+        "select r.status, r.error, g.output from runs r join generations g on g.run_id = r.id "
+        "order by r.id desc limit 1").fetchone()
+    assert (status, error, logged) == ("cancelled", "stopped by the user", gen.text)
 
 
 def test_cli_compare_grid_and_endpoints(home, remote, served_model, monkeypatch):

@@ -289,7 +289,8 @@ class HFBackend:
         """Run all prompts as one batch; returns params.n generations per prompt.
 
         on_partial(texts) gets the text so far of each prompt's first sample at each step, for showing text
-        as it arrives.
+        as it arrives. When `cancel` is set mid-batch, rows that had already finished keep their answers and
+        the others come back with the text so far and finish_reason "cancelled" (nothing raises).
         """
         torch = _torch()
         on_tokens = self._partial_texts(len(texts), params.n, on_partial) if on_partial is not None else None
@@ -302,8 +303,6 @@ class HFBackend:
             start = time.perf_counter()
             rows = self._generate_rows(enc, params, hooks, _RowStreamer(on_tokens) if on_tokens else None)
             latency_ms = (time.perf_counter() - start) * 1000
-        if hooks.cancelled:
-            raise CancelledError("generation stopped")
         return [[self._finish(rows[p * params.n + s], params, int(prompt_len),
                               hooks.finished_ms.get(p * params.n + s, latency_ms), s, hooks.cancelled)
                  for s in range(params.n)]
@@ -401,7 +400,8 @@ class HFBackend:
 
     SCORE_CHUNK_ROWS = 8  # prompts per forward pass when scoring choices (sorted by length: little padding)
 
-    def score_choices(self, texts: list[str], choices: list[list[str]]) -> list[list[float]]:
+    def score_choices(self, texts: list[str], choices: list[list[str]], *,
+                      cancel: threading.Event | None = None) -> list[list[float]]:
         """Log-likelihood of each answer choice as the continuation of each prompt.
 
         Work is shared three ways: the prefix all prompts have in common (system prompt, few-shot examples)
@@ -422,6 +422,8 @@ class HFBackend:
             scores: list[list[float]] = [[] for _ in texts]
             order = sorted(range(len(texts)), key=lambda i: len(prompt_ids[i]))
             for start in range(0, len(order), self.SCORE_CHUNK_ROWS):
+                if cancel is not None and cancel.is_set():  # checked per chunk: Stop answers within one chunk
+                    raise CancelledError("scoring stopped")
                 chunk = order[start:start + self.SCORE_CHUNK_ROWS]
                 for i, row in zip(chunk, self._score_chunk(prefix_kv, len(prefix),
                                                            [prompt_ids[i][len(prefix):] for i in chunk],

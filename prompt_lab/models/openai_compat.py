@@ -421,8 +421,8 @@ class OpenAIBackend:
     def _read_stream(self, response, cancel, on_text):
         text, reason, usage, served = "", None, None, None
         for line in response.iter_lines():
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("generation stopped")
+            if cancel is not None and cancel.is_set():  # stopped mid-answer: keep the text so far
+                return [(text, "cancelled")], usage, served
             if not line.startswith("data:"):
                 continue
             payload = line[5:].strip()
@@ -453,6 +453,9 @@ class OpenAIBackend:
                                                                 params.seed, stream), cancel, on_text)
         timed = [(c, usage, seconds, len(choices)) for c in choices[: params.n]]
         while len(timed) < params.n:
+            if cancel is not None and cancel.is_set():  # stopped: the samples not asked for stay empty
+                timed.append((("", "cancelled"), None, 0.0, 1))
+                continue
             extra, usage2, served2, seconds2 = self._send(
                 self._body(messages, params, 1, params.seed + len(timed), False), cancel)
             timed += [(c, usage2, seconds2, len(extra)) for c in extra[:1]]
@@ -512,10 +515,14 @@ class OpenAIBackend:
         workers = max(1, min(self.endpoint.max_concurrency, len(texts)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote") as pool:
             list(pool.map(one, range(len(texts))))
-        if errors:  # the first real failure; CancelledError only when the user stopped the run
-            real = [e for e in errors if not isinstance(e, CancelledError)]
-            raise (real or errors)[0]
-        return results  # type: ignore[return-value]
+        real = [e for e in errors if not isinstance(e, CancelledError)]
+        if real:  # the first real failure
+            raise real[0]
+        if errors and not (cancel is not None and cancel.is_set()):
+            raise errors[0]
+        # Stopped by the user: answers that finished are kept; prompts never sent come back empty, "cancelled".
+        return [r if r is not None else [Generation("", 0, 0, 0.0, "cancelled", s, "estimate") for s in range(params.n)]
+                for r in results]
 
     def stream(self, text: str, params: GenerationParams, *,
                cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
@@ -543,6 +550,6 @@ class OpenAIBackend:
                 return
             yield StreamEvent(item)
 
-    def score_choices(self, texts, choices):
+    def score_choices(self, texts, choices, *, cancel=None):
         raise RemoteModelError(f"'{self.spec}' is a remote model: label probabilities need the model's own "
                                "forward pass; evaluate remote models with method 'generate'")
