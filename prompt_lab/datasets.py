@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,21 +85,42 @@ def load_dataset_bytes(data: bytes, name: str) -> Dataset:
     return _parse(bytes(data), name)
 
 
-def guess_mapping(dataset: Dataset, variables: list[str],
-                  target_candidates=("target", "label", "answer", "reference", "output", "gold")) -> ColumnMapping:
-    """Map each variable to the column of the same name (exact, else ignoring case) and pick a target column.
+TARGET_NAMES = ("target", "label", "answer", "gold", "reference", "output", "expected", "class", "category")
 
-    Variables without a matching column are left out, for the user to map.
+
+def _tokens(name: str) -> list[str]:
+    return [t for t in re.split(r"[^0-9a-z]+", name.lower()) if t]
+
+
+def guess_mapping(dataset: Dataset, variables: list[str], target_candidates=TARGET_NAMES) -> ColumnMapping:
+    """Map each variable to a column and pick a gold answer column, the way a person reading the header would.
+
+    A variable takes the column of the same name (exact, else ignoring case), else the one column whose name
+    has the variable as a word (`ticket` -> `ticket_text`, `review` -> `Review Body`). The target is the first
+    unused column named like an answer (`label`, `gold_label`, `answer`, ...). Variables without a match are left
+    out, for the user to map.
     """
     by_lower: dict[str, str] = {}
     for column in dataset.columns:
         by_lower.setdefault(column.lower(), column)
 
-    def find(wanted: str) -> str | None:
-        return wanted if wanted in dataset.columns else by_lower.get(wanted.lower())
+    def find(wanted: str, taken: set[str]) -> str | None:
+        exact = wanted if wanted in dataset.columns else by_lower.get(wanted.lower())
+        if exact is not None:
+            return exact
+        words = _tokens(wanted)
+        near = [c for c in dataset.columns if c not in taken and words
+                and any(_tokens(c)[i:i + len(words)] == words for i in range(len(_tokens(c))))]
+        return near[0] if len(near) == 1 else None
 
-    mapping = {var: col for var in variables if (col := find(var)) is not None}
-    target = next((col for cand in target_candidates if (col := find(cand)) is not None), None)
+    mapping: dict[str, str] = {}
+    for var in variables:
+        col = find(var, set(mapping.values()))
+        if col is not None:
+            mapping[var] = col
+    used = set(mapping.values())
+    target = next((col for cand in target_candidates if (col := find(cand, used)) is not None and col not in used),
+                  None)
     return ColumnMapping(variables=mapping, target=target)
 
 

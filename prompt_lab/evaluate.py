@@ -49,8 +49,9 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
     dataset = load_dataset(spec.dataset)
     mapping = mapping_for(dataset, template.variables, spec.columns)
     if mapping.target is None:
-        raise PromptLabError(f"{dataset.name}: no target column; name it in columns.target "
-                             f"(columns: {', '.join(dataset.columns)})")
+        raise PromptLabError(f"{dataset.name}: which column holds the gold answer? None is named like one "
+                             f"(columns: {', '.join(dataset.columns)}); pick it as the 'gold answer column' in the "
+                             "Evaluate tab, or name it in the experiment file as columns: {target: <column>}")
     items = to_items(dataset, mapping)[: spec.limit or None]
     if spec.method == "label_probs" and not (template.choices or all(i.choices for i in items)):
         raise PromptLabError(f"method label_probs needs answer choices: template '{template.name}' has none "
@@ -104,7 +105,7 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
             raise CancelledError("evaluation stopped")
         choice_lists = [item.choices or template.choices for item in batch]
         started = time.perf_counter()
-        scores = backend.score_choices(texts, choice_lists)
+        scores = backend.score_choices(texts, choice_lists, cancel=cancel)
         per_item_ms = (time.perf_counter() - started) * 1000 / len(batch)
         for item, text, choices, logliks in zip(batch, texts, choice_lists, scores):
             top = max(logliks)
@@ -123,6 +124,8 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
     params, _ = GenerationParams(temperature=spec.temperature, top_p=spec.top_p, max_new_tokens=spec.max_new_tokens,
                                  seed=seed, n=spec.samples).clamped(get_settings())
     results = backend.generate(texts, params, cancel=cancel)
+    if cancel is not None and cancel.is_set():  # a batch cut short is not logged: resume runs it whole
+        raise CancelledError("evaluation stopped")
     for item, text, gens in zip(batch, texts, results):
         for gen in gens:
             rows.append({**base, **_score(plan, gen.text, item), "item_index": item.index, "target": item.target,

@@ -104,6 +104,21 @@ def test_guess_mapping_and_to_items(home, tmp_path):
     assert guess_mapping(load_dataset_bytes(b"x,y\n1,2\n", "n.csv"), ["x"]).target is None
 
 
+def test_guess_mapping_reads_columns_named_with_the_variable_as_a_word(home):
+    """An uploaded `ticket_text` column feeds {{ ticket }}; `gold_label` is the gold answer; a name two columns
+    share is left for the user to pick, and no column is used twice."""
+    ds = load_dataset_bytes(b"id,ticket_text,gold_label\n1,printer on fire,urgent\n", "tickets.csv")
+    assert guess_mapping(ds, ["ticket"]) == ColumnMapping(variables={"ticket": "ticket_text"}, target="gold_label")
+    ds = load_dataset_bytes(b"Review Body,Label Text\nnice,Positive\n", "r.csv")
+    assert guess_mapping(ds, ["review"]) == ColumnMapping(variables={"review": "Review Body"}, target="Label Text")
+    ambiguous = load_dataset_bytes(b"ticket_title,ticket_text,answer\na,b,c\n", "a.csv")
+    assert guess_mapping(ambiguous, ["ticket"]) == ColumnMapping(variables={}, target="answer")
+    taken = load_dataset_bytes(b"label,text\nx,y\n", "t.csv")  # the variable takes `label`: no target left
+    assert guess_mapping(taken, ["label"]) == ColumnMapping(variables={"label": "label"}, target=None)
+    # "labels" is not the word "label": no partial-word matches
+    assert guess_mapping(load_dataset_bytes(b"labels,q\nx,y\n", "p.csv"), ["q"]).target is None
+
+
 def test_target_may_be_empty_only_when_not_mapped(home, tmp_path):
     ds = load_dataset(write(tmp_path, "t.csv", "text,label\nhello,\n"))
     assert to_items(ds, ColumnMapping(variables={"text": "text"}))[0].target is None

@@ -136,3 +136,53 @@ def test_history_puts_two_evaluation_runs_side_by_side(home, tiny_model_dir, rev
     assert table_a[0][0] == table_b[0][0] == f"zero_shot · {tiny_model_dir}"
     assert verdicts.startswith(f"- run {first} zero_shot") and ("could be chance" in verdicts
                                                                or "unlikely to be chance" in verdicts)
+
+
+class StopAfter:
+    """A cancel switch that turns on after `calls` checks: Stop pressed at a known point inside a batch."""
+
+    def __init__(self, calls: int):
+        self.calls, self.left = calls, calls
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+    def set(self) -> None:
+        self.left = -1
+
+
+def test_stop_inside_a_batch_logs_nothing_of_it_and_resume_runs_it_whole(home, tiny_model_dir, reviews_csv):
+    from prompt_lab.errors import CancelledError
+
+    spec = spec_for(reviews_csv, str(tiny_model_dir), max_new_tokens=30, batch_size=3)
+    with pytest.raises(CancelledError) as stopped:
+        evaluate(spec, cancel=StopAfter(5))  # the batch loop checks once, generation then stops mid-answer
+    run_id = stopped.value.run_id
+    db = open_db()
+    assert get_run(db, run_id)["status"] == "cancelled"
+    assert db.execute("select count(*) from generations where run_id = ?", [run_id]).fetchone() == (0,)
+    resume(run_id)
+    rows = list(db.query("select item_index, finish_reason from generations where run_id = ?", [run_id]))
+    assert sorted(r["item_index"] for r in rows) == list(range(6))
+    assert "cancelled" not in {r["finish_reason"] for r in rows}
+
+
+def test_every_accuracy_carries_its_chance_and_majority_rates(home, tiny_model_dir, tmp_path):
+    skewed = tmp_path / "skewed.csv"
+    skewed.write_text("text,gold\n" + "".join(f'"review {i}",{label}\n' for i, label in
+                                             enumerate(["Positive"] * 5 + ["Negative"] * 2 + ["Neutral"])))
+    run_id = evaluate(spec_for(skewed, str(tiny_model_dir), method="label_probs", batch_size=4))
+    (condition,) = run_report(open_db(), run_id)["conditions"]
+    assert condition["chance"] == 1 / 3 and condition["majority"] == 5 / 8
+    assert condition["majority_label"] == "Positive"
+
+
+def test_a_blank_input_is_refused_before_anything_runs(home, tiny_model_dir):
+    from prompt_lab.errors import PromptLabError
+    from prompt_lab.runner import compare
+
+    with pytest.raises(PromptLabError, match=r"fill in 'review' first: template 'sentiment' needs a value for "
+                                             r"'review'"):
+        compare("sentiment", {"review": "  \n "}, models=str(tiny_model_dir))
+    assert open_db().execute("select count(*) from runs").fetchone() == (0,)
