@@ -37,6 +37,22 @@ def _calibration(confidences: list[float], correct: list[int], bins: int = 10) -
     return out
 
 
+def baselines(gold: list[str | None], choices: list[list[str] | None]) -> dict:
+    """What guessing scores on these items: `chance` (a uniform pick among each item's choices; None when the
+    task has no choices) and `majority` (always answering the most common gold answer), both rates 0-1."""
+    if not gold:
+        return {"chance": None, "majority": None, "majority_label": None}
+    counts: dict[str, int] = {}
+    spelling: dict[str, str] = {}
+    for g in gold:
+        key = str(g).strip().casefold()
+        counts[key] = counts.get(key, 0) + 1
+        spelling.setdefault(key, str(g))
+    top = max(counts, key=counts.__getitem__)
+    chance = (sum(1 / len(c) for c in choices) / len(choices)) if choices and all(choices) else None
+    return {"chance": chance, "majority": counts[top] / len(gold), "majority_label": spelling[top]}
+
+
 def _summarize(rows: list[dict], metric: str, choices: list[str] | None) -> dict:
     by_item: dict[int, list[dict]] = defaultdict(list)
     for row in rows:
@@ -64,6 +80,9 @@ def _summarize(rows: list[dict], metric: str, choices: list[str] | None) -> dict
             predicted = [r["answer"] for r in first]
             correct = [int(r["correct"]) for r in first]
             strict = [int(r["correct_strict"]) for r in first]
+        item_choices = [list(json.loads(r["label_probs_json"])) if r["label_probs_json"] else choices
+                        for r in first]
+        out.update(baselines(gold, item_choices if metric == "accuracy" else []))
         out["correct"] = correct
         out["accuracy"] = metrics.accuracy([bool(c) for c in correct])
         out["accuracy_ci"] = stats.bootstrap_ci(correct)
