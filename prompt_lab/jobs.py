@@ -46,9 +46,9 @@ def mark_interrupted_jobs(db) -> None:
              if not _owner_alive(r["pid"], r["owner_start"])]
     with db.conn:
         for job_id in stale:
-            db.conn.execute("update jobs set status = 'interrupted', finished_utc = ?, error = ? where id = ? "
-                            "and status = 'running'", (utc_now(), "the job's process ended before it finished",
-                                                       job_id))
+            db.conn.execute("update jobs set status = 'interrupted', finished_utc = ?, error = ?, eta_s = null "
+                            "where id = ? and status = 'running'", (utc_now(), "the job's process ended before it "
+                                                                    "finished", job_id))
 
 
 def submit(spec, kind: str = "tune", start: bool = True) -> int:
@@ -122,8 +122,8 @@ def cancel(job_id: int, grace_s: float = 5.0) -> str:
         if status != "running":
             return status
         with db.conn:
-            db.conn.execute("update jobs set status = 'cancelled', finished_utc = ?, error = 'stopped by the user' "
-                            "where id = ?", (utc_now(), job_id))
+            db.conn.execute("update jobs set status = 'cancelled', finished_utc = ?, error = 'stopped by the user', "
+                            "eta_s = null where id = ?", (utc_now(), job_id))
     finally:
         db.conn.close()
     _end_group(pid, grace_s)
@@ -153,8 +153,27 @@ def _end_group(pid: int, grace_s: float) -> None:
             time.sleep(0.05)
 
 
-def resume(job_id: int) -> None:
-    """Queue an interrupted, cancelled or failed job again; it continues from its last complete checkpoint."""
+COMPLETE_MARKER = "prompt_lab_complete"
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that Trainer finished writing (marked after its on_save event)."""
+    done = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def checkpoint_step(job_id: int) -> int:
+    """The step a resumed job continues from: its last complete checkpoint's, or 0 when it has none."""
+    checkpoint = last_complete_checkpoint(jobs_dir() / str(job_id) / "checkpoints")
+    return int(checkpoint.name.split("-")[1]) if checkpoint else 0
+
+
+def resume(job_id: int) -> int:
+    """Queue an interrupted, cancelled or failed job again; it continues from its last complete checkpoint.
+
+    Returns that checkpoint's step (0: there is none yet, so training starts over). Progress logged after the
+    checkpoint is dropped, so the loss chart continues from where training really resumes.
+    """
     db = open_db()
     try:
         row = db.execute("select status from jobs where id = ?", [job_id]).fetchone()
@@ -162,12 +181,15 @@ def resume(job_id: int) -> None:
             raise PromptLabError(f"there is no job {job_id}")
         if row[0] not in ("interrupted", "cancelled", "failed"):
             raise PromptLabError(f"job {job_id} is {row[0]}; only an interrupted, cancelled or failed job resumes")
+        step = checkpoint_step(job_id)
         with db.conn:
-            db.conn.execute("update jobs set status = 'queued', resume = 1, finished_utc = null where id = ?",
-                            [job_id])
+            db.conn.execute("delete from job_events where job_id = ? and step > ?", [job_id, step])
+            db.conn.execute("update jobs set status = 'queued', resume = 1, finished_utc = null, error = null, "
+                            "step = ?, eta_s = null where id = ?", [step, job_id])
     finally:
         db.conn.close()
     start_next()
+    return step
 
 
 def get_job(db, job_id: int) -> dict | None:
@@ -178,6 +200,12 @@ def get_job(db, job_id: int) -> dict | None:
 def tuned_spec(job: dict) -> str:
     """The model spec of a finished job's tuned model: `<base spec>+<adapter dir>`."""
     return f"{json.loads(job['spec_json'])['model']}+{job['adapter_path']}"
+
+
+def latest_job(db) -> int | None:
+    """The job a returning visitor wants to see: the running one, else the newest."""
+    row = db.execute("select id from jobs order by status = 'running' desc, id desc limit 1").fetchone()
+    return row[0] if row else None
 
 
 def list_jobs(db, limit: int = 50) -> list[dict]:

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 
 import sqlite_utils
 
+from .models.naming import short_model
+
 PERIODS = {"any time": None, "last hour": timedelta(hours=1), "last 24 hours": timedelta(days=1),
            "last 7 days": timedelta(days=7), "last 30 days": timedelta(days=30)}
 
@@ -45,11 +47,14 @@ class RunFilter:
 
 
 RUN_COLUMNS = ["id", "created_utc", "kind", "status", "template_name", "models", "strategies", "generations",
-               "duration_s"]
+               "accuracy", "duration_s"]
+RUN_HEADERS = ["run", "started (UTC)", "kind", "status", "template", "models", "strategies", "outputs",
+               "best accuracy", "time (s)"]
 
 
 def runs_table(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200) -> list[dict]:
-    """Newest matching runs (one page), with their generation counts."""
+    """Newest matching runs (one page), with their output counts and, for evaluations, the best condition's
+    accuracy (first sample of each item, e.g. "35% few_shot k=3")."""
     where, args = filters.where()
     sql = (
         "select r.id, r.created_utc, r.kind, r.status, r.template_name, "
@@ -59,16 +64,43 @@ def runs_table(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200) 
         "round(r.duration_ms / 1000.0, 2) as duration_s "
         f"from runs r{where} order by r.id desc limit ?"
     )
-    return list(db.query(sql, args + [int(limit)]))
+    rows = list(db.query(sql, args + [int(limit)]))
+    evals = [r["id"] for r in rows if r["kind"] == "eval"]
+    best: dict[int, str] = {}
+    if evals:
+        marks = ", ".join("?" * len(evals))
+        per_condition = db.query(
+            "select run_id, strategy, k_shot, model_spec, avg(correct) as accuracy from generations "
+            f"where run_id in ({marks}) and sample_index = 0 and correct is not null "
+            "group by run_id, strategy, k_shot, model_spec, seed order by accuracy desc", evals)
+        for row in per_condition:
+            if row["run_id"] not in best:
+                k = f" k={row['k_shot']}" if row["k_shot"] else ""
+                best[row["run_id"]] = f"{row['accuracy']:.0%} {row['strategy']}{k}"
+    for row in rows:
+        row["created_utc"] = (row["created_utc"] or "").replace("T", " ")[:16]
+        row["accuracy"] = best.get(row["id"], "")
+        row["models"] = ", ".join(short_model(m.strip()) for m in (row["models"] or "").split(", ") if m.strip())
+    return rows
 
 
-GENERATION_COLUMNS = ["id", "strategy", "model_spec", "sample_index", "answer", "output", "prompt_tokens",
-                      "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason"]
+GENERATION_COLUMNS = ["id", "item_index", "strategy", "model_spec", "sample_index", "answer", "target", "correct",
+                      "output", "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason"]
+GENERATION_HEADERS = ["id", "item", "strategy", "model", "sample", "answer", "gold", "correct", "output",
+                      "prompt tokens", "completion tokens", "latency (ms)", "ended by"]
 
 
 def generations_table(db: sqlite_utils.Database, run_id: int, limit: int = 500) -> list[dict]:
+    """A run's outputs (one page): answer, and for evaluations the item, gold answer and whether it was right."""
     sql = f"select {', '.join(GENERATION_COLUMNS)} from generations where run_id = ? order by id limit ?"
-    return list(db.query(sql, [int(run_id), int(limit)]))
+    rows = list(db.query(sql, [int(run_id), int(limit)]))
+    for row in rows:
+        row["model_spec"] = short_model(row["model_spec"] or "")
+        row["item_index"] = "" if row["item_index"] is None else row["item_index"] + 1
+        row["correct"] = {1: "✓", 0: "✗"}.get(row["correct"], "")
+        row["target"] = row["target"] or ""
+        row["answer"] = "" if row["answer"] is None else row["answer"]
+    return rows
 
 
 def strategy_stats(db: sqlite_utils.Database, filters: RunFilter) -> list[dict]:

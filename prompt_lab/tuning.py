@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import PromptLabError
+from .jobs import COMPLETE_MARKER, last_complete_checkpoint
 from .models.openai_compat import is_remote
 from .yamlfiles import load_spec_file
 
 METHODS = ("lora", "prompt_tuning")
-COMPLETE_MARKER = "prompt_lab_complete"
 
 
 class TuneError(PromptLabError):
@@ -185,12 +185,6 @@ def peft_model(model, spec: TuneSpec, tokenizer):
     return get_peft_model(model, config)
 
 
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint that Trainer finished writing (marked after its on_save event)."""
-    done = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
-
-
 def file_hash(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -210,11 +204,18 @@ def _progress_callback(job_id: int, started: float):
     class SQLiteProgress(TrainerCallback):
         """Writes step, loss, validation loss, learning rate, throughput and ETA as they happen."""
 
+        first_step = 0  # the step this process started from (a resumed job starts at its checkpoint)
+
+        started_at = started
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.first_step, self.started_at = state.global_step, time.monotonic()
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             loss, val_loss, lr = logs.get("loss"), logs.get("eval_loss"), logs.get("learning_rate")
-            elapsed = time.monotonic() - started
-            done = max(state.global_step - (state.stateful_callbacks.get("_resumed_at", 0) or 0), 1)
+            elapsed = time.monotonic() - self.started_at
+            done = max(state.global_step - self.first_step, 1)
             rate = done / elapsed if elapsed > 0 else 0.0
             eta = (state.max_steps - state.global_step) / rate if rate > 0 else None
             samples = rate * args.per_device_train_batch_size * args.gradient_accumulation_steps
@@ -365,7 +366,7 @@ def run_job(job_id: int) -> None:
     db = open_db()
     with db.conn:
         db.conn.execute("update jobs set status = ?, finished_utc = ?, error = ?, adapter_path = ?, eval_run_id = ?, "
-                        "metrics_json = ? where id = ? and status = 'running'",
+                        "metrics_json = ?, eta_s = null where id = ? and status = 'running'",
                         (status, utc_now(), error, str(folder / "adapter") if status == "completed" else None,
                          eval_run, json.dumps(meta.get("metrics", {})), job_id))
     db.conn.close()

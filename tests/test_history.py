@@ -51,3 +51,25 @@ def test_run_again_uses_the_logged_template_version_and_settings(home, tiny_mode
     # greedy on the same model: the same outputs
     assert [g["output"] for g in run_generations(db, first.run_id)] == \
         [g["output"] for g in run_generations(db, again.run_id)]
+
+
+def test_history_tables_read_like_a_person_expects(home, tiny_model_dir):
+    """Runs: short start time, short model names, the best condition's accuracy for an evaluation. Outputs of an
+    evaluation: 1-based item, the gold answer and a right/wrong mark."""
+    from prompt_lab.evaluate import evaluate
+    from prompt_lab.experiments import EvalSpec
+    from prompt_lab.queries import generations_table
+
+    run_id = evaluate(EvalSpec(template="sentiment", dataset=str(ROOT / "experiments/data/sentiment.csv"),
+                               models=[str(tiny_model_dir)], method="label_probs", limit=8))
+    db = open_db()
+    rows = list(db.query("select item_index, answer, target, correct from generations where run_id = ? "
+                         "order by id", [run_id]))
+    accuracy = sum(r["correct"] for r in rows) / len(rows)
+    (run,) = runs_table(db, RunFilter())
+    assert run["accuracy"] == f"{accuracy:.0%} zero_shot"
+    assert run["models"] == tiny_model_dir.name and len(run["created_utc"]) == 16 and "T" not in run["created_utc"]
+    shown = generations_table(db, run_id)
+    assert [(g["item_index"], g["answer"], g["target"], g["correct"]) for g in shown] == [
+        (r["item_index"] + 1, r["answer"], r["target"], "✓" if r["correct"] else "✗") for r in rows]
+    assert {g["model_spec"] for g in shown} == {tiny_model_dir.name}

@@ -73,12 +73,20 @@ def wait_for_step(job_id: int, step: int, timeout_s: float = 120) -> dict:
 def test_stop_ends_the_job_process_group_within_seconds(home, tiny_model_dir):
     job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=5000, save_steps=1000, eval_steps=1000))
     pid = wait_for_step(job_id, 2)["pid"]
+    assert jobs.latest_job(open_db()) == job_id
     start = time.monotonic()
     assert jobs.cancel(job_id) == "cancelled"
     assert time.monotonic() - start < 10
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # no process of the job's group is left
-    assert jobs.get_job(open_db(), job_id)["status"] == "cancelled"
+    job = jobs.get_job(open_db(), job_id)
+    assert job["status"] == "cancelled" and job["eta_s"] is None
+    # no checkpoint was written yet: resuming says it starts over, and the chart starts over with it
+    assert jobs.resume(job_id) == 0
+    assert jobs.job_events(open_db(), job_id) == []
+    jobs.cancel(job_id)
+    newer = jobs.submit(tiny_spec(tiny_model_dir), start=False)
+    assert jobs.latest_job(open_db()) == newer  # nothing runs: the newest job is the one to show
 
 
 def test_a_killed_job_resumes_from_its_last_complete_checkpoint(home, tiny_model_dir):
@@ -90,9 +98,12 @@ def test_a_killed_job_resumes_from_its_last_complete_checkpoint(home, tiny_model
     assert jobs.get_job(open_db(), job_id)["status"] == "interrupted"
     checkpoints = sorted(int(p.name.split("-")[1]) for p in (home / "jobs" / str(job_id) / "checkpoints").glob(
         "checkpoint-*") if (p / "prompt_lab_complete").exists())
-    jobs.resume(job_id)
+    assert jobs.resume(job_id) == checkpoints[-1]  # the step it says it resumes from
+    logged = [e["step"] for e in jobs.job_events(open_db(), job_id)]
+    assert logged and max(logged) <= checkpoints[-1]  # progress past the checkpoint is dropped with it
     job = jobs.wait(job_id, timeout_s=300)
     assert job["status"] == "completed", job["error"]
+    assert job["eta_s"] is None  # no ETA left behind once it ended
     metrics = json.loads(job["metrics_json"])
     assert metrics["resumed_from_step"] == checkpoints[-1] and metrics["steps"] == 60
     steps = [e["step"] for e in jobs.job_events(open_db(), job_id) if e["loss"] is not None]
