@@ -141,3 +141,16 @@ def test_user_templates_are_saved_apart_and_never_replace_shipped_ones(home):
         with pytest.raises(TemplateError):
             save_user_template(BASE.replace("name: probe", f"name: '{bad}'"))
     assert sorted(p.name for p in (home / "templates").iterdir()) == ["my-probe.yaml"]
+
+
+def test_the_editor_starter_is_a_valid_template_for_every_strategy(home):
+    """Templates -> New template loads this text: it must parse and render all four strategies."""
+    from prompt_lab.strategies import STRATEGIES, build_prompts
+    from prompt_lab.ui.template_form import STARTER, fields_to_yaml, yaml_to_fields
+
+    template = parse_template(STARTER, source="<starter>")
+    prompts = build_prompts(template, STRATEGIES, {"question": "What is 2 + 2?"}, k=1)
+    assert [p.strategy for p in prompts] == list(STRATEGIES)
+    assert "What colour is a clear daytime sky?" in prompts[1].messages[1]["content"]
+    # the form round trip keeps it valid and the same template
+    assert parse_template(fields_to_yaml(*yaml_to_fields(STARTER))).content_hash == template.content_hash

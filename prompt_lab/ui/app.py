@@ -13,7 +13,8 @@ from ..models.openai_compat import remote_choices  # noqa: E402
 from ..models.registry import loaded_specs  # noqa: E402
 from ..settings import get_settings  # noqa: E402
 from . import compare_tab, evaluate_tab, history_tab, templates_tab, tune_tab  # noqa: E402
-from .common import CSS, friendly, theme  # noqa: E402
+from .common import CSS, friendly, on, theme  # noqa: E402
+from ..templates import template_names  # noqa: E402
 
 TITLE = "Prompt Lab"
 INTRO = ("# Prompt Lab\nWrite a prompt template, see it as zero-shot, few-shot and chain-of-thought prompts, "
@@ -51,6 +52,17 @@ def render_api(template: str, variables_json: str, model: str = "default", k: in
             for item in runner.render(template, variables, model=model or "default", k=int(k))]
 
 
+def picker_choices() -> list:
+    """Fresh choices for every picker that lists templates, models (with tuned adapters), datasets or experiment
+    files: run on page load, on every tab switch and after a save or a finished job, so a new template or
+    adapter shows up without a restart. Values are kept."""
+    from .evaluate_tab import experiment_files, shipped_datasets
+
+    templates, models, datasets = template_names(), model_choices(), shipped_datasets()
+    return ([gr.update(choices=templates)] * 4 + [gr.update(choices=models)] * 2
+            + [gr.update(choices=datasets)] * 2 + [gr.update(choices=experiment_files())])
+
+
 def build_demo() -> gr.Blocks:
     choices = model_choices()
     with gr.Blocks(title=TITLE) as demo:
@@ -61,10 +73,20 @@ def build_demo() -> gr.Blocks:
             tune = tune_tab.build()
             editor = templates_tab.build(choices)
             history = history_tab.build()
-        tune["to_compare"].click(friendly(lambda job: [tune["adapter_spec"](job)]), tune["job_id"], compare["model"],
-                                 api_visibility="private").then(lambda: gr.Tabs(selected="compare"), None, tabs,
-                                                                api_visibility="private")
+        pickers = [compare["template"], evaluation["template"], tune["template"], editor["pick"], compare["model"],
+                   editor["model"], evaluation["dataset"], tune["dataset"], evaluation["experiment"]]
+        refresh = dict(fn=friendly(picker_choices), inputs=None, outputs=pickers, api_visibility="private",
+                       queue=False, show_progress="hidden")
+        for tab in (compare["tab"], evaluation["tab"], tune["tab"], editor["tab"], history["tab"]):
+            tab.select(**refresh)
+        editor["saved"].then(**refresh)
+        tune["finished"](**refresh)
+        on(tune["to_compare"].click, lambda job: gr.update(choices=model_choices(), value=[tune["adapter_spec"](job)]),
+           tune["job_id"], compare["model"],
+           api_visibility="private").success(lambda: gr.Tabs(selected="compare"), None, tabs, api_visibility="private")
         demo.load(*tune["cli"], api_visibility="private")
+        demo.load(**refresh)
+        demo.load(*tune["reopen"], api_visibility="private")
         gr.api(friendly(render_api), api_name="render")
         demo.load(compare["show_vars"], compare["template"], compare["var_boxes"] + compare["example_buttons"],
                   api_visibility="private")

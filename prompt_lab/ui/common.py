@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import importlib.util
 import inspect
 import logging
@@ -22,8 +23,26 @@ def _message(exc: BaseException) -> str:
     return f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log."
 
 
+def as_text(message: str) -> str:
+    """A message for a toast or pop-up, which Gradio renders as HTML: escaped, so `openai:<model>@<url>` or a
+    source named `<editor>` reads as written instead of being eaten as a tag."""
+    return html.escape(str(message), quote=False)
+
+
+def warn(message: str) -> None:
+    gr.Warning(as_text(message))
+
+
+def info(message: str) -> None:
+    gr.Info(as_text(message))
+
+
+def error(message: str) -> gr.Error:
+    return gr.Error(as_text(message), print_exception=False)
+
+
 def friendly(fn):
-    """Core errors become gr.Error with the core's plain message; nothing shows a stack trace."""
+    """Core errors become gr.Error with the core's plain message (as text); nothing shows a stack trace."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
@@ -32,9 +51,9 @@ def friendly(fn):
             except gr.Error:
                 raise
             except CancelledError:
-                gr.Warning("Stopped.")
+                warn("Stopped.")
             except Exception as exc:
-                raise gr.Error(_message(exc)) from None
+                raise error(_message(exc)) from None
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -44,8 +63,25 @@ def friendly(fn):
         except gr.Error:
             raise
         except Exception as exc:
-            raise gr.Error(_message(exc)) from None
+            raise error(_message(exc)) from None
     return wrapper
+
+
+def on(trigger, fn, inputs, outputs, *, failed: dict | None = None, **kwargs):
+    """Wire `trigger(fn, inputs, outputs)` so that a failure leaves nothing broken on the page.
+
+    Core errors reach the user as a plain-text pop-up (friendly), and when the event fails every output is
+    settled: a no-op update clears the red "Error" badge Gradio puts on outputs of a failed event, and the
+    components in `failed` get the given values (a status line says the run did not happen, say), so no
+    "Loading…" outlives its run.
+    """
+    event = trigger(friendly(fn), inputs, outputs, **kwargs)
+    outs = outputs if isinstance(outputs, (list, tuple)) else [outputs] if outputs is not None else []
+    if outs:
+        failed = failed or {}
+        settle = lambda: [failed.get(o, gr.update()) for o in outs]  # noqa: E731
+        event.failure(settle, None, list(outs), api_visibility="private", queue=False, show_progress="hidden")
+    return event
 
 
 class StopSwitches:
@@ -95,7 +131,9 @@ def theme() -> gr.themes.Base:
 
 CSS = """
 .output-col textarea { font-size: 15px !important; line-height: 1.45 !important; }
-.stats { font-size: 13px; color: var(--body-text-color-subdued); min-height: 2.6em; }
+.stats { font-size: 13px; color: var(--body-text-color-subdued); min-height: 4.2em; }
+.stats span[title] { text-decoration: underline dotted; cursor: help; }
+.status-line { min-height: 1.5em; }
 .stats mark { background: #fde68a; color: #111; padding: 1px 5px; border-radius: 4px; font-weight: 700; }
 .help { font-size: 14px; color: var(--body-text-color-subdued); }
 footer { display: none !important; }

@@ -6,13 +6,13 @@ import html
 
 import gradio as gr
 
-from ..models import GenerationParams
-from ..runner import compare_events, model_list
+from ..models import GenerationParams, resolve
+from ..runner import check_inputs, compare_events, model_list
 from ..settings import get_settings
 from ..strategies import STRATEGIES, STRATEGY_LABELS
 from ..templates import get_template, template_names
 from ..errors import CancelledError
-from .common import MODEL_QUEUE, friendly, gpu, stop_switches
+from .common import MODEL_QUEUE, error, friendly, gpu, on, stop_switches, warn
 
 MAX_VARS = 4
 MAX_MODELS = 3
@@ -27,7 +27,7 @@ def variable_updates(template_name: str, example: int | None = 0) -> list:
     """Labels, visibility and (optionally) example values for the variable boxes, then the example buttons."""
     template = get_template(template_name)
     if len(template.variables) > MAX_VARS:
-        raise gr.Error(f"template '{template.name}' has {len(template.variables)} variables; this form shows "
+        raise error(f"template '{template.name}' has {len(template.variables)} variables; this form shows "
                        f"up to {MAX_VARS}. Use the CLI for it.")
     values = template.examples[example].inputs if example is not None and template.examples else {}
     boxes = []
@@ -41,11 +41,29 @@ def variable_updates(template_name: str, example: int | None = 0) -> list:
     return boxes + buttons
 
 
+ENDINGS = {  # finish_reason -> (what the stats line says, the tooltip that explains it)
+    "eos": ("finished", "the model ended its answer itself"),
+    "length": ("hit the token limit", "the answer reached Max new tokens (under Decoding) and was cut there"),
+    "stop": ("stop sequence", "one of the stop sequences ended the answer"),
+    "time": ("time limit", "the answer reached the server's time cap for one generation"),
+    "cancelled": ("stopped", "you pressed Stop before this answer was finished"),
+}
+
+
+def ending(reason: str) -> str:
+    said, why = ENDINGS.get(reason, (reason, reason))
+    return f"<span title='{html.escape(why, quote=True)}'>ended: {html.escape(said)}</span>"
+
+
 def stats_line(generation, answer) -> str:
+    if generation.finish_reason == "cancelled":
+        return (f"<b>Stopped</b> before it finished · {generation.completion_tokens} tokens so far · "
+                f"{ending('cancelled')}")
     found = f"<mark>{html.escape(answer)}</mark>" if answer is not None else "<i>no answer found</i>"
     estimated = " (estimated)" if generation.token_source == "estimate" else ""
     return (f"Answer: {found} · {generation.prompt_tokens} → {generation.completion_tokens} tokens{estimated} · "
-            f"{generation.latency_ms / 1000:.2f} s · {generation.tokens_per_s:.1f} tok/s · {generation.finish_reason}")
+            f"{generation.latency_ms / 1000:.2f} s · {generation.tokens_per_s:.1f} tok/s · "
+            f"{ending(generation.finish_reason)}")
 
 
 def cell_id(kind: str, row: int, strategy: str) -> str:
@@ -62,7 +80,6 @@ def _keep(count: int) -> list:
     return [gr.update() for _ in range(count)]
 
 
-@friendly
 @gpu
 def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature, top_p, max_new_tokens, seed,
                 stop, request: gr.Request = None, progress=gr.Progress()):
@@ -70,11 +87,14 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
     template = get_template(template_name)
     strategies = [s for s in STRATEGIES if s in (strategies or [])]
     if not strategies:
-        raise gr.Error("Pick at least one strategy.")
+        raise error("Pick at least one strategy.")
     models = model_list(model)
     if len(models) > MAX_MODELS:
-        raise gr.Error(f"Pick at most {MAX_MODELS} models here ({len(models)} chosen); the CLI takes more.")
+        raise error(f"Pick at most {MAX_MODELS} models here ({len(models)} chosen); the CLI takes more.")
     variables = dict(zip(template.variables, [v0, v1, v2, v3]))
+    check_inputs(template, variables)
+    for spec in models:  # a mistyped spec is reported before the grid changes
+        resolve(spec)
     cap = get_settings().max_new_tokens_cap
     params = GenerationParams(temperature=float(temperature), top_p=float(top_p),
                               max_new_tokens=min(int(max_new_tokens), cap), seed=int(seed),
@@ -85,18 +105,18 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
               + _cells(lambda r, s: gr.update(visible=s in strategies)))
     headers = [gr.update(value=f"#### {html.escape(models[r])}" if r < len(models) else "") for r in range(MAX_MODELS)]
     waiting = _cells(lambda r, s: gr.update(value="generating…" if used(r, s) else ""))
-    yield (layout + _cells(lambda r, s: gr.update(value="")) + waiting + _keep(CELLS) + headers
-           + ["", "Loading the model…" if len(models) == 1 else "Loading the models…"])
+    yield (layout + _cells(lambda r, s: gr.update(value="")) + waiting + _cells(lambda r, s: gr.update(value=""))
+           + headers + ["", "Loading the model…" if len(models) == 1 else "Loading the models…"])
     index = {s: i for i, s in enumerate(strategies)}
     events = compare_events(template, variables, strategies=strategies, models=models, params=params, k=int(k),
                             cancel=cancel)
     try:
         yield from _stream(events, models, index, progress)
-    except CancelledError:
-        gr.Warning("Stopped.")
+    except CancelledError:  # stopped before any model produced a row (while loading, say)
+        warn("Stopped.")
         stopped = _cells(lambda r, s: gr.update(value="stopped" if used(r, s) else ""))
         yield (_keep(MAX_MODELS + CELLS) + _keep(CELLS) + stopped + _keep(CELLS) + _keep(MAX_MODELS)
-               + [gr.update(), "Stopped: the run is logged as cancelled; the partial text above was not saved."])
+               + [gr.update(), "Stopped before any answer was written; the run is logged as cancelled."])
 
 
 def _stream(events, models, index, progress):
@@ -135,17 +155,35 @@ def _stream(events, models, index, progress):
                 return f"#### {html.escape(models[r])}\n<span class='stats'>{html.escape(revision)}</span>"
 
             for warning in result.warnings:
-                gr.Warning(warning)
-            failed = f" · **{len(result.errors)} of {len(models)} models failed** (see their row)" if result.errors else ""
-            status = (f"Run **{result.run_id}** saved · template `{result.template}` version "
-                      f"`{result.template_hash}` · {len(models)} model{'s' if len(models) > 1 else ''}{failed}")
+                warn(warning)
             yield (layout + _cells(text) + _cells(stats) + _cells(prompt) + [header(r) for r in range(MAX_MODELS)]
-                   + [result.command, status])
+                   + [result.command, status_line(result, models)])
+
+
+def status_line(result, models) -> str:
+    """The run's one-line summary under the controls."""
+    if result.cancelled:
+        outputs = [o for o in result.outputs]
+        done = sum(o.generations[0].finish_reason != "cancelled" for o in outputs)
+        return (f"Stopped: run **{result.run_id}** is logged as cancelled · {done} of {len(outputs)} answers had "
+                "finished and are kept; the others show their text so far.")
+    failed = f" · **{len(result.errors)} of {len(models)} models failed** (see their row)" if result.errors else ""
+    return (f"Run **{result.run_id}** saved · template `{result.template}` version `{result.template_hash}` · "
+            f"{len(models)} model{'s' if len(models) > 1 else ''}{failed}")
+
+
+SCROLL_TO_RESULTS = """() => {
+  // On a phone the grid sits below every control: bring the status line (and the results under it) into view.
+  if (window.innerWidth < 700) {
+    const status = document.getElementById("cmp-status");
+    if (status) setTimeout(() => status.scrollIntoView({behavior: "smooth", block: "start"}), 200);
+  }
+}"""
 
 
 def build(model_choices: list[str]) -> dict:
     settings = get_settings()
-    with gr.Tab("Compare", id="compare"):
+    with gr.Tab("Compare", id="compare") as tab:
         gr.Markdown(HELP, elem_classes="help")
         with gr.Row():
             with gr.Column(scale=3):
@@ -184,8 +222,11 @@ def build(model_choices: list[str]) -> dict:
                     for s in STRATEGIES:
                         with gr.Column(visible=s != "few_shot_cot", elem_classes="output-col",
                                        min_width=220) as column:
-                            gr.Markdown(f"### {STRATEGY_LABELS[s]}")
-                            outputs.append(gr.Textbox(show_label=False, lines=9 if r == 0 else 6, max_lines=24,
+                            gr.Markdown(f"### {STRATEGY_LABELS[s]}", elem_classes="cell-title")
+                            # A fixed height (lines == max_lines) keeps the stats and Show prompt rows of the
+                            # columns level however long each answer is; longer text scrolls inside its box.
+                            height = 9 if r == 0 else 6
+                            outputs.append(gr.Textbox(show_label=False, lines=height, max_lines=height,
                                                       elem_id=cell_id("out", r, s), interactive=False))
                             stats.append(gr.Markdown(elem_id=cell_id("stats", r, s), elem_classes="stats"))
                             with gr.Accordion("Show prompt", open=False):
@@ -199,13 +240,14 @@ def build(model_choices: list[str]) -> dict:
     # Layout first (not part of the API's answer), then 12 texts, 12 stats, 12 prompts (model-major), the
     # 3 model headers, the CLI line and the status.
     outputs_all = rows + columns + outputs + stats + prompts + headers + [command, status]
-    show_vars = friendly(variable_updates)
-    template.change(show_vars, template, var_boxes + example_buttons, api_visibility="private")
+    on(template.change, variable_updates, template, var_boxes + example_buttons, api_visibility="private")
     for i, button in enumerate(example_buttons):
-        button.click(friendly(lambda name, i=i: variable_updates(name, i)[:MAX_VARS]), template, var_boxes,
-                     api_visibility="private")
-    run_event = run.click(run_compare, inputs, outputs_all, api_name="compare", concurrency_id=MODEL_QUEUE,
-                          concurrency_limit=1)
+        on(button.click, lambda name, i=i: variable_updates(name, i)[:MAX_VARS], template, var_boxes,
+           api_visibility="private")
+    not_run = "Not run: see the message at the top right."
+    run_event = on(run.click, run_compare, inputs, outputs_all, api_name="compare", concurrency_id=MODEL_QUEUE,
+                   concurrency_limit=1, failed={status: not_run, **{c: "" for c in stats}})
+    run.click(None, None, None, js=SCROLL_TO_RESULTS, api_visibility="private", queue=False)
     stop_btn.click(stop_switches.stop, None, None, api_visibility="private", queue=False)
-    return {"template": template, "var_boxes": var_boxes, "example_buttons": example_buttons, "model": model,
-            "strategies": strategies, "run_event": run_event, "show_vars": show_vars}
+    return {"tab": tab, "template": template, "var_boxes": var_boxes, "example_buttons": example_buttons,
+            "model": model, "strategies": strategies, "run_event": run_event, "show_vars": friendly(variable_updates)}

@@ -11,12 +11,12 @@ from ..datasets import guess_mapping, load_dataset
 from ..errors import CancelledError
 from ..evaluate import evaluate, resume
 from ..experiments import METHODS, EvalSpec, load_spec
-from ..plots import accuracy_bars, accuracy_vs_tokens, calibration, k_sweep, self_consistency
+from ..plots import accuracy_bars, accuracy_vs_tokens, calibration, has_cost, k_sweep, self_consistency
 from ..report import extraction_view, paired_test, run_report
 from ..store import open_db
 from ..strategies import STRATEGIES, STRATEGY_LABELS
 from ..templates import get_template, template_names
-from .common import MODEL_QUEUE, friendly, gpu, stop_switches
+from .common import MODEL_QUEUE, as_text, error, friendly, gpu, on, stop_switches, warn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = ROOT / "experiments" / "data"
@@ -26,7 +26,8 @@ NONE = "(none)"
 HELP = ("Score strategies over a dataset. Pick an experiment file or a template and a dataset (shipped or "
         "uploaded CSV/JSONL), map its columns, and run. Results show accuracy with 95% bootstrap intervals, "
         "and a paired test says whether two strategies really differ.")
-SUMMARY_HEADERS = ["condition", "accuracy", "95% CI", "strict", "no answer", "wrong", "tokens", "latency s"]
+SUMMARY_HEADERS = ["condition", "accuracy", "95% CI", "strict", "chance", "majority", "no answer", "wrong",
+                   "tokens", "latency s"]
 
 
 def shipped_datasets() -> list[str]:
@@ -42,7 +43,7 @@ def _dataset_path(choice: str, upload) -> str:
     if upload:
         return upload if isinstance(upload, str) else upload.name
     if not choice:
-        raise gr.Error("Pick a shipped dataset or upload a CSV/JSONL file.")
+        raise error("Pick a shipped dataset or upload a CSV/JSONL file.")
     return str(DATA_DIR / Path(choice).name)
 
 
@@ -65,12 +66,18 @@ def columns_for(template_name: str, choice: str, upload):
 
 
 def load_experiment(name: str):
+    """The form filled from an experiment file; Items shows how many items it runs (its limit, else all rows)."""
     spec = load_spec(EXPERIMENTS / Path(name).name)
     dataset = Path(spec.dataset)
+    rows = len(load_dataset(dataset).rows)
     return (gr.update(value=Path(spec.template).stem if spec.template.endswith(".yaml") else spec.template),
             dataset.name if dataset.parent == DATA_DIR else None, spec.strategies, ", ".join(spec.models),
             spec.method, ", ".join(str(k) for k in spec.k_shot), spec.samples, spec.temperature,
-            spec.max_new_tokens, spec.limit or 0)
+            spec.max_new_tokens, min(spec.limit or rows, rows))
+
+
+def _rate(value) -> str:
+    return "" if value is None else f"{value:.0%}"
 
 
 def summary_rows(report: dict) -> list[list]:
@@ -79,19 +86,21 @@ def summary_rows(report: dict) -> list[list]:
         if "accuracy" in c:
             low, high = c["accuracy_ci"]
             rows.append([c["label"], f"{c['accuracy']:.1%}", f"{low:.1%} – {high:.1%}", f"{c['strict_accuracy']:.1%}",
-                         c["no_answer"], c["wrong_answers"], round(c["completion_tokens"], 1),
-                         round(c["latency_ms"] / 1000, 2)])
+                         _rate(c.get("chance")), _rate(c.get("majority")), c["no_answer"], c["wrong_answers"],
+                         round(c["completion_tokens"], 1), round(c["latency_ms"] / 1000, 2)])
         else:
             low, high = c["score_ci"]
-            rows.append([c["label"], f"{c['score']:.3f}", f"{low:.3f} – {high:.3f}", "", "", "",
+            rows.append([c["label"], f"{c['score']:.3f}", f"{low:.3f} – {high:.3f}", "", "", "", "", "",
                          round(c["completion_tokens"], 1), round(c["latency_ms"] / 1000, 2)])
     return rows
 
 
 def show_results(run_id):
-    """Summary table, the five charts and the condition pickers for one evaluation run."""
+    """Summary table, the charts (the cost chart only where answers cost tokens), the condition pickers, the
+    headline, and an empty verdict (a verdict belongs to the run it was computed for)."""
     if run_id in (None, "", 0):
-        return [[], None, None, None, None, None, gr.update(), gr.update(), gr.update(), ""]
+        return [[], None, gr.update(value=None, visible=True), None, None, None, gr.update(), gr.update(),
+                gr.update(), "", ""]
     db = open_db()
     try:
         report = run_report(db, int(run_id))
@@ -99,13 +108,15 @@ def show_results(run_id):
         db.conn.close()
     conditions = report["conditions"]
     labels = [c["label"] for c in conditions]
-    head = (f"Run **{report['run_id']}** ({report['status']}) · {report['template']} on {report['dataset']} · "
-            f"{report['items']} items · metric {report['metric']}")
-    return [summary_rows(report), accuracy_bars(conditions), accuracy_vs_tokens(conditions), k_sweep(conditions),
-            self_consistency(conditions), calibration(conditions),
+    metric = report["metric"]
+    head = (f"Run **{report['run_id']}** ({report['status']}) · {as_text(report['template'])} on "
+            f"{as_text(report['dataset'])} · {report['items']} items · metric {metric}")
+    return [summary_rows(report), accuracy_bars(conditions, metric=metric),
+            gr.update(value=accuracy_vs_tokens(conditions, metric), visible=has_cost(conditions)),
+            k_sweep(conditions, metric), self_consistency(conditions), calibration(conditions),
             gr.update(choices=labels, value=labels[0] if labels else None),
             gr.update(choices=labels, value=labels[1] if len(labels) > 1 else (labels[0] if labels else None)),
-            gr.update(choices=labels, value=labels[0] if labels else None), head]
+            gr.update(choices=labels, value=labels[0] if labels else None), head, ""]
 
 
 def paired(run_a, label_a, run_b, label_b) -> str:
@@ -118,7 +129,7 @@ def paired(run_a, label_a, run_b, label_b) -> str:
     finally:
         db.conn.close()
     if label_a not in conds_a or label_b not in conds_b:
-        raise gr.Error("Pick a condition from each run.")
+        raise error("Pick a condition from each run.")
     test = paired_test(conds_a[label_a], conds_b[label_b])
     return (f"**{test['verdict']}**\n\nExact McNemar test on {test['n']} shared items: {test['only_a']} right only "
             f"with A, {test['only_b']} right only with B, {test['both']} right with both, {test['neither']} with "
@@ -177,43 +188,47 @@ def extraction_html(run_id, label) -> str:
 @gpu
 def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, strategies, models, method, k_values,
              samples, temperature, max_new_tokens, limit, request: gr.Request = None, progress=gr.Progress()):
+    """Run an evaluation; returns (status line, run id)."""
     template = get_template(template_name)
     columns = {"variables": {v: c for v, c in zip(template.variables, [c0, c1, c2, c3]) if c},
                "target": None if target in (None, "", NONE) else target}
     try:
         k_shot = [int(k) for k in str(k_values).replace(" ", "").split(",") if k]
     except ValueError:
-        raise gr.Error(f"k values must be whole numbers separated by commas, got '{k_values}'") from None
+        raise error(f"k values must be whole numbers separated by commas, got '{k_values}'") from None
     spec = EvalSpec(template=template.name, dataset=_dataset_path(dataset_choice, upload), columns=columns,
                     strategies=[s for s in STRATEGIES if s in (strategies or [])],
                     models=[m.strip() for m in (models or "default").split(",") if m.strip()], method=method,
                     k_shot=k_shot or [3], samples=int(samples), temperature=float(temperature),
-                    max_new_tokens=int(max_new_tokens), limit=int(limit) or None,
+                    max_new_tokens=int(max_new_tokens), limit=int(limit or 0) or None,
                     batch_size=16 if method == "label_probs" else 8)
     cancel = stop_switches.fresh(request)
     progress(0, desc="Starting")
     try:
         run_id = evaluate(spec, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
     except CancelledError as exc:
-        gr.Warning("Stopped. Finished items are saved: 'Resume run' continues it.")
-        return getattr(exc, "run_id", gr.update())
-    return run_id
+        warn("Stopped. Finished items are saved: 'Resume run' continues it.")
+        run_id = getattr(exc, "run_id", None)
+        return (f"Stopped: run **{run_id}** keeps the items it finished; **Resume run** continues it.",
+                run_id if run_id else gr.update())
+    return f"Run **{run_id}** finished.", run_id
 
 
 @gpu
 def resume_eval(run_id, request: gr.Request = None, progress=gr.Progress()):
     if not run_id:
-        raise gr.Error("Enter the id of the evaluation run to resume.")
+        raise error("Enter the id of the evaluation run to resume.")
     cancel = stop_switches.fresh(request)
     try:
-        return resume(int(run_id), progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+        resumed = resume(int(run_id), progress=lambda f, m: progress(f, desc=m), cancel=cancel)
     except CancelledError:
-        gr.Warning("Stopped again; finished items are saved.")
-        return gr.update()
+        warn("Stopped again; finished items are saved.")
+        return f"Stopped again: run **{int(run_id)}** keeps the items it finished.", gr.update()
+    return f"Run **{resumed}** finished.", resumed
 
 
 def build() -> dict:
-    with gr.Tab("Evaluate", id="evaluate"):
+    with gr.Tab("Evaluate", id="evaluate") as tab:
         gr.Markdown(HELP, elem_classes="help")
         with gr.Row():
             with gr.Column(scale=3):
@@ -240,11 +255,12 @@ def build() -> dict:
                                     info="comma-separated specs; every strategy runs on every model, charts group "
                                          "by model. Local (default, a folder, .gguf) or remote "
                                          "(openai:<model>@<base_url or endpoint>)")
-                method = gr.Radio(list(METHODS), value="label_probs", label="Scoring",
+                method = gr.Radio(list(METHODS), value="label_probs", label="Scoring", elem_id="eval-method",
                                   info="label_probs: score each answer choice; generate: write, then extract")
                 with gr.Row():
-                    k_values = gr.Textbox(value="3", label="k (few-shot)", info="e.g. 1, 3, 6 sweeps k")
-                    limit = gr.Number(value=20, precision=0, label="Items (0 = all)", elem_id="eval-limit")
+                    k_values = gr.Textbox(value="3", label="k (few-shot)", info="e.g. 1, 3, 6 sweeps k", elem_id="eval-k")
+                    limit = gr.Number(value=20, precision=0, minimum=0, label="Items", info="0 = every row",
+                                      elem_id="eval-limit")
                 with gr.Accordion("Sampling", open=False):
                     samples = gr.Slider(1, 16, value=1, step=1, label="Samples per item (self-consistency)")
                     temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature")
@@ -253,16 +269,17 @@ def build() -> dict:
                     run = gr.Button("Run evaluation", variant="primary", elem_id="eval-run")
                     stop = gr.Button("Stop", variant="stop", elem_id="eval-stop")
                     resume_btn = gr.Button("Resume run", elem_id="eval-resume")
+                run_status = gr.Markdown(elem_id="eval-status", elem_classes="status-line")
         run_id = gr.Number(label="Evaluation run", precision=0, elem_id="eval-run-id")
         head = gr.Markdown(elem_id="eval-head")
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, elem_id="eval-summary", wrap=True)
         with gr.Row():
-            bars = gr.Plot(elem_id="eval-bars")
-            scatter = gr.Plot(elem_id="eval-scatter")
+            bars = gr.Plot(label="Accuracy by condition", elem_id="eval-bars")
+            scatter = gr.Plot(label="Cost vs quality", elem_id="eval-scatter")
         with gr.Row():
-            sweep = gr.Plot(elem_id="eval-sweep")
-            consistency = gr.Plot(elem_id="eval-consistency")
-            reliability = gr.Plot(elem_id="eval-calibration")
+            sweep = gr.Plot(label="Accuracy by k", elem_id="eval-sweep")
+            consistency = gr.Plot(label="Self-consistency", elem_id="eval-consistency")
+            reliability = gr.Plot(label="Calibration", elem_id="eval-calibration")
         gr.Markdown("### Paired test\nDo two conditions differ on the same items? Another run's id compares "
                     "across runs.")
         with gr.Row():
@@ -279,26 +296,28 @@ def build() -> dict:
 
     inputs = [template, dataset, upload] + column_boxes + [target, strategies, models, method, k_values, samples,
                                                            temperature, max_new_tokens, limit]
-    safe_columns = friendly(columns_for)
+    mapping_outputs = column_boxes + [target, dataset_info]
     for control in (template, dataset, upload):
-        control.change(safe_columns, [template, dataset, upload], column_boxes + [target, dataset_info],
-                       api_visibility="private")
-    experiment.change(friendly(load_experiment), experiment,
-                      [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens,
-                       limit], api_visibility="private")
-    results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head]
-    run.click(friendly(run_eval), inputs, run_id, api_name="evaluate", concurrency_id=MODEL_QUEUE,
-              concurrency_limit=1)
+        on(control.change, columns_for, [template, dataset, upload], mapping_outputs, api_visibility="private",
+           failed={dataset_info: "**This dataset cannot be used:** see the message at the top right."})
+    on(experiment.change, load_experiment, experiment,
+       [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens, limit],
+       api_visibility="private")
+    results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head, verdict]
+    not_run = {run_status: "Not run: see the message at the top right."}
+    on(run.click, run_eval, inputs, [run_status, run_id], api_name="evaluate", concurrency_id=MODEL_QUEUE,
+       concurrency_limit=1, failed=not_run)
     stop.click(stop_switches.stop, None, None, api_visibility="private", queue=False)
-    resume_btn.click(friendly(resume_eval), run_id, run_id, api_name="resume_evaluation", concurrency_id=MODEL_QUEUE,
-                     concurrency_limit=1).then(friendly(show_results), run_id, results,
-                                                                               api_visibility="private")
-    run_id.change(friendly(show_results), run_id, results, api_name="eval_report")
-    b_from = lambda a, b: b if b not in (None, 0, "") else a
-    test_btn.click(friendly(lambda a, la, b, lb: paired(a, la, b_from(a, b), lb)),
-                   [run_id, cond_a, other_run, cond_b], verdict, api_name="paired_test")
-    other_run.change(friendly(lambda a, b: gr.update(choices=[r[0] for r in show_results(b_from(a, b))[0]])),
-                     [run_id, other_run], cond_b, api_visibility="private")
-    view_cond.change(friendly(extraction_html), [run_id, view_cond], extraction, api_visibility="private")
-    view_cond.change(friendly(class_table), [run_id, view_cond], classes, api_visibility="private")
-    return {"init": (safe_columns, [template, dataset, upload], column_boxes + [target, dataset_info])}
+    on(resume_btn.click, resume_eval, run_id, [run_status, run_id], api_name="resume_evaluation",
+       concurrency_id=MODEL_QUEUE, concurrency_limit=1, failed=not_run).then(
+        friendly(show_results), run_id, results, api_visibility="private")
+    on(run_id.change, show_results, run_id, results, api_name="eval_report")
+    b_from = lambda a, b: b if b not in (None, 0, "") else a  # noqa: E731
+    on(test_btn.click, lambda a, la, b, lb: paired(a, la, b_from(a, b), lb), [run_id, cond_a, other_run, cond_b],
+       verdict, api_name="paired_test")
+    on(other_run.change, lambda a, b: gr.update(choices=[r[0] for r in show_results(b_from(a, b))[0]]),
+       [run_id, other_run], cond_b, api_visibility="private")
+    on(view_cond.change, extraction_html, [run_id, view_cond], extraction, api_visibility="private")
+    on(view_cond.change, class_table, [run_id, view_cond], classes, api_visibility="private")
+    return {"tab": tab, "template": template, "dataset": dataset, "experiment": experiment,
+            "init": (friendly(columns_for), [template, dataset, upload], mapping_outputs)}

@@ -7,12 +7,12 @@ from pathlib import Path
 import gradio as gr
 
 from ..plots import strategy_bars
-from ..queries import GENERATION_COLUMNS, PERIODS, RUN_COLUMNS, RunFilter, export_csv, filter_choices, \
-    generations_table, runs_table, strategy_stats
+from ..queries import GENERATION_COLUMNS, GENERATION_HEADERS, PERIODS, RUN_COLUMNS, RUN_HEADERS, RunFilter, \
+    export_csv, filter_choices, generations_table, runs_table, strategy_stats
 from ..runner import rerun
-from ..store import open_db
+from ..store import get_run, open_db
 from ..strategies import STRATEGIES
-from .common import MODEL_QUEUE, friendly, gpu
+from .common import MODEL_QUEUE, as_text, error, friendly, gpu, info, on
 from .evaluate_tab import SUMMARY_HEADERS
 
 ANY = "(any)"
@@ -38,23 +38,32 @@ def refresh(template, strategy, model, kind, period):
         db.conn.close()
     rows = [[r[c] for c in RUN_COLUMNS] for r in runs]
     latency = strategy_bars([{**s, "latency_s": s["latency_ms"] / 1000, "latency_sd_s": s["latency_sd"] / 1000}
-                             for s in stats], "latency_s", "Latency by strategy and model", "seconds",
-                            error="latency_sd_s")
-    tokens = strategy_bars(stats, "completion_tokens", "Completion tokens by strategy and model", "tokens")
+                             for s in stats], "latency_s", "Latency by strategy and model",
+                            "seconds per answer (mean ± SD)", error="latency_sd_s", fmt=".2f")
+    tokens = strategy_bars(stats, "completion_tokens", "Completion tokens by strategy and model",
+                           "tokens per answer (mean)", fmt=".0f")
     return (rows, latency, tokens,
             gr.update(choices=[ANY] + choices["template"]), gr.update(choices=[ANY] + choices["model"]),
             gr.update(choices=[ANY] + choices["kind"]), f"{len(rows)} runs shown (newest first, at most 200)")
 
 
 def show_run(run_id):
-    if run_id in (None, ""):
-        return gr.update(value=[]), "Select a run in the table."
+    """A run's outputs, a line about it, and Run again offered only where it applies (compare runs)."""
+    if run_id in (None, "", 0):
+        return gr.update(value=[]), "Select a run in the table.", gr.update(interactive=False)
     db = open_db()
     try:
+        run = get_run(db, int(run_id))
         rows = generations_table(db, int(run_id))
     finally:
         db.conn.close()
-    return [[r[c] for c in GENERATION_COLUMNS] for r in rows], f"Run **{int(run_id)}**: {len(rows)} generations"
+    if run is None:
+        raise error(f"There is no run {int(run_id)} in the run log.")
+    again = run["kind"] == "compare"
+    note = "" if again else " · Run again repeats compare runs; continue an evaluation with Resume run in Evaluate"
+    return ([[r[c] for c in GENERATION_COLUMNS] for r in rows],
+            f"Run **{int(run_id)}** ({run['kind']}, {run['status']}): {len(rows)} outputs{note}",
+            gr.update(interactive=again))
 
 
 def pick_row(evt: gr.SelectData, table):
@@ -64,6 +73,7 @@ def pick_row(evt: gr.SelectData, table):
 
 
 def export(template, strategy, model, kind, period):
+    """The filtered runs' generations as a CSV file (the browser downloads it straight away)."""
     db = open_db()
     try:
         text, count = export_csv(db, _filters(template, strategy, model, kind, period))
@@ -72,8 +82,15 @@ def export(template, strategy, model, kind, period):
     folder = Path(tempfile.mkdtemp(prefix="prompt-lab-export-"))
     path = folder / "prompt-lab-generations.csv"
     path.write_text(text, encoding="utf-8")
-    gr.Info(f"Exported {count} generations.")
-    return str(path)
+    info(f"Exported {count} generations of the runs shown.")
+    return gr.update(value=str(path), visible=True)
+
+
+# Clicks the link of the file just exported, so one click on Export CSV downloads it.
+DOWNLOAD_EXPORT = """() => {
+  const link = document.querySelector('#hist-export-file a[download], #hist-export-file a[href]');
+  if (link) link.click();
+}"""
 
 
 def compare_runs(run_a, run_b):
@@ -82,27 +99,28 @@ def compare_runs(run_a, run_b):
     from .evaluate_tab import summary_rows
 
     if not run_a or not run_b:
-        raise gr.Error("Enter two evaluation run ids.")
+        raise error("Enter two evaluation run ids.")
     db = open_db()
     try:
         a, b = run_report(db, int(run_a)), run_report(db, int(run_b))
     finally:
         db.conn.close()
-    key = lambda c: (c["strategy"], c["k"], c["seed"])
+    key = lambda c: (c["strategy"], c["k"], c["seed"])  # noqa: E731
     by_key = {key(c): c for c in b["conditions"]}
     pairs = [(c, by_key[key(c)]) for c in a["conditions"] if key(c) in by_key]
     if not pairs and a["conditions"] and b["conditions"]:
         pairs = [(a["conditions"][0], b["conditions"][0])]
     lines = [f"- run {int(run_a)} {x['label']} vs run {int(run_b)} {y['label']}: {paired_test(x, y)['verdict']}"
              for x, y in pairs if "accuracy" in x and "accuracy" in y]
-    return summary_rows(a), summary_rows(b), "\n".join(lines) or "No accuracy conditions to pair."
+    return summary_rows(a), summary_rows(b), as_text("\n".join(lines) or "No accuracy conditions to pair.")
 
 
 @gpu
-def run_again(run_id):
-    if run_id in (None, ""):
-        raise gr.Error("Select a run first.")
-    result = rerun(int(run_id))
+def run_again(run_id, progress=gr.Progress()):
+    if run_id in (None, "", 0):
+        raise error("Select a run first.")
+    progress(0, desc=f"Running run {int(run_id)} again")
+    result = rerun(int(run_id), progress=lambda f, m: progress(f, desc=m))
     return result.run_id, f"Run {int(run_id)} ran again as run **{result.run_id}**."
 
 
@@ -110,23 +128,26 @@ def build() -> dict:
     with gr.Tab("History", id="history") as tab:
         gr.Markdown(HELP, elem_classes="help")
         with gr.Row():
-            template = gr.Dropdown([ANY], value=ANY, label="Template", allow_custom_value=True)
-            strategy = gr.Dropdown([ANY] + list(STRATEGIES), value=ANY, label="Strategy")
-            model = gr.Dropdown([ANY], value=ANY, label="Model", allow_custom_value=True)
-            kind = gr.Dropdown([ANY], value=ANY, label="Kind", allow_custom_value=True)
-            period = gr.Dropdown(list(PERIODS), value="any time", label="Date")
+            template = gr.Dropdown([ANY], value=ANY, label="Template", allow_custom_value=True,
+                                   elem_id="hist-template")
+            strategy = gr.Dropdown([ANY] + list(STRATEGIES), value=ANY, label="Strategy", elem_id="hist-strategy")
+            model = gr.Dropdown([ANY], value=ANY, label="Model", allow_custom_value=True, elem_id="hist-model")
+            kind = gr.Dropdown([ANY], value=ANY, label="Kind", allow_custom_value=True, elem_id="hist-kind")
+            period = gr.Dropdown(list(PERIODS), value="any time", label="Date", elem_id="hist-period")
             refresh_btn = gr.Button("Refresh", size="sm")
         summary = gr.Markdown(elem_id="hist-summary")
-        runs = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, elem_id="hist-runs", max_height=360,
-                            wrap=True)
+        runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, elem_id="hist-runs", max_height=360,
+                            column_widths=[55, 165, 85, 105, 130, 150, 185, 80, 155, 85])
         with gr.Row():
             selected = gr.Number(label="Selected run", precision=0, elem_id="hist-selected")
-            again_btn = gr.Button("Run again", elem_id="hist-again")
-            export_btn = gr.DownloadButton("Export CSV", elem_id="hist-export")
+            again_btn = gr.Button("Run again", elem_id="hist-again", interactive=False)
+            export_btn = gr.Button("Export CSV", elem_id="hist-export")
+            export_file = gr.File(label="Last export", elem_id="hist-export-file", interactive=False, height=60,
+                                  visible=False)
         run_info = gr.Markdown(elem_id="hist-run-info")
-        generations = gr.Dataframe(headers=GENERATION_COLUMNS, interactive=False, wrap=True, max_height=420,
+        generations = gr.Dataframe(headers=GENERATION_HEADERS, interactive=False, wrap=True, max_height=420,
                                    elem_id="hist-generations",
-                                   column_widths=["5%", "9%", "9%", "5%", "9%", "33%", "6%", "6%", "7%", "6%", "5%"])
+                                   column_widths=[60, 55, 95, 140, 65, 100, 100, 70, 420, 75, 90, 80, 90])
         with gr.Row():
             latency_plot = gr.Plot(label="Latency", elem_id="hist-latency")
             tokens_plot = gr.Plot(label="Tokens", elem_id="hist-tokens")
@@ -144,14 +165,15 @@ def build() -> dict:
     outs = [runs, latency_plot, tokens_plot, template, model, kind, summary]
     safe_refresh = friendly(refresh)
     for control in filters:
-        control.change(safe_refresh, filters, outs, api_visibility="private")
-    refresh_btn.click(safe_refresh, filters, outs, api_name="runs")
-    tab.select(safe_refresh, filters, outs, api_visibility="private")
+        on(control.change, refresh, filters, outs, api_visibility="private")
+    on(refresh_btn.click, refresh, filters, outs, api_name="runs")
+    on(tab.select, refresh, filters, outs, api_visibility="private")
     runs.select(pick_row, runs, selected, api_visibility="private")
-    selected.change(friendly(show_run), selected, [generations, run_info], api_name="run_generations")
-    export_btn.click(friendly(export), filters, export_btn, api_name="export_csv")
-    again_btn.click(friendly(run_again), selected, [selected, run_info], api_name="run_again",
-                    concurrency_id=MODEL_QUEUE, concurrency_limit=1).then(safe_refresh, filters, outs,
-                                                                          api_visibility="private")
-    pair_btn.click(friendly(compare_runs), [run_a, run_b], [table_a, table_b, pair_verdict], api_name="compare_runs")
-    return {"refresh": safe_refresh, "filters": filters, "outs": outs}
+    on(selected.change, show_run, selected, [generations, run_info, again_btn], api_name="run_generations")
+    on(export_btn.click, export, filters, export_file, api_name="export_csv").success(
+        None, None, None, js=DOWNLOAD_EXPORT, api_visibility="private", queue=False)
+    on(again_btn.click, run_again, selected, [selected, run_info], api_name="run_again", concurrency_id=MODEL_QUEUE,
+       concurrency_limit=1, failed={run_info: "Not run again: see the message at the top right."}).then(
+        safe_refresh, filters, outs, api_visibility="private")
+    on(pair_btn.click, compare_runs, [run_a, run_b], [table_a, table_b, pair_verdict], api_name="compare_runs")
+    return {"tab": tab, "refresh": safe_refresh, "filters": filters, "outs": outs}

@@ -21,7 +21,7 @@ output_format: Give only the answer.
 answer:
   type: text
 examples:
-  - inputs: {question: What colour is a clear daytime sky?}
+  - inputs: {question: "What colour is a clear daytime sky?"}
     output: Blue
     rationale: Air scatters blue light more than red light, so the sky looks blue.
 """

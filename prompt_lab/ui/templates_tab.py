@@ -9,7 +9,7 @@ from ..store import open_db, save_template_version
 from ..strategies import STRATEGIES, STRATEGY_LABELS
 from ..templates import ANSWER_TYPES, get_template, parse_template, save_user_template, template_names
 from ..yamlfiles import read_text_file
-from .common import friendly
+from .common import as_text, error, friendly, info, on
 from .template_form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
 
 HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview shows the exact prompt each "
@@ -26,7 +26,7 @@ def preview(text: str, model: str, k: int, example: int):
     try:
         template = parse_template(text, source="YAML")
     except PromptLabError as exc:
-        return [f"**Not valid:** {exc}"] + [gr.update() for _ in STRATEGIES]
+        return [f"**Not valid:** {as_text(exc)}"] + [gr.update() for _ in STRATEGIES]
     if template.examples:
         values = template.examples[max(0, min(int(example or 1), len(template.examples)) - 1)].inputs
     else:
@@ -38,7 +38,7 @@ def preview(text: str, model: str, k: int, example: int):
         items = {i["strategy"]: i for i in render(template, values, strategies=usable, model=model or "default",
                                                   k=int(k))}
     except PromptLabError as exc:
-        return [f"**Error:** {exc}"] + [gr.update() for _ in STRATEGIES]
+        return [f"**Error:** {as_text(exc)}"] + [gr.update() for _ in STRATEGIES]
     updates = []
     for strategy in STRATEGIES:
         item = items.get(strategy)
@@ -48,12 +48,12 @@ def preview(text: str, model: str, k: int, example: int):
         else:
             updates.append(gr.update(value=item["prompt"],
                                      label=f"{STRATEGY_LABELS[strategy]} · {item['tokens']} tokens"))
-    status = f"**Valid** · version `{template.content_hash}` · {len(template.examples)} examples"
+    status = f"**Valid** · version `{template.content_hash}` · {len(template.examples)} example{'' if len(template.examples) == 1 else 's'}"
     return [status] + updates
 
 
 def build(model_choices: list[str]) -> dict:
-    with gr.Tab("Templates", id="templates"):
+    with gr.Tab("Templates", id="templates") as tab:
         gr.Markdown(HELP, elem_classes="help")
         with gr.Row():
             pick = gr.Dropdown(template_names(), value="sentiment", label="Template", elem_id="tpl-pick", scale=4)
@@ -65,10 +65,10 @@ def build(model_choices: list[str]) -> dict:
                 with gr.Tabs():
                     with gr.Tab("Form"):
                         with gr.Row():
-                            name = gr.Textbox(label="Name", info="lowercase, digits, - and _")
+                            name = gr.Textbox(label="Name", info="lowercase, digits, - and _", elem_id="tpl-name")
                             variables = gr.Textbox(label="Input variables", info="comma-separated")
                         description = gr.Textbox(label="Description")
-                        instruction = gr.Textbox(label="Task instruction", lines=3,
+                        instruction = gr.Textbox(label="Task instruction", lines=3, elem_id="tpl-instruction",
                                                  info="Jinja; {{ choices|join(', ') }} lists the answer choices")
                         input_ = gr.Textbox(label="Input layout", lines=2, info="Jinja, e.g. Review: {{ review }}")
                         output_format = gr.Textbox(label="Output format hint")
@@ -79,8 +79,10 @@ def build(model_choices: list[str]) -> dict:
                         with gr.Row():
                             cot_trigger = gr.Textbox(label="CoT trigger")
                             answer_prefix = gr.Textbox(label="Answer prefix (CoT)")
+                        # Three visible columns at any width: inputs, output and rationale share the row.
                         examples = gr.Dataframe(headers=EXAMPLE_HEADERS, label="Few-shot examples",
-                                                interactive=True, wrap=True, column_count=(3, "fixed"))
+                                                interactive=True, wrap=True, column_count=(3, "fixed"),
+                                                column_widths=["40%", "20%", "40%"], elem_id="tpl-examples")
                     with gr.Tab("YAML"):
                         yaml_box = gr.Code(language="yaml", lines=26, label="Template YAML", elem_id="tpl-yaml",
                                            interactive=True)
@@ -107,7 +109,7 @@ def build(model_choices: list[str]) -> dict:
         try:
             return fields_to_yaml(*values)
         except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+            raise error(str(exc)) from None
 
     def from_yaml(text):
         try:
@@ -115,29 +117,28 @@ def build(model_choices: list[str]) -> dict:
         except PromptLabError:
             return [gr.update() for _ in form]  # keep the form; the status line shows the problem
 
-    @friendly
     def save(text):
         template = save_user_template(text)
         db = open_db()
         save_template_version(db, template.name, template.content_hash, template.to_yaml())
         db.conn.close()
-        gr.Info(f"Saved '{template.name}' (version {template.content_hash}).")
+        info(f"Saved '{template.name}' (version {template.content_hash}). It is in every template list now.")
         return (f"**Saved** to `{template.source}` · version `{template.content_hash}`",
                 gr.update(choices=template_names(), value=template.name))
 
     safe_preview = friendly(preview)
     pick.change(load, pick, [yaml_box] + form, api_visibility="private").then(
         safe_preview, preview_inputs, preview_outputs, api_visibility="private")
-    new_btn.click(lambda: [STARTER] + yaml_to_fields(STARTER), None, [yaml_box] + form,
-                  api_visibility="private").then(safe_preview, preview_inputs, preview_outputs,
-                                                 api_visibility="private")
+    on(new_btn.click, lambda: [STARTER] + yaml_to_fields(STARTER), None, [yaml_box] + form,
+       api_visibility="private").success(safe_preview, preview_inputs, preview_outputs, api_visibility="private")
     for field in form:
-        field.input(from_form, form, yaml_box, api_visibility="private", trigger_mode="always_last").then(
+        on(field.input, from_form, form, yaml_box, api_visibility="private", trigger_mode="always_last").then(
             safe_preview, preview_inputs, preview_outputs, api_visibility="private")
     yaml_box.input(from_yaml, yaml_box, form, api_visibility="private", trigger_mode="always_last").then(
         safe_preview, preview_inputs, preview_outputs, api_visibility="private")
     for control in (model, k, example):
-        control.change(safe_preview, preview_inputs, preview_outputs, api_visibility="private")
-    save_btn.click(save, yaml_box, [status, pick], api_name="save_template")
-    return {"pick": pick, "yaml": yaml_box, "form": form, "load": load, "preview_inputs": preview_inputs,
-            "preview_outputs": preview_outputs, "preview": safe_preview}
+        on(control.change, preview, preview_inputs, preview_outputs, api_visibility="private")
+    saved = on(save_btn.click, save, yaml_box, [status, pick], api_name="save_template",
+               failed={status: "**Not saved:** see the message at the top right."})
+    return {"tab": tab, "pick": pick, "yaml": yaml_box, "form": form, "load": load, "preview_inputs": preview_inputs,
+            "preview_outputs": preview_outputs, "preview": safe_preview, "model": model, "saved": saved}

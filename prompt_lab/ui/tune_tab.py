@@ -9,20 +9,21 @@ import gradio as gr
 import plotly.graph_objects as go
 
 from .. import jobs
-from ..plots import LAYOUT, accuracy_bars, empty_figure
+from ..plots import accuracy_bars, empty_figure, loss_curve
 from ..report import run_report
 from ..settings import get_settings
 from ..store import open_db
 from ..strategies import STRATEGIES
 from ..templates import template_names
 from ..tuning import METHODS, TuneSpec
-from .common import friendly
+from .common import as_text, error, friendly, info, on
 from .evaluate_tab import DATA_DIR, shipped_datasets
 
 HELP = ("Tune when no prompt is good enough. Defaults finish in a few minutes on this CPU with the default "
         "model. The job runs in its own process: closing or reloading the page changes nothing, and the chart "
         "follows it from the run log.")
 JOB_HEADERS = ["id", "name", "status", "step", "max_steps", "loss", "val_loss", "eta_s", "created_utc"]
+JOB_LABELS = ["job", "name", "status", "step", "of steps", "loss", "validation loss", "seconds left", "created (UTC)"]
 
 
 def _spec(template, dataset, target, variable_column, strategy, model, method, r, alpha, target_modules, lr,
@@ -47,44 +48,67 @@ def cli_line(*values) -> str:
 
 def start(*values):
     job_id = jobs.submit(_spec(*values))
-    return job_id, f"Job **{job_id}** started (or queued behind the running one)."
+    info(f"Job {job_id} started (or queued behind the running one).")
+    return job_id
+
+
+def _with_db(fn, *args):
+    db = open_db()
+    try:
+        return fn(db, *args)
+    finally:
+        db.conn.close()
 
 
 def loss_figure(job_id) -> go.Figure:
     if not job_id:
         return empty_figure("Start a job to see its loss")
-    events = jobs.job_events(open_db(), int(job_id))
-    train = [e for e in events if e["loss"] is not None]
-    val = [e for e in events if e["val_loss"] is not None]
-    if not train:
-        return empty_figure("Waiting for the first step…")
-    fig = go.Figure()
-    fig.add_scatter(name="training loss", x=[e["step"] for e in train], y=[e["loss"] for e in train], mode="lines")
-    fig.add_scatter(name="validation loss", x=[e["step"] for e in val], y=[e["val_loss"] for e in val],
-                    mode="lines+markers")
-    fig.update_layout(**LAYOUT, title=f"Job {int(job_id)}: loss", xaxis_title="step", yaxis_title="loss")
-    return fig
+    events = _with_db(jobs.job_events, int(job_id))
+    return loss_curve([e for e in events if e["loss"] is not None], [e for e in events if e["val_loss"] is not None],
+                      f"Job {int(job_id)}: loss by step")
 
 
-def poll(job_id):
-    """Job table, status line, loss chart and (once done) the before/after chart."""
-    db = open_db()
-    try:
+def _row(job: dict) -> list:
+    """A jobs-table row as a person reads it: losses to 4 digits, an ETA only while the job runs."""
+    out = []
+    for h in JOB_HEADERS:
+        value = job[h]
+        if h in ("loss", "val_loss") and value is not None:
+            value = round(value, 4)
+        elif h == "eta_s":
+            value = f"{value:.0f}" if value is not None and job["status"] == "running" else ""
+        elif h == "created_utc":
+            value = (value or "").replace("T", " ")[:16]
+        out.append(value)
+    return out
+
+
+def poll(job_id, finished_before):
+    """Job table, status line, loss chart, the before/after chart once done, the hand-over button, and the
+    number of finished jobs (its change refreshes the model pickers, which list tuned adapters)."""
+    def read(db):
         jobs.mark_interrupted_jobs(db)
-        rows = [[r[h] for h in JOB_HEADERS] for r in jobs.list_jobs(db)]
-        job = jobs.get_job(db, int(job_id)) if job_id else None
-    finally:
-        db.conn.close()
+        listing = jobs.list_jobs(db)
+        done = db.execute("select count(*) from jobs where adapter_path is not null").fetchone()[0]
+        return listing, (jobs.get_job(db, int(job_id)) if job_id else None), done
+
+    listing, job, finished = _with_db(read)
+    rows = [_row(r) for r in listing]
     if job is None:
-        return rows, "", loss_figure(None), gr.update(), gr.update(visible=False)
-    eta = f" · ETA {job['eta_s']:.0f} s" if job["eta_s"] and job["status"] == "running" else ""
-    status = (f"Job **{job['id']}** {job['status']} · step {job['step'] or 0}/{job['max_steps'] or '?'}{eta}"
-              + (f" · {job['error']}" if job["error"] else ""))
+        return rows, "", loss_figure(None), gr.update(), gr.update(visible=False), finished
+    status = f"Job **{job['id']}** {job['status']} · step {job['step'] or 0}/{job['max_steps'] or '?'}"
+    if job["status"] == "running" and job["eta_s"]:
+        status += f" · about {job['eta_s']:.0f} s left"
+    if job["error"]:
+        status += f" · {as_text(job['error'])}"
+    metrics = json.loads(job["metrics_json"]) if job["metrics_json"] else {}
+    if metrics.get("resumed_from_step"):
+        status += f" · resumed from step {metrics['resumed_from_step']}"
     after = gr.update()
     if job["eval_run_id"]:
         after = before_after_figure(job["eval_run_id"])
         status += f" · before/after: evaluation run {job['eval_run_id']}"
-    return rows, status, loss_figure(job_id), after, gr.update(visible=bool(job["adapter_path"]))
+    return rows, status, loss_figure(job_id), after, gr.update(visible=bool(job["adapter_path"])), finished
 
 
 def before_after_figure(eval_run_id: int) -> go.Figure:
@@ -95,18 +119,46 @@ def before_after_figure(eval_run_id: int) -> go.Figure:
 
 @functools.lru_cache(maxsize=32)
 def _before_after(db_path: str, eval_run_id: int) -> go.Figure:
-    report = run_report(open_db(db_path), eval_run_id)
+    db = open_db(db_path)
+    try:
+        report = run_report(db, eval_run_id)
+    finally:
+        db.conn.close()
     for c in report["conditions"]:
-        c["label"] = ("tuned" if "+" in c["model"] else "base") + " · " + c["strategy"]
-        c["model"] = "tuned" if "+" in c["model"] else "base"
-    return accuracy_bars(report["conditions"], "Base vs tuned on the validation split (95% CI)")
+        c["label"] = f"{'tuned' if '+' in c['model'] else 'base'} · {c['strategy']}"
+        c["model"] = "base vs tuned"  # one group: a bar each, side by side
+    return accuracy_bars(report["conditions"], "Base vs tuned on the validation split", metric=report["metric"],
+                         name=lambda c: c["label"], xaxis_title="model · prompt strategy")
 
 
 def adapter_spec(job_id) -> str:
-    job = jobs.get_job(open_db(), int(job_id))
+    job = _with_db(jobs.get_job, int(job_id)) if job_id else None
     if not job or not job["adapter_path"]:
-        raise gr.Error("This job has no adapter yet.")
+        raise error("This job has no adapter yet.")
     return jobs.tuned_spec(job)
+
+
+def stop_job(job_id) -> None:
+    if not job_id:
+        raise error("Pick a job first (click it in the table).")
+    info(f"Job {int(job_id)}: {jobs.cancel(int(job_id))}.")
+
+
+def resume_job(job_id) -> None:
+    """Queue the job again and say truthfully where it starts."""
+    if not job_id:
+        raise error("Pick a job first (click it in the table).")
+    step = jobs.resume(int(job_id))
+    if step:
+        info(f"Job {int(job_id)} resumes from step {step}, its last complete checkpoint.")
+    else:
+        info(f"Job {int(job_id)} had no complete checkpoint yet, so it starts again from step 1 "
+             "(a checkpoint is written every third of the steps).")
+
+
+def reopen() -> int | None:
+    """The job to show when the page opens: the running one, else the newest (so a reload loses nothing)."""
+    return _with_db(jobs.latest_job)
 
 
 def pick_job(evt: gr.SelectData):
@@ -114,7 +166,7 @@ def pick_job(evt: gr.SelectData):
 
 
 def build() -> dict:
-    with gr.Tab("Tune", id="tune"):
+    with gr.Tab("Tune", id="tune") as tab:
         gr.Markdown(HELP, elem_classes="help")
         with gr.Row():
             with gr.Column(scale=3):
@@ -124,10 +176,11 @@ def build() -> dict:
                                            elem_id="tune-template")
                     strategy = gr.Dropdown(list(STRATEGIES), value="zero_shot", label="Prompt strategy")
                 with gr.Row():
-                    dataset = gr.Dropdown(shipped_datasets(), value="sentiment_codes.csv", label="Dataset")
+                    dataset = gr.Dropdown(shipped_datasets(), value="sentiment_codes.csv", label="Dataset",
+                                          elem_id="tune-dataset")
                     variable_column = gr.Textbox(value="review", label="Input column")
                     target = gr.Textbox(value="code", label="Target column")
-                    model = gr.Textbox(value="default", label="Base model")
+                    model = gr.Textbox(value="default", label="Base model", elem_id="tune-model")
             with gr.Column(scale=2):
                 with gr.Row():
                     r = gr.Slider(1, 64, value=8, step=1, label="LoRA r")
@@ -137,8 +190,8 @@ def build() -> dict:
                 with gr.Row():
                     lr = gr.Number(value=0.002, label="Learning rate")
                     max_steps = gr.Number(value=30, precision=0, label="Steps", elem_id="tune-steps")
-                    batch_size = gr.Number(value=8, precision=0, label="Batch size")
-                    max_seq_len = gr.Number(value=160, precision=0, label="Max tokens")
+                    batch_size = gr.Number(value=8, precision=0, label="Batch size", elem_id="tune-batch")
+                    max_seq_len = gr.Number(value=160, precision=0, label="Max tokens", elem_id="tune-max-tokens")
                     seed = gr.Number(value=0, precision=0, label="Seed")
         with gr.Row():
             start_btn = gr.Button("Start", variant="primary", elem_id="tune-start")
@@ -147,23 +200,26 @@ def build() -> dict:
             job_id = gr.Number(label="Job", precision=0, elem_id="tune-job")
         status = gr.Markdown(elem_id="tune-status")
         with gr.Row():
-            loss = gr.Plot(elem_id="tune-loss")
-            after = gr.Plot(elem_id="tune-after")
+            loss = gr.Plot(label="Loss", elem_id="tune-loss")
+            after = gr.Plot(label="Base vs tuned", elem_id="tune-after")
         to_compare = gr.Button("Open the tuned model in Compare", visible=False, elem_id="tune-to-compare")
-        job_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="tune-jobs")
+        job_table = gr.Dataframe(headers=JOB_LABELS, interactive=False, elem_id="tune-jobs")
         with gr.Accordion("Equivalent CLI", open=False):
             cli = gr.Code(language="yaml", elem_id="tune-cli")
         timer = gr.Timer(1.0)
+        finished = gr.State(0)
 
     values = [template, dataset, target, variable_column, strategy, model, method, r, alpha, target_modules, lr,
               max_steps, batch_size, max_seq_len, seed]
-    start_btn.click(friendly(start), values, [job_id, status], api_name="tune")
-    stop_btn.click(friendly(lambda j: f"Job {int(j)}: {jobs.cancel(int(j))}"), job_id, status, api_name="stop_job")
-    resume_btn.click(friendly(lambda j: (jobs.resume(int(j)), f"Job {int(j)} resumed from its last checkpoint.")[1]),
-                     job_id, status, api_name="resume_job")
-    outputs = [job_table, status, loss, after, to_compare]
-    timer.tick(friendly(poll), job_id, outputs, api_visibility="private", queue=False)
+    on(start_btn.click, start, values, job_id, api_name="tune")
+    on(stop_btn.click, stop_job, job_id, None, api_name="stop_job")
+    on(resume_btn.click, resume_job, job_id, None, api_name="resume_job")
+    outputs = [job_table, status, loss, after, to_compare, finished]
+    timer.tick(friendly(poll), [job_id, finished], outputs, api_visibility="private", queue=False,
+               show_progress="hidden")
     job_table.select(pick_job, None, job_id, api_visibility="private")
     for control in values:
-        control.change(friendly(cli_line), values, cli, api_visibility="private")
-    return {"to_compare": to_compare, "job_id": job_id, "adapter_spec": adapter_spec, "cli": (cli_line, values, cli)}
+        on(control.change, cli_line, values, cli, api_visibility="private")
+    return {"tab": tab, "template": template, "dataset": dataset, "to_compare": to_compare, "job_id": job_id,
+            "adapter_spec": adapter_spec, "cli": (cli_line, values, cli), "finished": finished.change,
+            "reopen": (friendly(reopen), None, job_id)}
