@@ -89,7 +89,7 @@ def app_url(default_model_dir, tmp_path_factory):
     home = tmp_path_factory.mktemp("app-home")
     (home / "models").symlink_to(_SESSION_HOME / "models", target_is_directory=True)
     saved = {k: os.environ.get(k) for k in ("PROMPT_LAB_HOME", "PROMPT_LAB_MAX_NEW_TOKENS", "GRADIO_TEMP_DIR")}
-    os.environ.update(PROMPT_LAB_HOME=str(home), PROMPT_LAB_MAX_NEW_TOKENS="24",
+    os.environ.update(PROMPT_LAB_HOME=str(home), PROMPT_LAB_MAX_NEW_TOKENS="64",
                       GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio-tmp")))
     from prompt_lab.ui import build_demo, launch
 

@@ -66,7 +66,7 @@ def test_compare_grid_over_the_api_one_row_per_model(client, served_model):
 
 
 def test_max_new_tokens_above_the_cap_is_refused_server_side(client):
-    with pytest.raises(Exception, match="greater than maximum value 24"):
+    with pytest.raises(Exception, match="greater than maximum value 64"):
         client.predict("sentiment", "fine", "", "", "", ["zero_shot"], 3, "default", 0, 1, 100000, 0, "",
                        api_name="/compare")
 
