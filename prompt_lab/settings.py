@@ -68,5 +68,6 @@ def get_settings() -> Settings:
         max_upload_bytes=_env_int("PROMPT_LAB_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
         max_rows=_env_int("PROMPT_LAB_MAX_ROWS", 20_000),
         max_cell_chars=_env_int("PROMPT_LAB_MAX_CELL_CHARS", 20_000),
+        render_seconds=_env_float("PROMPT_LAB_RENDER_SECONDS", 2.0),
         public_mode=bool(os.environ.get("SPACE_ID")),
     )

@@ -183,6 +183,9 @@ def parse_template(text: str, source: str = "<template>") -> Template:
     if choices is not None:
         if not isinstance(choices, list) or not choices or not all(isinstance(c, (str, int)) for c in choices):
             fail("choices", "must be a non-empty list of labels such as [Positive, Negative]")
+        if any(isinstance(c, bool) for c in choices):
+            fail("choices", "true/false read as booleans: quote them (\"true\", \"false\") so each label keeps "
+                            "its spelling")
         choices = [str(c) for c in choices]
     answer = data.get("answer") or {}
     if not isinstance(answer, dict):

@@ -1,11 +1,24 @@
 """Reading user-written text and YAML files with errors that name the file, the line and the reason."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
 from .errors import PromptLabError
+
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader with YAML 1.2 booleans: only true/false are booleans. YAML 1.1 also reads yes/no/on/off as
+    booleans, which turned a template's `choices: [yes, no]` into the labels "True" and "False"."""
+
+
+_Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+                                   for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def read_text_file(path: str | Path, what: str = "file", error=PromptLabError) -> str:
@@ -23,7 +36,7 @@ def read_text_file(path: str | Path, what: str = "file", error=PromptLabError) -
 def parse_yaml(text: str, source: str, error=PromptLabError):
     """yaml.safe_load with a message like 'file.yaml, line 3: not valid YAML: <reason>'."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""

@@ -19,6 +19,17 @@ sys.path.insert(0, str(ROOT))
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+MODEL_FIXTURES = {"tiny_model_dir", "default_model_dir", "served_model", "app_url"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs a model (tiny, embedded, served, or the app) as `model`, so mutation testing can
+    select the model-free ones: each mutant is a fresh pytest session, and a model fixture costs a conversion."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh data dir whose model cache points at the session's (so conversions are shared)."""

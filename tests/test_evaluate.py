@@ -5,6 +5,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, kill_when_marked
 
@@ -186,3 +188,38 @@ def test_a_blank_input_is_refused_before_anything_runs(home, tiny_model_dir):
                                              r"'review'"):
         compare("sentiment", {"review": "  \n "}, models=str(tiny_model_dir))
     assert open_db().execute("select count(*) from runs").fetchone() == (0,)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stop_after=st.integers(min_value=1, max_value=9))
+def test_an_interrupted_sweep_resumes_to_every_condition_seed_and_item_exactly_once(home, tiny_model_dir, reviews_csv,
+                                                                                   stop_after):
+    """Stopped after any number of batches of a sweep over strategies, k and seeds, then resumed: every
+    (strategy, k, seed, item) is in the run exactly once, and nothing logged before the stop is redone."""
+    from prompt_lab.errors import CancelledError
+
+    spec = spec_for(reviews_csv, str(tiny_model_dir), strategies=["zero_shot", "few_shot"], k_shot=[1, 2],
+                    seeds=[0, 1], max_new_tokens=2, batch_size=4)
+    batches = []
+
+    class StopAfterBatches:
+        def is_set(self):  # checked before each batch and inside generation
+            return len(batches) >= stop_after
+
+    def progress(fraction, message):
+        if message.startswith("evaluating"):
+            batches.append(message)
+
+    with pytest.raises(CancelledError) as stopped:
+        evaluate(spec, progress=progress, cancel=StopAfterBatches())
+    run_id = stopped.value.run_id
+    db = open_db()
+    before = {r[0] for r in db.execute("select id from generations where run_id = ?", [run_id])}
+    resume(run_id)
+    rows = list(db.query("select id, strategy, k_shot, seed, item_index from generations where run_id = ?", [run_id]))
+    keys = [(r["strategy"], r["k_shot"], r["seed"], r["item_index"]) for r in rows]
+    expected = {(s, k, seed, i) for s, ks in (("zero_shot", [0]), ("few_shot", [1, 2])) for k in ks
+                for seed in (0, 1) for i in range(6)}
+    assert sorted(keys) == sorted(expected)  # each exactly once
+    assert before <= {r["id"] for r in rows}  # the rows logged before the stop were kept
+    assert get_run(db, run_id)["status"] == "completed"

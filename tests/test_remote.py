@@ -156,7 +156,7 @@ def test_samples_stop_strings_and_seeds(gateway, served_model, monkeypatch):
     assert "5" not in cut.text and cut.finish_reason == "stop" and gateway.bodies[-1]["stop"] == ["5"]
 
 
-def test_unreachable_server_is_a_plain_error_and_the_local_row_survives(home):
+def test_unreachable_server_is_a_plain_error_and_the_local_row_survives(home, default_model_dir):
     port = free_port()  # nothing listens there
     dead = f"openai:some-model@http://127.0.0.1:{port}/v1"
     started = time.monotonic()

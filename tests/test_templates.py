@@ -109,12 +109,15 @@ def test_jinja_helpers_outside_the_sandbox_are_unknown_names(home):
     "{% macro f(s, n) %}{% if n %}{{ f(s ~ s, n - 1) }}{% else %}{{ s|length }}{% endif %}{% endmacro %}{{ f(question, 60) }}",
     "{{ 10**100000 }}",
 ])
-def test_huge_work_is_cut_off_within_seconds(home, expression):
+def test_huge_work_is_cut_off_within_seconds(home, expression, monkeypatch):
+    monkeypatch.setenv("PROMPT_LAB_RENDER_SECONDS", "0.5")  # the bound is a setting; a short one keeps this fast
     template = parse_template(probe(expression))
     start = time.monotonic()
-    with pytest.raises(TemplateError, match=r"cut off|blocked|too large"):
+    with pytest.raises(TemplateError, match=r"cut off|blocked|too large") as refused:
         template.render("input", {"question": "xyz"})
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 3
+    if "range(100000) %}{% for" in expression:  # pure looping: only the clock stops it
+        assert "too slow, cut off: rendering took longer than 0.5 s and was cut off" in str(refused.value)
     # the sandbox recovers: the next render works
     assert parse_template(BASE).render("input", {"question": "fine"}) == "Q: fine"
 
@@ -146,7 +149,7 @@ def test_user_templates_are_saved_apart_and_never_replace_shipped_ones(home):
 def test_the_editor_starter_is_a_valid_template_for_every_strategy(home):
     """Templates -> New template loads this text: it must parse and render all four strategies."""
     from prompt_lab.strategies import STRATEGIES, build_prompts
-    from prompt_lab.ui.template_form import STARTER, fields_to_yaml, yaml_to_fields
+    from prompt_lab.template_form import STARTER, fields_to_yaml, yaml_to_fields
 
     template = parse_template(STARTER, source="<starter>")
     prompts = build_prompts(template, STRATEGIES, {"question": "What is 2 + 2?"}, k=1)
@@ -154,3 +157,12 @@ def test_the_editor_starter_is_a_valid_template_for_every_strategy(home):
     assert "What colour is a clear daytime sky?" in prompts[1].messages[1]["content"]
     # the form round trip keeps it valid and the same template
     assert parse_template(fields_to_yaml(*yaml_to_fields(STARTER))).content_hash == template.content_hash
+
+
+def test_yes_and_no_stay_labels_and_booleans_must_be_quoted(tmp_path):
+    """YAML 1.1 reads yes/no as booleans; a template's labels keep the spelling the author wrote."""
+    base = "name: yn\ninstruction: Answer.\nvariables: [q]\nanswer: {type: choice}\n"
+    assert parse_template(base + "choices: [yes, no, On, off]\n").choices == ["yes", "no", "On", "off"]
+    with pytest.raises(TemplateError, match=r"line 5: field 'choices': true/false read as booleans: quote them"):
+        parse_template(base + "choices: [true, false]\n")
+    assert parse_template(base + 'choices: ["true", "false"]\n').choices == ["true", "false"]

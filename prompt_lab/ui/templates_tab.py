@@ -10,7 +10,7 @@ from ..strategies import STRATEGIES, STRATEGY_LABELS
 from ..templates import ANSWER_TYPES, get_template, parse_template, save_user_template, template_names
 from ..yamlfiles import read_text_file
 from .common import as_text, error, friendly, info, on
-from .template_form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
+from ..template_form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
 
 HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview shows the exact prompt each "
         "strategy sends to the model, filled with one of the template's examples. Shipped templates are "
