@@ -132,8 +132,9 @@ def filter_choices(db: sqlite_utils.Database) -> dict[str, list[str]]:
 
 
 EXPORT_COLUMNS = ["run_id", "created_utc", "template_name", "template_hash", "strategy", "model_spec",
-                  "model_revision", "seed", "sample_index", "variables_json", "params_json", "prompt", "output",
-                  "answer", "prompt_tokens", "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason"]
+                  "model_revision", "seed", "sample_index", "item_index", "variables_json", "params_json", "prompt",
+                  "output", "answer", "target", "correct", "prompt_tokens", "completion_tokens", "latency_ms",
+                  "tokens_per_s", "finish_reason"]
 
 
 def export_csv(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200_000) -> tuple[str, int]:

@@ -9,6 +9,7 @@ import sqlite_utils
 
 from . import metrics, stats
 from .errors import PromptLabError
+from .scoring import normalize_label
 from .store import get_run, run_template
 
 CONDITION_COLUMNS = ("strategy", "model_spec", "k_shot", "seed")
@@ -90,8 +91,12 @@ def _summarize(rows: list[dict], metric: str, choices: list[str] | None) -> dict
         out["strict_accuracy_ci"] = stats.bootstrap_ci(strict)
         out["wrong_answers"] = sum(1 for p, c in zip(predicted, correct) if p is not None and not c)
         out["no_answer"] = sum(1 for p in predicted if p is None) if metric == "accuracy" else 0
-        if choices:
-            out["classes"] = metrics.classification_report(gold, predicted, choices)
+        if choices and metric == "accuracy":  # contains/regex targets are texts and patterns, not classes
+            # gold as people write it ("positive.", " NEGATIVE") is the label it names, as when scoring
+            canonical = {normalize_label(c): c for c in choices}
+            as_label = lambda value: canonical.get(normalize_label(value), value) if value is not None else None  # noqa: E731
+            out["classes"] = metrics.classification_report([as_label(g) for g in gold],
+                                                           [as_label(p) for p in predicted], choices)
         probs = [json.loads(r["label_probs_json"]) for r in first if r["label_probs_json"]]
         if len(probs) == len(first):
             out["calibration"] = _calibration([max(p.values()) for p in probs], correct)

@@ -47,7 +47,8 @@ def load_spec_file(path: str | Path, what: str, fields, error=PromptLabError) ->
     """A YAML mapping from a spec file whose keys must all be in `fields`; errors name the file and key."""
     data = parse_yaml(read_text_file(path, what, error), str(path), error)
     if not isinstance(data, dict):
-        raise error(f"{path}: a {what} must be a YAML mapping of field: value")
+        article = "an" if what[:1].lower() in "aeiou" else "a"
+        raise error(f"{path}: {article} {what} must be a YAML mapping of field: value")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise error(f"{path}: unknown field '{unknown[0]}'; allowed: {', '.join(sorted(fields))}")

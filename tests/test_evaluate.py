@@ -223,3 +223,21 @@ def test_an_interrupted_sweep_resumes_to_every_condition_seed_and_item_exactly_o
     assert sorted(keys) == sorted(expected)  # each exactly once
     assert before <= {r["id"] for r in rows}  # the rows logged before the stop were kept
     assert get_run(db, run_id)["status"] == "completed"
+
+
+def test_gold_labels_in_other_cases_and_with_punctuation_score_like_the_canonical_ones(home, tiny_model_dir,
+                                                                                       tmp_path):
+    """Datasets written by people: "positive.", " NEGATIVE", "Neutral!" are the labels Positive, Negative,
+    Neutral. Correctness, per-class scores and baselines are the same as with the canonical spelling."""
+    canonical, odd = tmp_path / "canonical.csv", tmp_path / "odd.csv"
+    spellings = {"Positive": "positive.", "Negative": " NEGATIVE", "Neutral": "Neutral!"}
+    canonical.write_text("text,gold\n" + "".join(f'"{r}",{label}\n' for r, label in REVIEWS))
+    odd.write_text("text,gold\n" + "".join(f'"{r}",{spellings[label]}\n' for r, label in REVIEWS))
+    reports = []
+    for path in (canonical, odd):
+        run_id = evaluate(spec_for(path, str(tiny_model_dir), method="label_probs", batch_size=3))
+        reports.append(run_report(open_db(), run_id)["conditions"][0])
+    same, spelled = reports
+    assert spelled["correct"] == same["correct"] and spelled["accuracy"] == same["accuracy"]
+    assert spelled["classes"]["confusion"]["matrix"] == same["classes"]["confusion"]["matrix"]
+    assert spelled["majority"] == same["majority"] == 1 / 3

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from ..errors import CancelledError, ModelLoadError
 from ..settings import get_settings
 from .base import Generation, GenerationParams, ProgressFn, StreamEvent
+from .secrets import scrub
 
 PREFIX = "openai:"
 ENDPOINT_FIELDS = {"base_url": "server address, e.g. http://localhost:8000/v1",
@@ -211,12 +212,15 @@ def _client_for(endpoint: Endpoint, key: str | None):
         return client, limit
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _reason(exc) -> str:
     cause = exc
     while cause.__cause__ is not None or cause.__context__ is not None:
         cause = cause.__cause__ or cause.__context__
-    text = str(cause) or type(cause).__name__
-    return text[:200]
+    return str(cause) or type(cause).__name__
 
 
 def _finish_reason(server_reason: str | None, text: str, stop: list[str]) -> tuple[str, str]:
@@ -326,7 +330,7 @@ class OpenAIBackend:
                 detail = detail.get("message") or json.dumps(detail)
         except (ValueError, json.JSONDecodeError):
             detail = response.text
-        detail = self._scrub(str(detail).strip()[:300])
+        detail = _cut(self._scrub(str(detail).strip()), 300)  # scrubbed whole, then cut: no key prefix survives
         where = f"{self.endpoint.base_url} (model '{self.model}')"
         if code in (401, 403):
             return RemoteModelError(f"{where} refused the API key (HTTP {code}: {detail}). Set a valid key in the "
@@ -342,11 +346,12 @@ class OpenAIBackend:
         return RemoteModelError(f"{where} rejected the request (HTTP {code}): {detail}")
 
     def _scrub(self, text: str) -> str:
+        """Every form of the endpoint's key removed from text that came from the server (see secrets.scrub)."""
         try:
             key = self.endpoint.api_key()
         except RemoteModelError:
             key = None
-        return text.replace(key, "[key]") if key else text
+        return scrub(text, [key])
 
     def served_models(self) -> list[str]:
         """Model ids from GET /models ([] when the server lists none or cannot be asked)."""
@@ -355,7 +360,9 @@ class OpenAIBackend:
         client, _ = _client_for(self.endpoint, self.endpoint.api_key())
         try:
             response = client.get("models", timeout=5)
-            return [m["id"] for m in response.json().get("data", [])][:20] if response.is_success else []
+            if not response.is_success:
+                return []
+            return [self._scrub(str(m["id"])) for m in response.json().get("data", [])][:20]
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
             return []
 
@@ -368,9 +375,10 @@ class OpenAIBackend:
                                     f"({type(exc).__name__}); raise timeout_s for this endpoint or ask for fewer "
                                     "tokens")
         if isinstance(exc, httpx.ConnectError):
-            return RemoteModelError(f"could not reach {self.endpoint.base_url} ({self._scrub(_reason(exc))}). Is the "
+            return RemoteModelError(f"could not reach {self.endpoint.base_url} ({_cut(self._scrub(_reason(exc)), 200)}). Is the "
                                     "server running, and is the address (host, port, /v1 path) right?")
-        return RemoteModelError(f"{where}: the connection failed ({type(exc).__name__}: {self._scrub(_reason(exc))})")
+        return RemoteModelError(f"{where}: the connection failed ({type(exc).__name__}: "
+                                f"{_cut(self._scrub(_reason(exc)), 200)})")
 
     def _send(self, body: dict, cancel: threading.Event | None, on_text: Callable[[str], None] | None = None):
         """POST /chat/completions with bounded retries on 429/5xx (exponential backoff, Retry-After honoured).
@@ -411,18 +419,18 @@ class OpenAIBackend:
     def _read_json(self, response):
         try:
             data = response.json()
-            choices = [((c.get("message") or {}).get("content") or "", c.get("finish_reason"))
+            choices = [(self._scrub((c.get("message") or {}).get("content") or ""), c.get("finish_reason"))
                        for c in sorted(data["choices"], key=lambda c: c.get("index", 0))]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise RemoteModelError(f"{self.endpoint.base_url}: the answer is not a chat completion "
-                                   f"({response.text[:200]!r})") from None
-        return choices, data.get("usage"), data.get("model")
+                                   f"({_cut(self._scrub(response.text), 200)!r})") from None
+        return choices, data.get("usage"), self._scrub(str(data.get("model") or "")) or None
 
     def _read_stream(self, response, cancel, on_text):
         text, reason, usage, served = "", None, None, None
         for line in response.iter_lines():
             if cancel is not None and cancel.is_set():  # stopped mid-answer: keep the text so far
-                return [(text, "cancelled")], usage, served
+                return [(self._scrub(text), "cancelled")], usage, served
             if not line.startswith("data:"):
                 continue
             payload = line[5:].strip()
@@ -432,16 +440,16 @@ class OpenAIBackend:
                 chunk = json.loads(payload)
             except json.JSONDecodeError:
                 continue
-            served = chunk.get("model") or served
+            served = self._scrub(str(chunk.get("model") or "")) or served
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices") or []:
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
                     text += piece
                     if on_text is not None:
-                        on_text(text)
+                        on_text(self._scrub(text))
                 reason = choice.get("finish_reason") or reason
-        return [(text, reason)], usage, served
+        return [(self._scrub(text), reason)], usage, served
 
     # --- generation -----------------------------------------------------------------------------------------
     def _generations(self, text: str, params: GenerationParams, cancel, on_text=None) -> list[Generation]:
