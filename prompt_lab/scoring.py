@@ -109,8 +109,12 @@ def _bare(text: str) -> tuple[str, int]:
     lead = _LEAD_RE.match(text)
     start = lead.end() if lead else 0
     body = text[start:]
-    stripped = body.strip().strip("*\"'`").strip()
-    stripped = re.sub(r"[.!]+$", "", stripped).strip()
+    stripped = body.strip()
+    while True:  # marks and a final period in any order: **42**. / "42". / 42.
+        before = stripped
+        stripped = re.sub(r"[.!]+$", "", stripped.strip("*\"'`").strip()).strip()
+        if stripped == before:
+            break
     offset = start + (body.find(stripped) if stripped else 0)
     return stripped, offset
 

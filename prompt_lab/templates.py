@@ -132,7 +132,7 @@ def _as_text(value) -> str:
 
 
 def _key_lines(text: str) -> dict:
-    """Map of top-level key -> (line of the key, line where its value starts, block-scalar flag)."""
+    """Map of top-level key -> (line of the key, line where its value starts[, a folded block's source lines])."""
     try:
         node = yaml.compose(text)
     except yaml.YAMLError:
@@ -142,6 +142,9 @@ def _key_lines(text: str) -> dict:
         for key, value in node.value:
             block = isinstance(value, yaml.ScalarNode) and value.style in ("|", ">")
             lines[key.value] = (key.start_mark.line + 1, value.start_mark.line + 1 + (1 if block else 0))
+            if block and value.style == ">":  # folding joins lines: keep them to find a mistake's own line
+                raw = text.splitlines()[value.start_mark.line + 1:value.end_mark.line]
+                lines[key.value] += ("\n".join(raw),)
             if key.value == "examples" and isinstance(value, yaml.SequenceNode):
                 for i, item in enumerate(value.value, 1):
                     lines[f"examples.{i}"] = (item.start_mark.line + 1, item.start_mark.line + 1)
@@ -205,7 +208,9 @@ def parse_template(text: str, source: str = "<template>") -> Template:
             compiled = re.compile(spec.pattern)
         except re.error as exc:
             fail("answer", f"pattern is not a valid regular expression: {exc}")
-        if not isinstance(spec.group, int) or spec.group < 0 or spec.group > compiled.groups:
+        if not isinstance(spec.group, int) or isinstance(spec.group, bool):
+            fail("answer", f"group must be a whole number, not {spec.group!r}")
+        if spec.group < 0 or spec.group > compiled.groups:
             fail("answer", f"group {spec.group} does not exist in the pattern ({compiled.groups} groups)")
     examples = []
     raw_examples = data.get("examples") or []
@@ -244,6 +249,8 @@ def parse_template(text: str, source: str = "<template>") -> Template:
     for key in JINJA_FIELDS:
         error = check_syntax(getattr(template, key))
         if error is not None:
+            if len(lines.get(key, ())) > 2:
+                error = check_syntax(lines[key][2]) or error
             base = lines.get(key, (None, None))[1]
             line = (base + (error.lineno or 1) - 1) if base else error.lineno
             raise TemplateError(f"{source}, line {line}: field '{key}': template syntax error: {error.message}")

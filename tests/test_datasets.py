@@ -1,11 +1,13 @@
 """Dataset loading: good files read right, malformed files fail fast with messages naming file, line and column."""
+import csv
+import io
 import json
 import re
 
 import pytest
 
 from prompt_lab.datasets import (ColumnMapping, Dataset, DatasetError, guess_mapping, load_dataset,
-                                 load_dataset_bytes, to_items)
+                                 load_dataset_bytes, mapping_for, to_items)
 from prompt_lab.errors import PromptLabError
 
 
@@ -252,3 +254,151 @@ def test_cell_cap_from_env(home, tmp_path, monkeypatch):
     assert load_dataset(write(tmp_path, "ok.csv", "a\n12345\n")).rows == [{"a": "12345"}]
     fails(write(tmp_path, "long.csv", "a,b\n1,2\n\"12\n345\",1\n"),
           "long.csv, line 3: column 'a' is longer than 5 characters")
+
+
+# --- every format ---------------------------------------------------------------------------------------------------
+
+FORMATS = [".csv", ".jsonl", ".json"]
+
+
+def table_bytes(suffix, columns, rows):
+    """The same table as a .csv file (a header line, then a line per row) or as JSON Lines (an object per line)."""
+    if suffix == ".csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return out.getvalue().encode("utf-8")
+    return "".join(json.dumps(dict(zip(columns, row)), ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+
+
+def first_line(suffix):
+    """The line the first row is on: after the header in a CSV file, line 1 in JSON Lines."""
+    return 2 if suffix == ".csv" else 1
+
+
+def refused(data, name, message):
+    """Load `data` as an upload named `name`: it must fail with exactly `message`."""
+    with pytest.raises(DatasetError, match=f"^{re.escape(message)}$"):
+        load_dataset_bytes(data, name)
+
+
+def table(suffix, columns, rows, name="data"):
+    return load_dataset_bytes(table_bytes(suffix, columns, rows), name + suffix)
+
+
+@pytest.mark.parametrize("data, where", [
+    # a blank first line, then the bad byte on line 3, with more lines after it
+    ({".csv": b"\nitem,price\ncaf\xe9,3\ntea,2\nmilk,1\n",
+      ".jsonl": b'\n{"item": "tea"}\n{"item": "caf\xe9"}\n{"item": "milk"}\n{"item": "x"}\n'},
+     {".csv": "line 3, byte 4", ".jsonl": "line 3, byte 14"}),
+    # the bad byte starts line 2, after a blank line 1
+    ({".csv": b"\n\xe9tem,price\ntea,2\n", ".jsonl": b'\n\xe9{"item": "tea"}\n'},
+     {".csv": "line 2, byte 1", ".jsonl": "line 2, byte 1"}),
+])
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_not_utf8_names_the_line_and_byte_for_every_format(home, data, where, suffix):
+    kind = ".csv" if suffix == ".csv" else ".jsonl"
+    refused(data[kind], f"menu{suffix}", f"menu{suffix}: not UTF-8 text ({where[kind]}); save the file as UTF-8")
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_folder_is_not_a_file(home, tmp_path, suffix):
+    folder = tmp_path / f"data{suffix}"
+    folder.mkdir()
+    with pytest.raises(DatasetError, match=f"^{re.escape(f'{folder}: is not a file')}$"):
+        load_dataset(folder)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_file_of_exactly_the_upload_cap_is_read_whole(home, tmp_path, monkeypatch, suffix):
+    data = table_bytes(suffix, ["text"], [["first"], ["last"]]).rstrip(b"\n")  # the cap's last byte ends a value
+    monkeypatch.setenv("PROMPT_LAB_MAX_UPLOAD_BYTES", str(len(data)))
+    ds = load_dataset(write(tmp_path, f"exact{suffix}", data))
+    assert ds.rows == [{"text": "first"}, {"text": "last"}]
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_a_file_grown_past_the_cap_after_its_size_check_is_refused(home, tmp_path, monkeypatch, suffix):
+    """The size is checked before reading; if the file grew since, at most cap + 1 bytes are read and refused."""
+    path = write(tmp_path, f"grows{suffix}", table_bytes(suffix, ["text"], [["x" * 50]] * 10))
+    monkeypatch.setenv("PROMPT_LAB_MAX_UPLOAD_BYTES", "100")
+    monkeypatch.setattr("prompt_lab.datasets.os.path.getsize", lambda p: 60)  # its size when it was checked
+    with pytest.raises(DatasetError, match=f"^grows{re.escape(suffix)}: the file is 0 MB \\(101 bytes\\), larger than "
+                                           r"the 0 MB upload limit \(PROMPT_LAB_MAX_UPLOAD_BYTES raises it\)$"):
+        load_dataset(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_json_errors_explain_json_lines_only_for_json_files(home, suffix):
+    hint = " (.json files are read as JSON Lines: one object per line)" if suffix == ".json" else ""
+    refused(b'{"a": 1}\n{"a": 2,}\n', f"bad{suffix}",
+            f"bad{suffix}, line 2: not valid JSON (Expecting property name enclosed in double quotes, column 9){hint}")
+    refused(b'{"a": 1}\n\n7\n', f"num{suffix}", f"num{suffix}, line 3: expected a JSON object, got number{hint}")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_nested_json_values_keep_their_characters(home, suffix):
+    ds = load_dataset_bytes('{"meta": {"city": "Zürich"}, "tags": ["é", "日本"]}\n'.encode(), f"n{suffix}")
+    assert ds.rows == [{"meta": '{"city": "Zürich"}', "tags": '["é", "日本"]'}]
+
+
+def test_csv_with_old_mac_line_endings(home):
+    ds = load_dataset_bytes(b"q,a\r1,2\r\r3,4\r", "cr.csv")
+    assert ds.rows == [{"q": "1", "a": "2"}, {"q": "3", "a": "4"}]
+    assert ds.lines == [2, 4]
+
+
+def test_csv_header_names_every_unnamed_and_duplicate_column(home):
+    refused(b"text,,label, \n1,2,3,4\n", "h.csv",
+            "h.csv, line 1: header columns 2, 4 (counting from 1) without a name")
+    refused(b"text,label,text,label\n1,2,3,4\n", "d.csv",
+            "d.csv, line 1: duplicate column names in the header: 'text', 'label'")
+
+
+def test_csv_of_only_an_empty_quoted_cell_is_empty(home):
+    refused(b'""\n', "q.csv", "q.csv: empty file")
+
+
+# --- column mapping -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_guess_mapping_prefers_the_column_of_the_same_name(home, suffix):
+    # "Ticket" is the variable's name in another case, so it wins over "ticket_text", which has it as a word
+    ds = table(suffix, ["ticket_text", "Ticket", "answer"], [["a", "b", "c"]])
+    assert guess_mapping(ds, ["ticket"]) == ColumnMapping(variables={"ticket": "Ticket"}, target="answer")
+    # the same case wins over another case
+    ds = table(suffix, ["TICKET", "ticket", "answer"], [["a", "b", "c"]])
+    assert guess_mapping(ds, ["ticket"]) == ColumnMapping(variables={"ticket": "ticket"}, target="answer")
+    # a name that is a later word of the column's name
+    ds = table(suffix, ["id", "Customer Review", "Gold Label"], [["1", "nice", "pos"]])
+    assert guess_mapping(ds, ["review"]) == ColumnMapping(variables={"review": "Customer Review"}, target="Gold Label")
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_mapping_for_uses_the_spec_and_fills_in_same_name_columns(home, suffix):
+    ds = table(suffix, ["question", "context", "label", "opts"], [["q", "c", "A", "A|B"]])
+    spec = {"variables": {"q": "question"}, "target": "label", "choices": "opts"}
+    assert mapping_for(ds, ["q", "context"], spec) == ColumnMapping(
+        variables={"q": "question", "context": "context"}, target="label", choices="opts")
+    assert mapping_for(ds, ["context"], {"target": "label"}) == ColumnMapping(variables={"context": "context"},
+                                                                             target="label")
+    # no spec: the guessed mapping
+    assert mapping_for(ds, ["question"], None) == mapping_for(ds, ["question"], {}) == ColumnMapping(
+        variables={"question": "question"}, target="label")
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_items_without_a_choices_column_have_no_choices(home, suffix):
+    ds = table(suffix, ["text", "label"], [["hi", "pos"]])
+    [item] = to_items(ds, ColumnMapping(variables={"text": "text"}, target="label"))
+    assert (item.index, item.line, item.variables, item.target, item.choices) == (
+        0, first_line(suffix), {"text": "hi"}, "pos", None)
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_an_empty_choices_value_names_its_line(home, suffix):
+    ds = table(suffix, ["q", "opts"], [["Q1", "A|B"], ["Q2", " "]], name="mc")
+    line = first_line(suffix) + 1
+    with pytest.raises(DatasetError, match=f"^{re.escape(f'mc{suffix}, line {line}: empty value in column')} 'opts'$"):
+        to_items(ds, ColumnMapping(variables={"q": "q"}, choices="opts"))

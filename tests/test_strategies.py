@@ -1,7 +1,9 @@
+import re
+
 import pytest
 
 from prompt_lab.errors import TemplateError, UnknownChoiceError
-from prompt_lab.strategies import STRATEGIES, build_prompts
+from prompt_lab.strategies import STRATEGIES, build_prompts, check_strategies
 from prompt_lab.templates import get_template, parse_template
 
 REVIEW = {"review": "Great value, works perfectly."}
@@ -59,3 +61,153 @@ def test_few_shot_cot_needs_rationales(home):
     assert build_prompts(template, ["few_shot"], {"q": "z"})
     with pytest.raises(TemplateError, match="few_shot_cot needs examples with a 'rationale'"):
         build_prompts(template, ["few_shot_cot"], {"q": "z"})
+
+
+CLAIMS = """\
+name: claims
+instruction: |
+  Judge the expense claim. Answer {{ choices|join(' or ') }}.
+variables: [claim, source]
+input: |
+  Claim: {{ claim }}
+  Source: {{ source }}
+output_format: "Answer with one word."
+choices: [Approve, Reject]
+answer_prefix: "Final verdict:"
+cot_trigger: "Let us check the receipts."
+answer: {type: choice}
+examples:
+  - inputs: {claim: "Taxi, 40 EUR", source: receipt}
+    output: Approve
+    rationale: |
+      A receipt backs the amount.
+"""
+CLAIM = {"claim": "Dinner, 300 EUR", "source": "none", "note": "not a template variable"}
+SYSTEM = "Judge the expense claim. Answer Approve or Reject.\nAnswer with one word."
+EXAMPLE = "Claim: Taxi, 40 EUR\nSource: receipt"
+QUERY = "Claim: Dinner, 300 EUR\nSource: none"
+REASON = '\nReason step by step, then finish with "Final verdict: <answer>."'
+
+
+def test_each_strategy_sends_the_exact_messages(home):
+    zero, few, cot, few_cot = build_prompts(parse_template(CLAIMS), STRATEGIES, CLAIM, k=1)
+    assert (zero.strategy, zero.messages, zero.prefill) == ("zero_shot", [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": QUERY}], None)
+    assert (few.strategy, few.messages, few.prefill) == ("few_shot", [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": EXAMPLE}, {"role": "assistant", "content": "Approve"},
+        {"role": "user", "content": QUERY}], None)
+    # chain of thought: the instruction asks for the template's own answer prefix; the answer starts with the trigger
+    assert (cot.strategy, cot.messages, cot.prefill) == ("cot", [
+        {"role": "system", "content": SYSTEM + REASON}, {"role": "user", "content": QUERY}],
+        "Let us check the receipts.")
+    assert (few_cot.strategy, few_cot.messages, few_cot.prefill) == ("few_shot_cot", [
+        {"role": "system", "content": SYSTEM + REASON},
+        {"role": "user", "content": EXAMPLE},
+        {"role": "assistant", "content": "A receipt backs the amount. Final verdict: Approve."},
+        {"role": "user", "content": QUERY}], None)
+
+
+def test_a_template_without_output_format_sends_the_instruction_alone(home):
+    template = parse_template(CLAIMS.replace('output_format: "Answer with one word."\n', ""))
+    zero, cot = build_prompts(template, ["zero_shot", "cot"], CLAIM)
+    assert zero.messages[0]["content"] == "Judge the expense claim. Answer Approve or Reject."
+    assert cot.messages[0]["content"] == "Judge the expense claim. Answer Approve or Reject." + REASON
+
+
+def test_prompts_come_in_the_order_the_strategies_were_asked_for(home):
+    prompts = build_prompts(parse_template(CLAIMS), ("few_shot_cot", "zero_shot"), CLAIM)
+    assert [p.strategy for p in prompts] == ["few_shot_cot", "zero_shot"]
+
+
+def test_plain_text_prompt_shows_examples_as_answered_questions(home):
+    zero, few, cot = build_prompts(parse_template(CLAIMS), ["zero_shot", "few_shot", "cot"], CLAIM, k=1)
+    assert zero.as_plain_text() == f"{SYSTEM}\n\n{QUERY}\nAnswer:"
+    assert few.as_plain_text() == f"{SYSTEM}\n\n{EXAMPLE}\nAnswer: Approve\n\n{QUERY}\nAnswer:"
+    assert cot.as_plain_text() == f"{SYSTEM}{REASON}\n\n{QUERY}\nAnswer: Let us check the receipts."
+
+
+
+def test_plain_text_prompt_answers_each_example_right_after_it(home):
+    extra = "  - inputs: {claim: \"Gift, 500 EUR\", source: none}\n    output: Reject\n"
+    few = build_prompts(parse_template(CLAIMS + extra), ["few_shot"], CLAIM, k=2)[0]
+    text = few.as_plain_text()
+    assert text.startswith(f"{SYSTEM}\n\n") and text.endswith(f"\n\n{QUERY}\nAnswer:")
+    assert f"\n\n{EXAMPLE}\nAnswer: Approve\n\n" in text
+    assert "\n\nClaim: Gift, 500 EUR\nSource: none\nAnswer: Reject\n\n" in text
+
+
+def test_chat_without_prefill_moves_the_trigger_into_the_last_user_turn(home):
+    zero, cot = build_prompts(parse_template(CLAIMS), ["zero_shot", "cot"], CLAIM)
+    assert cot.as_chat_without_prefill() == [
+        {"role": "system", "content": SYSTEM + REASON},
+        {"role": "user", "content": f"{QUERY}\n\nLet us check the receipts."}]
+    # the prompt itself is unchanged: it is sent again the same way
+    assert cot.messages[-1]["content"] == QUERY
+    assert cot.as_chat_without_prefill()[-1]["content"] == f"{QUERY}\n\nLet us check the receipts."
+    assert zero.as_chat_without_prefill() == zero.messages
+
+
+@pytest.mark.parametrize("k, shown", [(0, 1), (-2, 1), ("2", 2), (2, 2), (9, 3)])
+def test_k_is_at_least_one_and_at_most_the_examples_there_are(home, k, shown):
+    template = get_template("sentiment-codes")  # three examples
+    prompt = build_prompts(template, ["few_shot"], REVIEW, k=k)[0]
+    assert sum(m["role"] == "assistant" for m in prompt.messages) == shown
+
+
+def test_few_shot_cot_uses_only_the_examples_that_have_a_rationale(home):
+    extra = ("  - inputs: {claim: \"Hotel, 90 EUR\", source: invoice}\n    output: Approve\n"
+             "  - inputs: {claim: \"Gift, 500 EUR\", source: none}\n    output: Reject\n")
+    template = parse_template(CLAIMS + extra)
+    few_cot = build_prompts(template, ["few_shot_cot"], CLAIM, k=3)[0]
+    assert [m["content"] for m in few_cot.messages if m["role"] == "assistant"] == [
+        "A receipt backs the amount. Final verdict: Approve."]
+    few = build_prompts(template, ["few_shot"], CLAIM, k=3)[0]
+    assert sum(m["role"] == "assistant" for m in few.messages) == 3
+
+
+def test_the_default_is_three_examples(home):
+    prompt = build_prompts(get_template("sentiment"), ["few_shot"], REVIEW)[0]
+    assert sum(m["role"] == "assistant" for m in prompt.messages) == 3
+
+
+def test_few_shot_and_few_shot_cot_show_the_same_examples_for_a_seed(home):
+    template = get_template("sentiment")
+    few, few_cot = build_prompts(template, ["few_shot", "few_shot_cot"], REVIEW, k=2, seed=5)
+    users = lambda p: [m["content"] for m in p.messages if m["role"] == "user"]
+    assert users(few) == users(few_cot)
+    by_input = {f"Review: {e.inputs['review']}": e for e in template.examples}
+    for question, answer in zip(users(few)[:-1], [m["content"] for m in few.messages if m["role"] == "assistant"]):
+        assert answer == by_input[question].output
+
+
+def test_few_shot_without_examples_says_so(home):
+    template = parse_template("name: bare\ninstruction: Judge.\nvariables: [claim]\n")
+    with pytest.raises(TemplateError, match=r"^template 'bare': few_shot needs 'examples'; this template has none$"):
+        build_prompts(template, ["few_shot"], {"claim": "x"})
+    with pytest.raises(TemplateError, match=r"^template 'bare': few_shot_cot needs examples with a 'rationale'; "
+                                            r"this template has none$"):
+        build_prompts(template, ["few_shot_cot"], {"claim": "x"})
+    # strategies without examples still work
+    assert [p.strategy for p in build_prompts(template, ["zero_shot", "cot"], {"claim": "x"})] == ["zero_shot", "cot"]
+
+
+def test_every_missing_variable_is_named_with_the_ones_the_template_takes(home):
+    with pytest.raises(TemplateError, match=r"^template 'claims': missing variable 'claim', 'source' "
+                                            r"\(this template takes: claim, source\)$"):
+        build_prompts(parse_template(CLAIMS), ["zero_shot"], {"review": "x"})
+
+
+@pytest.mark.parametrize("names, message", [
+    (["zero_shot", "tree_of_thought", "self_ask"], "unknown strategy 'tree_of_thought'; valid strategies: "
+                                                   "zero_shot, few_shot, cot, few_shot_cot"),
+    ([], "choose at least one strategy: zero_shot, few_shot, cot, few_shot_cot"),
+])
+def test_strategy_choice_errors_list_the_valid_ones(names, message):
+    with pytest.raises(UnknownChoiceError, match=f"^{re.escape(message)}$"):
+        check_strategies(names)
+
+
+def test_checked_strategies_come_back_as_a_list_in_order():
+    assert check_strategies(("cot", "zero_shot")) == ["cot", "zero_shot"]
+    assert check_strategies(s for s in STRATEGIES) == list(STRATEGIES)
