@@ -45,14 +45,14 @@ bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_remote.py
 
 # Mutation testing of the core with mutmut 3 (settings in pyproject.toml), not part of `make test`: about an hour
-# for everything on 2 cores; `make mutation PKG=scoring` mutates one module (any prefix of prompt_lab.<name>).
+# for everything on 2 cores; `make mutation PKG=scoring` mutates one module (a module or package name: scoring, runlog, prompts.templates).
 $(VENV)/.mutation: $(VENV)/.dev requirements-mutation.txt
 	$(PIP) -r requirements-mutation.txt
 	touch $@
 
 PKG ?=
 mutation: $(VENV)/.mutation
-	HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run $(if $(PKG),"prompt_lab.$(PKG)*") || true
+	HF_HUB_OFFLINE=1 $(VENV)/bin/mutmut run $(if $(PKG),"prompt_lab.*$(PKG)*") || true
 	$(PY) tests/mutation_report.py
 
 clean:

@@ -56,7 +56,7 @@ def time_to_200(cmd: list[str], env: dict, port: int, limit: float = 120) -> flo
 
 def seed_generations(db_path: Path, runs: int, per_run: int) -> None:
     """Fill a run log with `runs` compare runs of `per_run` generations each (one transaction)."""
-    from prompt_lab.store import open_db, utc_now
+    from prompt_lab.runlog.store import open_db, utc_now
 
     rng = random.Random(0)
     db = open_db(db_path)

@@ -28,11 +28,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["PROMPT_LAB_HOME"] = tempfile.mkdtemp(prefix="prompt-lab-bench-eval-")
 
-    from prompt_lab.evaluate import evaluate
-    from prompt_lab.experiments import EvalSpec
+    from prompt_lab.evaluation.evaluate import evaluate
+    from prompt_lab.evaluation.experiments import EvalSpec
     from prompt_lab.models import get_backend
-    from prompt_lab.report import run_report
-    from prompt_lab.store import open_db
+    from prompt_lab.reporting.report import run_report
+    from prompt_lab.runlog.store import open_db
 
     get_backend("default")  # load (and convert) outside the timings
     dataset = str(ROOT / "experiments/data/sentiment.csv")

@@ -43,8 +43,8 @@ def main() -> None:
     from prompt_lab.models import GenerationParams
     from prompt_lab.models.hf import HFBackend, convert_gguf
     from prompt_lab.models.registry import embedded_gguf
-    from prompt_lab.strategies import build_prompts
-    from prompt_lab.templates import get_template
+    from prompt_lab.prompts.strategies import build_prompts
+    from prompt_lab.prompts.templates import get_template
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu")
     gguf = embedded_gguf()

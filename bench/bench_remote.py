@@ -70,12 +70,12 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="prompt-lab-bench-remote-"))
     os.environ["PROMPT_LAB_HOME"] = str(home)
 
-    from prompt_lab.evaluate import evaluate
-    from prompt_lab.experiments import EvalSpec
+    from prompt_lab.evaluation.evaluate import evaluate
+    from prompt_lab.evaluation.experiments import EvalSpec
     from prompt_lab.models import GenerationParams, get_backend
     from prompt_lab.models.hf import convert_gguf
     from prompt_lab.models.registry import embedded_gguf
-    from prompt_lab.runner import compare
+    from prompt_lab.compare import compare
 
     folder = convert_gguf(embedded_gguf())
     get_backend("default")  # loaded outside the timings

@@ -30,10 +30,10 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
-    from prompt_lab import jobs
+    from prompt_lab.tuning import jobs
     from prompt_lab.models.hf import format_prompt
     from prompt_lab.models.registry import base_location
-    from prompt_lab.tuning import collate, load_tune_spec, peft_model, split, tokenize_pairs, training_pairs
+    from prompt_lab.tuning.train import collate, load_tune_spec, peft_model, split, tokenize_pairs, training_pairs
 
     spec = load_tune_spec(ROOT / "experiments/tune_sentiment_codes.yaml")
     location = base_location(spec.model)

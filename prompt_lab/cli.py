@@ -6,9 +6,9 @@ import json
 import os
 import sys
 
-from .errors import PromptLabError
-from .strategies import STRATEGIES as STRATEGY_CHOICES
-from .yamlfiles import load_vars_file
+from prompt_lab.errors import PromptLabError
+from prompt_lab.prompts.strategies import STRATEGIES as STRATEGY_CHOICES
+from prompt_lab.yamlfiles import load_vars_file
 
 
 class _TerminalProgress:
@@ -49,14 +49,14 @@ def _parse_vars(pairs: list[str], vars_file: str | None) -> dict:
 
 
 def _params(args):
-    from .models import GenerationParams
+    from prompt_lab.models import GenerationParams
 
     return GenerationParams(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                             stop=args.stop or [], seed=args.seed, n=args.n)
 
 
 def cmd_templates(args) -> int:
-    from .templates import list_templates
+    from prompt_lab.prompts.templates import list_templates
 
     templates = list_templates()
     if args.json:
@@ -71,7 +71,7 @@ def cmd_templates(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .runner import model_list, render
+    from prompt_lab.compare import model_list, render
 
     progress = _TerminalProgress()
     models = model_list(args.model)
@@ -91,7 +91,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .runner import compare
+    from prompt_lab.compare import compare
 
     progress = _TerminalProgress()
     result = compare(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
@@ -124,7 +124,7 @@ def cmd_compare(args) -> int:
 
 def cmd_endpoints(args) -> int:
     """Named endpoints from the endpoints file: address, key variable (set or not), models the server lists."""
-    from .models.openai_compat import OpenAIBackend, endpoints_file, load_endpoints
+    from prompt_lab.models.openai_compat import OpenAIBackend, endpoints_file, load_endpoints
 
     endpoints = load_endpoints()
     rows = []
@@ -157,7 +157,7 @@ def cmd_endpoints(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .store import list_runs, open_db
+    from prompt_lab.runlog.store import list_runs, open_db
 
     rows = list_runs(open_db(), limit=args.limit, kind=args.kind, template=args.template, status=args.status)
     if args.json:
@@ -182,7 +182,7 @@ def _pct(x: float) -> str:
 
 
 def print_report(report: dict) -> None:
-    from .report import paired_test
+    from prompt_lab.reporting.report import paired_test
 
     print(f"run {report['run_id']} ({report['status']}) · template {report['template']} · dataset "
           f"{report['dataset']} ({report['items']} items) · metric {report['metric']}")
@@ -215,10 +215,10 @@ def print_report(report: dict) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import evaluate, resume
-    from .experiments import load_spec
-    from .report import run_report
-    from .store import open_db
+    from prompt_lab.evaluation.evaluate import evaluate, resume
+    from prompt_lab.evaluation.experiments import load_spec
+    from prompt_lab.reporting.report import run_report
+    from prompt_lab.runlog.store import open_db
 
     progress = _TerminalProgress()
     if args.resume:
@@ -239,8 +239,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from . import jobs
-    from .tuning import load_tune_spec
+    from prompt_lab.tuning import jobs
+    from prompt_lab.tuning.train import load_tune_spec
 
     if args.resume:
         job_id = args.resume
@@ -280,8 +280,8 @@ def cmd_tune(args) -> int:
             print(f"adapter: {job['adapter_path']}")
             print(f"use it: --model '{jobs.tuned_spec(job)}'")
         if job["eval_run_id"]:
-            from .report import run_report
-            from .store import open_db
+            from prompt_lab.reporting.report import run_report
+            from prompt_lab.runlog.store import open_db
 
             print_report(run_report(open_db(), job["eval_run_id"]))
     return 0 if job["status"] == "completed" else 1

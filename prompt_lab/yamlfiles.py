@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import PromptLabError
+from prompt_lab.errors import PromptLabError
 
 _BOOL = "tag:yaml.org,2002:bool"
 

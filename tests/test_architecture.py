@@ -5,7 +5,7 @@ from conftest import ROOT
 
 
 def test_core_imports_without_gradio():
-    code = ("import sys, prompt_lab, prompt_lab.cli, prompt_lab.runner, prompt_lab.store, prompt_lab.scoring, "
+    code = ("import sys, prompt_lab, prompt_lab.cli, prompt_lab.compare, prompt_lab.runlog.store, prompt_lab.answers.scoring, "
             "prompt_lab.models.hf, prompt_lab.models.registry; "
             "print('gradio' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -374,10 +374,10 @@ def id_cell(table, run_id: int):
 def test_history_filter_open_export_run_again_and_compare_two_runs(walk, tiny_model_dir):
     from playwright.sync_api import expect
 
-    from prompt_lab.evaluate import evaluate
-    from prompt_lab.experiments import EvalSpec
+    from prompt_lab.evaluation.evaluate import evaluate
+    from prompt_lab.evaluation.experiments import EvalSpec
     from prompt_lab.models import GenerationParams
-    from prompt_lab.runner import compare
+    from prompt_lab.compare import compare
 
     page = walk.page
     spec = dict(template="sentiment", dataset=str(ROOT / "experiments/data/sentiment.csv"),

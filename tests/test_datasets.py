@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from prompt_lab.datasets import (ColumnMapping, Dataset, DatasetError, guess_mapping, load_dataset,
+from prompt_lab.evaluation.datasets import (ColumnMapping, Dataset, DatasetError, guess_mapping, load_dataset,
                                  load_dataset_bytes, mapping_for, to_items)
 from prompt_lab.errors import PromptLabError
 
@@ -323,7 +323,7 @@ def test_a_file_grown_past_the_cap_after_its_size_check_is_refused(home, tmp_pat
     """The size is checked before reading; if the file grew since, at most cap + 1 bytes are read and refused."""
     path = write(tmp_path, f"grows{suffix}", table_bytes(suffix, ["text"], [["x" * 50]] * 10))
     monkeypatch.setenv("PROMPT_LAB_MAX_UPLOAD_BYTES", "100")
-    monkeypatch.setattr("prompt_lab.datasets.os.path.getsize", lambda p: 60)  # its size when it was checked
+    monkeypatch.setattr("prompt_lab.evaluation.datasets.os.path.getsize", lambda p: 60)  # its size when it was checked
     with pytest.raises(DatasetError, match=f"^grows{re.escape(suffix)}: the file is 0 MB \\(101 bytes\\), larger than "
                                            r"the 0 MB upload limit \(PROMPT_LAB_MAX_UPLOAD_BYTES raises it\)$"):
         load_dataset(path)

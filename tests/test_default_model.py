@@ -5,8 +5,8 @@ from conftest import ROOT
 
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.models.hf import CACHE_META, gguf_cache_dir
-from prompt_lab.runner import compare
-from prompt_lab.store import open_db, run_generations
+from prompt_lab.compare import compare
+from prompt_lab.runlog.store import open_db, run_generations
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,6 @@ def test_capital_of_france_is_paris(default_model_dir, home):
 
 def test_streaming_on_the_real_model(default_model_dir, home):
     from prompt_lab import build_prompts, get_template
-
     backend = get_backend("default")
     prompt = build_prompts(get_template(str(ROOT / "tests/data/capital.yaml")), ["zero_shot"], {"country": "France"})
     text = backend.format_prompt(prompt[0])
@@ -53,7 +52,6 @@ def test_batched_compare_matches_prompts_run_one_by_one(default_model_dir, home)
     """Rows finish at different steps (a label vs a CoT paragraph) and are dropped from the batch; the
     greedy outputs must not change because of it."""
     from prompt_lab import build_prompts, get_template
-
     backend = get_backend("default")
     template = get_template("sentiment")
     prompts = build_prompts(template, ["zero_shot", "few_shot", "cot"],
@@ -74,7 +72,6 @@ def test_label_probabilities_equal_a_full_forward_pass(default_model_dir, home):
     import torch
 
     from prompt_lab import build_prompts, get_template
-
     backend = get_backend("default")
     template = get_template("sentiment")
     reviews = ["I love it, best purchase ever.", "Broke after one day and support ignored me.", "It is a phone case."]

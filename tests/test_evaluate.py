@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, kill_when_marked
 
-from prompt_lab.evaluate import evaluate, plan, resume
-from prompt_lab.experiments import EvalSpec, ExperimentError, load_spec
-from prompt_lab.report import paired_test, run_report
-from prompt_lab.store import get_run, open_db
+from prompt_lab.evaluation.evaluate import evaluate, plan, resume
+from prompt_lab.evaluation.experiments import EvalSpec, ExperimentError, load_spec
+from prompt_lab.reporting.report import paired_test, run_report
+from prompt_lab.runlog.store import get_run, open_db
 
 REVIEWS = [("Wonderful, I love it.", "Positive"), ("Broke in a day, awful.", "Negative"),
            ("It is a cable. It arrived.", "Neutral"), ("Best meal of my life!", "Positive"),
@@ -87,7 +87,7 @@ def test_shipped_experiments_load_and_map_their_datasets(home):
 
 
 def test_shipped_datasets_have_enough_checked_rows(home):
-    from prompt_lab.datasets import load_dataset
+    from prompt_lab.evaluation.datasets import load_dataset
 
     for name, template in [("sentiment.csv", "sentiment"), ("plausibility.csv", "plausibility"),
                            ("arithmetic.jsonl", "arithmetic"), ("extract_json.jsonl", "extract_json"),
@@ -97,8 +97,8 @@ def test_shipped_datasets_have_enough_checked_rows(home):
 
 KILL_SCRIPT = """
 import sys, time, pathlib
-from prompt_lab.evaluate import evaluate
-from prompt_lab.experiments import EvalSpec
+from prompt_lab.evaluation.evaluate import evaluate
+from prompt_lab.evaluation.experiments import EvalSpec
 path, model, marker = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
 seen = []
 def progress(fraction, message):
@@ -182,7 +182,7 @@ def test_every_accuracy_carries_its_chance_and_majority_rates(home, tiny_model_d
 
 def test_a_blank_input_is_refused_before_anything_runs(home, tiny_model_dir):
     from prompt_lab.errors import PromptLabError
-    from prompt_lab.runner import compare
+    from prompt_lab.compare import compare
 
     with pytest.raises(PromptLabError, match=r"fill in 'review' first: template 'sentiment' needs a value for "
                                              r"'review'"):

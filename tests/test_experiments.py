@@ -3,7 +3,7 @@ import pytest
 
 from conftest import ROOT
 
-from prompt_lab.experiments import EvalSpec, ExperimentError, load_spec
+from prompt_lab.evaluation.experiments import EvalSpec, ExperimentError, load_spec
 
 
 def spec(**kwargs):

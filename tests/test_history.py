@@ -6,9 +6,9 @@ import sys
 from conftest import ROOT
 
 from prompt_lab.models import GenerationParams
-from prompt_lab.queries import RunFilter, export_csv, filter_choices, runs_table, strategy_stats
-from prompt_lab.runner import compare, rerun
-from prompt_lab.store import get_run, open_db, run_generations
+from prompt_lab.runlog.queries import RunFilter, export_csv, filter_choices, runs_table, strategy_stats
+from prompt_lab.compare import compare, rerun
+from prompt_lab.runlog.store import get_run, open_db, run_generations
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -36,7 +36,7 @@ def test_filters_stats_and_export_on_a_100k_generation_log(home):
 
 
 def test_run_again_uses_the_logged_template_version_and_settings(home, tiny_model_dir, tmp_path):
-    from prompt_lab.templates import parse_template
+    from prompt_lab.prompts.templates import parse_template
 
     template = parse_template((ROOT / "tests/data/capital.yaml").read_text())
     first = compare(template, {"country": "Peru"}, strategies=["zero_shot", "cot"], models=str(tiny_model_dir),
@@ -56,9 +56,9 @@ def test_run_again_uses_the_logged_template_version_and_settings(home, tiny_mode
 def test_history_tables_read_like_a_person_expects(home, tiny_model_dir):
     """Runs: short start time, short model names, the best condition's accuracy for an evaluation. Outputs of an
     evaluation: 1-based item, the gold answer and a right/wrong mark."""
-    from prompt_lab.evaluate import evaluate
-    from prompt_lab.experiments import EvalSpec
-    from prompt_lab.queries import generations_table
+    from prompt_lab.evaluation.evaluate import evaluate
+    from prompt_lab.evaluation.experiments import EvalSpec
+    from prompt_lab.runlog.queries import generations_table
 
     run_id = evaluate(EvalSpec(template="sentiment", dataset=str(ROOT / "experiments/data/sentiment.csv"),
                                models=[str(tiny_model_dir)], method="label_probs", limit=8))

@@ -4,9 +4,7 @@ import re
 
 import pytest
 
-from prompt_lab import metrics
-
-
+from prompt_lab.answers import metrics
 def test_exact_match_and_accuracy():
     assert metrics.exact_match("  Paris ", "paris")
     assert not metrics.exact_match(None, "paris")

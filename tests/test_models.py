@@ -6,8 +6,8 @@ import pytest
 from prompt_lab.errors import CancelledError, ModelLoadError
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.settings import get_settings
-from prompt_lab.strategies import build_prompts
-from prompt_lab.templates import get_template
+from prompt_lab.prompts.strategies import build_prompts
+from prompt_lab.prompts.templates import get_template
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_cancel_stops_generation_and_keeps_what_was_written(tiny):
 
 
 def test_cancel_before_a_compare_starts_logs_a_cancelled_run(tiny, home):
-    from prompt_lab.runner import compare
+    from prompt_lab.compare import compare
 
     cancel = threading.Event()
     cancel.set()

@@ -1,7 +1,7 @@
 """Charts a stakeholder can read: titles, axis titles with units, legends clear of the plot, values on bars,
 baselines on accuracy charts, and no chart where it means nothing."""
-from prompt_lab import plots
-from prompt_lab.report import baselines
+from prompt_lab.reporting import plots
+from prompt_lab.reporting.report import baselines
 
 
 def condition(label, accuracy, ci, model="default", tokens=0.0, chance=1 / 3, majority=0.42, k=0):

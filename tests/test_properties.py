@@ -7,11 +7,11 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from prompt_lab import stats
-from prompt_lab.datasets import DatasetError, load_dataset_bytes
+from prompt_lab.evaluation import stats
+from prompt_lab.evaluation.datasets import DatasetError, load_dataset_bytes
 from prompt_lab.errors import CancelledError, PromptLabError
-from prompt_lab.scoring import extract_for, extract_strict, normalize_label, normalize_number, same_answer
-from prompt_lab.templates import get_template, parse_template
+from prompt_lab.answers.scoring import extract_for, extract_strict, normalize_label, normalize_number, same_answer
+from prompt_lab.prompts.templates import get_template, parse_template
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 LABELS = ["Positive", "Negative", "Neutral"]
@@ -161,7 +161,7 @@ FAILURES = [CancelledError("stop"), PromptLabError("bad input"), ValueError("boo
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(failure=st.sampled_from([None] + FAILURES))
 def test_the_run_log_records_the_right_status_after_every_kind_of_failure(home, failure):
-    from prompt_lab.store import finishing, get_run, open_db, start_run
+    from prompt_lab.runlog.store import finishing, get_run, open_db, start_run
 
     db = open_db()
     run_id = start_run(db, kind="compare", template_name="sentiment")

@@ -15,12 +15,12 @@ import pytest
 
 
 from prompt_lab.errors import CancelledError, PromptLabError
-from prompt_lab.evaluate import evaluate
-from prompt_lab.experiments import EvalSpec
+from prompt_lab.evaluation.evaluate import evaluate
+from prompt_lab.evaluation.experiments import EvalSpec
 from prompt_lab.models import GenerationParams, get_backend
-from prompt_lab.report import run_report
-from prompt_lab.runner import compare
-from prompt_lab.store import open_db
+from prompt_lab.reporting.report import run_report
+from prompt_lab.compare import compare
+from prompt_lab.runlog.store import open_db
 
 from conftest import ROOT, free_port
 
@@ -131,7 +131,7 @@ def test_grid_runs_local_and_served_model_side_by_side_and_logs_endpoint_not_key
 
 def test_stream_yields_growing_text_then_the_generation(remote):
     backend = get_backend(remote)
-    from prompt_lab.strategies import Prompt
+    from prompt_lab.prompts.strategies import Prompt
 
     text = backend.format_prompt(Prompt("zero_shot", [{"role": "user", "content": "Count from one to ten."}]))
     events = list(backend.stream(text, GenerationParams(max_new_tokens=20)))
@@ -223,8 +223,8 @@ def test_named_endpoint_limits_requests_in_flight(home, gateway, served_model, m
 
 
 def test_prompt_tokens_are_counted_with_the_endpoints_tokenizer_or_estimated(home, default_model_dir):
-    from prompt_lab.strategies import build_prompts
-    from prompt_lab.templates import get_template
+    from prompt_lab.prompts.strategies import build_prompts
+    from prompt_lab.prompts.templates import get_template
 
     [prompt] = build_prompts(get_template("sentiment"), ["zero_shot"], {"review": REVIEW})
     local = get_backend("default")
@@ -264,7 +264,7 @@ def test_endpoints_file_errors_name_the_file_endpoint_and_field(home):
 
 
 def test_remote_models_cannot_be_tuned(home):
-    from prompt_lab.tuning import TuneSpec
+    from prompt_lab.tuning.train import TuneSpec
 
     with pytest.raises(PromptLabError, match="field 'model': 'openai:m@http://x:1/v1' is a remote model; tuning "
                                              "needs local weights"):
@@ -278,7 +278,7 @@ def test_public_space_only_uses_configured_endpoints(home, monkeypatch):
 
 
 def test_small_evaluation_runs_every_strategy_on_the_local_and_the_served_model(home, remote, served_model):
-    from prompt_lab.plots import accuracy_bars
+    from prompt_lab.reporting.plots import accuracy_bars
 
     spec = EvalSpec(template="sentiment", dataset=str(DATA / "sentiment.csv"), strategies=["zero_shot", "few_shot"],
                     models=["default", remote], limit=8, max_new_tokens=8, batch_size=8)

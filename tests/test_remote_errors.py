@@ -137,7 +137,7 @@ def test_a_timeout_and_an_unreachable_server_name_the_problem_not_the_key(echo, 
 
 def test_the_run_log_and_the_cli_never_hold_the_key(echo, home):
     """A failed remote model in a compare: the run's error column, the generations and the CLI's output."""
-    from prompt_lab.runner import compare
+    from prompt_lab.compare import compare
 
     echo.mode = "404"
     with pytest.raises(PromptLabError):

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from prompt_lab import render_worker, rendering
-from prompt_lab.render_worker import render_one
-from prompt_lab.rendering import RenderFailure
+from prompt_lab.prompts import render_worker
+
+from prompt_lab.prompts import rendering
+from prompt_lab.prompts.render_worker import render_one
+from prompt_lab.prompts.rendering import RenderFailure
 
 # --- the worker: what a template renders to, and the error a user reads ---------------------------------------------
 

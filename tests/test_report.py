@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from prompt_lab import stats
+from prompt_lab.evaluation import stats
 from prompt_lab.errors import PromptLabError
-from prompt_lab.report import condition_label, extraction_view, paired_test, run_report
-from prompt_lab.store import log_generations, open_db, save_template_version, start_run
+from prompt_lab.reporting.report import condition_label, extraction_view, paired_test, run_report
+from prompt_lab.runlog.store import log_generations, open_db, save_template_version, start_run
 
 TEMPLATE = ("name: sentiment\ninstruction: Classify.\nvariables: [review]\nchoices: [Positive, Negative, Neutral]\n"
             "answer: {type: choice}\n")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from prompt_lab.errors import PromptLabError
-from prompt_lab.store import (RUN_STATUSES, _owner_alive, _process_start, finish_run, get_run, list_runs,
+from prompt_lab.runlog.store import (RUN_STATUSES, _owner_alive, _process_start, finish_run, get_run, list_runs,
                               log_generations, mark_interrupted, open_db, reopen_run, run_generations, run_template,
                               save_template_version, start_run, utc_now)
 
@@ -158,7 +158,7 @@ def test_the_first_open_in_a_process_marks_dead_runs(home, tmp_path):
     run_id = start_run(first, kind="compare")
     first.conn.execute("update runs set owner_pid = ? where id = ?", [dead_pid(), run_id])
     first.conn.commit()
-    script = (f"from prompt_lab.store import open_db, get_run; db = open_db({str(path)!r}); "
+    script = (f"from prompt_lab.runlog.store import open_db, get_run; db = open_db({str(path)!r}); "
               f"print(get_run(db, {run_id})['status'])")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
@@ -239,7 +239,7 @@ def test_listing_runs_newest_first_with_filters_and_counts(home):
 
 def history_log(db):
     """Five runs of different kinds, templates, strategies, models and ages, with known outputs."""
-    from prompt_lab.store import finish_run
+    from prompt_lab.runlog.store import finish_run
 
     runs = {}
     for name, kind, template, strategies, models in [
@@ -271,7 +271,7 @@ def history_log(db):
 
 
 def test_every_history_filter_narrows_the_runs(home):
-    from prompt_lab.queries import RunFilter, runs_table
+    from prompt_lab.runlog.queries import RunFilter, runs_table
 
     db = open_db()
     runs = history_log(db)
@@ -291,7 +291,7 @@ def test_every_history_filter_narrows_the_runs(home):
 
 
 def test_the_runs_table_reads_like_a_person_expects(home):
-    from prompt_lab.queries import RUN_COLUMNS, RUN_HEADERS, RunFilter, runs_table
+    from prompt_lab.runlog.queries import RUN_COLUMNS, RUN_HEADERS, RunFilter, runs_table
 
     db = open_db()
     runs = history_log(db)
@@ -307,7 +307,7 @@ def test_the_runs_table_reads_like_a_person_expects(home):
 
 
 def test_the_outputs_of_a_run_show_item_gold_and_a_mark(home):
-    from prompt_lab.queries import GENERATION_COLUMNS, GENERATION_HEADERS, generations_table
+    from prompt_lab.runlog.queries import GENERATION_COLUMNS, GENERATION_HEADERS, generations_table
 
     db = open_db()
     runs = history_log(db)
@@ -323,7 +323,7 @@ def test_the_outputs_of_a_run_show_item_gold_and_a_mark(home):
 
 
 def test_latency_and_token_statistics_per_strategy_and_model(home):
-    from prompt_lab.queries import RunFilter, strategy_stats
+    from prompt_lab.runlog.queries import RunFilter, strategy_stats
 
     db = open_db()
     history_log(db)
@@ -340,7 +340,7 @@ def test_latency_and_token_statistics_per_strategy_and_model(home):
 
 
 def test_filter_choices_are_the_values_in_the_log(home):
-    from prompt_lab.queries import filter_choices
+    from prompt_lab.runlog.queries import filter_choices
 
     db = open_db()
     history_log(db)
@@ -354,7 +354,7 @@ def test_the_csv_export_holds_the_filtered_outputs_with_gold_and_correct(home):
     import csv
     import io
 
-    from prompt_lab.queries import EXPORT_COLUMNS, RunFilter, export_csv
+    from prompt_lab.runlog.queries import EXPORT_COLUMNS, RunFilter, export_csv
 
     db = open_db()
     runs = history_log(db)
@@ -370,7 +370,7 @@ def test_the_csv_export_holds_the_filtered_outputs_with_gold_and_correct(home):
 
 
 def test_pages_and_blank_values_in_the_history_tables(home):
-    from prompt_lab.queries import RunFilter, export_csv, generations_table, runs_table
+    from prompt_lab.runlog.queries import RunFilter, export_csv, generations_table, runs_table
 
     db = open_db()
     bare = start_run(db, kind="compare")  # no models, no template
@@ -389,7 +389,7 @@ def test_pages_and_blank_values_in_the_history_tables(home):
 
 
 def test_the_date_filter_counts_in_utc_wherever_the_server_is(home, monkeypatch):
-    from prompt_lab.queries import RunFilter, runs_table
+    from prompt_lab.runlog.queries import RunFilter, runs_table
 
     db = open_db()
     recent, older = start_run(db, kind="compare"), start_run(db, kind="compare")

@@ -1,7 +1,7 @@
 import pytest
 
-from prompt_lab.scoring import extract_for, extract_strict, normalize_label, normalize_number, same_answer
-from prompt_lab.templates import get_template, parse_template
+from prompt_lab.answers.scoring import extract_for, extract_strict, normalize_label, normalize_number, same_answer
+from prompt_lab.prompts.templates import get_template, parse_template
 
 
 def test_choice_extraction(home):

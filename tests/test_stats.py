@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from prompt_lab import metrics, stats
+from prompt_lab.answers import metrics
 
-
+from prompt_lab.evaluation import stats
 def _paired(both, only_a, only_b, neither):
     a = [True] * both + [True] * only_a + [False] * only_b + [False] * neither
     b = [True] * both + [False] * only_a + [True] * only_b + [False] * neither

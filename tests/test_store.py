@@ -8,7 +8,7 @@ import threading
 
 from conftest import ROOT, kill_when_marked
 
-from prompt_lab.store import (finish_run, get_run, list_runs, log_generations, migrations, open_db,
+from prompt_lab.runlog.store import (finish_run, get_run, list_runs, log_generations, migrations, open_db,
                               run_generations, start_run)
 
 
@@ -64,7 +64,7 @@ def test_threads_write_with_their_own_connections(home):
 
 CRASH_SCRIPT = """
 import sys, time, pathlib
-from prompt_lab.runner import compare
+from prompt_lab.compare import compare
 from prompt_lab.models import GenerationParams
 model, marker = sys.argv[1], pathlib.Path(sys.argv[2])
 compare("sentiment", {"review": "first, finished"}, strategies=["zero_shot"], models=model,

@@ -3,8 +3,8 @@ import re
 import pytest
 
 from prompt_lab.errors import TemplateError, UnknownChoiceError
-from prompt_lab.strategies import STRATEGIES, build_prompts, check_strategies
-from prompt_lab.templates import get_template, parse_template
+from prompt_lab.prompts.strategies import STRATEGIES, build_prompts, check_strategies
+from prompt_lab.prompts.templates import get_template, parse_template
 
 REVIEW = {"review": "Great value, works perfectly."}
 

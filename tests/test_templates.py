@@ -5,7 +5,7 @@ import time
 import pytest
 
 from prompt_lab.errors import TemplateError, UnknownChoiceError
-from prompt_lab.templates import (get_template, list_templates, load_template, parse_template, shipped_names,
+from prompt_lab.prompts.templates import (get_template, list_templates, load_template, parse_template, shipped_names,
                                   template_names)
 
 BASE = """\
@@ -133,7 +133,7 @@ def test_example_errors_point_at_the_example(tmp_path):
 
 
 def test_user_templates_are_saved_apart_and_never_replace_shipped_ones(home):
-    from prompt_lab.templates import save_user_template
+    from prompt_lab.prompts.templates import save_user_template
 
     text = BASE.replace("name: probe", "name: my-probe") + "# the author's comment stays\n"
     saved = save_user_template(text)
@@ -151,8 +151,8 @@ def test_user_templates_are_saved_apart_and_never_replace_shipped_ones(home):
 
 def test_the_editor_starter_is_a_valid_template_for_every_strategy(home):
     """Templates -> New template loads this text: it must parse and render all four strategies."""
-    from prompt_lab.strategies import STRATEGIES, build_prompts
-    from prompt_lab.template_form import STARTER, fields_to_yaml, yaml_to_fields
+    from prompt_lab.prompts.strategies import STRATEGIES, build_prompts
+    from prompt_lab.prompts.form import STARTER, fields_to_yaml, yaml_to_fields
 
     template = parse_template(STARTER, source="<starter>")
     prompts = build_prompts(template, STRATEGIES, {"question": "What is 2 + 2?"}, k=1)
@@ -298,7 +298,7 @@ def test_a_quoted_group_number_is_not_reported_as_missing():
 
 
 def test_the_editor_names_itself_in_errors(home):
-    from prompt_lab.templates import save_user_template
+    from prompt_lab.prompts.templates import save_user_template
 
     with pytest.raises(TemplateError, match=r"^<editor>, line 1: field 'name': 'Mine' is not a valid name"):
         save_user_template(MINIMAL.replace("name: probe", "name: Mine"))
@@ -479,8 +479,7 @@ def test_a_missing_template_file_is_named(home, monkeypatch):
 
 
 def test_without_any_template_the_error_says_none_are_available(home, monkeypatch):
-    from prompt_lab import templates
-
+    from prompt_lab.prompts import templates
     monkeypatch.setattr(templates, "SHIPPED_DIR", home / "no-shipped-templates")
     assert (template_names(), shipped_names()) == ([], set())
     with pytest.raises(UnknownChoiceError, match=r"^unknown template 'sentiment'; available: \(none\)$"):
@@ -488,7 +487,7 @@ def test_without_any_template_the_error_says_none_are_available(home, monkeypatc
 
 
 def test_the_first_save_creates_a_new_data_folder(home, monkeypatch):
-    from prompt_lab.templates import save_user_template
+    from prompt_lab.prompts.templates import save_user_template
 
     fresh = home / "new" / "data"
     monkeypatch.setenv("PROMPT_LAB_HOME", str(fresh))
@@ -498,7 +497,7 @@ def test_the_first_save_creates_a_new_data_folder(home, monkeypatch):
 
 
 def test_saving_again_replaces_the_users_own_template(home):
-    from prompt_lab.templates import save_user_template
+    from prompt_lab.prompts.templates import save_user_template
 
     save_user_template(MINIMAL)
     saved = save_user_template(MINIMAL.replace("Answer the question.", "Answer briefly.").rstrip("\n"))
@@ -509,7 +508,7 @@ def test_saving_again_replaces_the_users_own_template(home):
 
 
 def test_a_shipped_name_is_refused_with_a_new_name_to_use(home):
-    from prompt_lab.templates import save_user_template
+    from prompt_lab.prompts.templates import save_user_template
 
     with pytest.raises(TemplateError, match=r"^'arithmetic' is a shipped template and is never overwritten; save your "
                                             r"version under a new name, e.g\. 'arithmetic-v2'$"):

@@ -8,11 +8,11 @@ import pytest
 
 from conftest import ROOT
 
-from prompt_lab import jobs
+from prompt_lab.tuning import jobs
 from prompt_lab.errors import ModelLoadError, PromptLabError
 from prompt_lab.models.registry import resolve
-from prompt_lab.store import open_db
-from prompt_lab.tuning import TuneSpec, load_tune_spec
+from prompt_lab.runlog.store import open_db
+from prompt_lab.tuning.train import TuneSpec, load_tune_spec
 
 
 def tiny_spec(model, **kwargs):
@@ -140,7 +140,7 @@ def test_shipped_tune_file_loads(home):
 def test_the_default_model_learns_made_up_codes(home, default_model_dir):
     """A task the base model cannot do (codes it has never seen): validation accuracy must rise, and the
     paired test must say so."""
-    from prompt_lab.report import paired_test, run_report
+    from prompt_lab.reporting.report import paired_test, run_report
 
     job_id = jobs.submit(load_tune_spec(ROOT / "experiments/tune_sentiment_codes.yaml"))
     job = jobs.wait(job_id, timeout_s=900)

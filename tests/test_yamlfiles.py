@@ -2,7 +2,7 @@
 import pytest
 
 from prompt_lab.errors import PromptLabError
-from prompt_lab.templates import TemplateError
+from prompt_lab.prompts.templates import TemplateError
 from prompt_lab.yamlfiles import load_spec_file, load_vars_file, parse_yaml, read_text_file
 
 
@@ -50,7 +50,7 @@ def test_variables_files_give_text_values(tmp_path):
 
 
 def test_spec_and_variables_files_name_themselves_in_every_error(tmp_path):
-    from prompt_lab.experiments import ExperimentError
+    from prompt_lab.evaluation.experiments import ExperimentError
 
     with pytest.raises(ExperimentError, match=rf"^{tmp_path}/gone.yaml: no such experiment file$"):
         load_spec_file(tmp_path / "gone.yaml", "experiment file", {}, ExperimentError)

@@ -5,7 +5,7 @@ import threading
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Iterator, Protocol
 
-from ..settings import Settings
+from prompt_lab.settings import Settings
 
 ProgressFn = Callable[[float, str], None]  # (fraction 0..1, message)
 

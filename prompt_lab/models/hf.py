@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import CancelledError, ModelLoadError
-from ..settings import get_settings
-from .base import Generation, GenerationParams, ProgressFn, StreamEvent
+from prompt_lab.errors import CancelledError, ModelLoadError
+from prompt_lab.settings import get_settings
+from prompt_lab.models.base import Generation, GenerationParams, ProgressFn, StreamEvent
 
 CACHE_META = "prompt_lab_source.json"
 

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
-from ..errors import CancelledError, ModelLoadError
-from ..settings import get_settings
-from .base import Generation, GenerationParams, ProgressFn, StreamEvent
-from .secrets import scrub
+from prompt_lab.errors import CancelledError, ModelLoadError
+from prompt_lab.settings import get_settings
+from prompt_lab.models.base import Generation, GenerationParams, ProgressFn, StreamEvent
+from prompt_lab.models.secrets import scrub
 
 PREFIX = "openai:"
 ENDPOINT_FIELDS = {"base_url": "server address, e.g. http://localhost:8000/v1",
@@ -112,7 +112,7 @@ def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
 
     A missing file means no named endpoints. Errors name the file, the endpoint and the field.
     """
-    from ..yamlfiles import parse_yaml, read_text_file
+    from prompt_lab.yamlfiles import parse_yaml, read_text_file
 
     path = Path(path) if path else endpoints_file()
     if not path.is_file():

@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from .base import Backend, ProgressFn
-from .openai_compat import OpenAIBackend, is_remote, parse_spec
+from prompt_lab.errors import ModelLoadError
+from prompt_lab.models.base import Backend, ProgressFn
+from prompt_lab.models.openai_compat import OpenAIBackend, is_remote, parse_spec
 
 DEFAULT_SPEC = "default"
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -93,7 +93,7 @@ _load_locks: dict[ModelRef, threading.Lock] = {}
 
 
 def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
-    from .hf import HFBackend, _dir_fingerprint, convert_gguf, CACHE_META
+    from prompt_lab.models.hf import HFBackend, _dir_fingerprint, convert_gguf, CACHE_META
     import json
 
     extra = {"adapter": ref.adapter} if ref.adapter else {}
@@ -144,7 +144,7 @@ def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
 
 def base_location(spec: str, progress: ProgressFn | None = None) -> str:
     """The local folder holding a spec's base weights (converting a GGUF first), for training."""
-    from .hf import convert_gguf
+    from prompt_lab.models.hf import convert_gguf
 
     ref = resolve(spec)
     if ref.kind == "openai":

@@ -1,4 +1,4 @@
 """The Gradio app: the only package that imports gradio. build_demo() assembles the tabs."""
-from .app import build_demo, launch
+from prompt_lab.ui.app import build_demo, launch
 
 __all__ = ["build_demo", "launch"]

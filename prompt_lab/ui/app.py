@@ -8,13 +8,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from .. import runner  # noqa: E402
-from ..models.openai_compat import remote_choices  # noqa: E402
-from ..models.registry import loaded_specs  # noqa: E402
-from ..settings import get_settings  # noqa: E402
-from . import compare_tab, evaluate_tab, history_tab, templates_tab, tune_tab  # noqa: E402
-from .common import CSS, friendly, on, theme  # noqa: E402
-from ..templates import template_names  # noqa: E402
+from prompt_lab import compare as runner
+from prompt_lab.models.openai_compat import remote_choices  # noqa: E402
+from prompt_lab.models.registry import loaded_specs  # noqa: E402
+from prompt_lab.settings import get_settings  # noqa: E402
+from prompt_lab.ui import compare_tab, evaluate_tab, history_tab, templates_tab, tune_tab  # noqa: E402
+from prompt_lab.ui.common import CSS, friendly, on, theme  # noqa: E402
+from prompt_lab.prompts.templates import template_names  # noqa: E402
 
 TITLE = "Prompt Lab"
 INTRO = ("# Prompt Lab\nWrite a prompt template, see it as zero-shot, few-shot and chain-of-thought prompts, "
@@ -27,8 +27,8 @@ MAX_FILE_SIZE = "20mb"
 def model_choices() -> list[str]:
     """default, models loaded in this process, the adapters of finished tuning jobs, and the models of the named
     remote endpoints."""
-    from ..jobs import tuned_spec
-    from ..store import open_db
+    from prompt_lab.tuning.jobs import tuned_spec
+    from prompt_lab.runlog.store import open_db
 
     db = open_db()
     try:
@@ -56,7 +56,7 @@ def picker_choices() -> list:
     """Fresh choices for every picker that lists templates, models (with tuned adapters), datasets or experiment
     files: run on page load, on every tab switch and after a save or a finished job, so a new template or
     adapter shows up without a restart. Values are kept."""
-    from .evaluate_tab import experiment_files, shipped_datasets
+    from prompt_lab.ui.evaluate_tab import experiment_files, shipped_datasets
 
     templates, models, datasets = template_names(), model_choices(), shipped_datasets()
     return ([gr.update(choices=templates)] * 4 + [gr.update(choices=models)] * 2

@@ -10,7 +10,7 @@ import threading
 
 import gradio as gr
 
-from ..errors import CancelledError, PromptLabError
+from prompt_lab.errors import CancelledError, PromptLabError
 
 log = logging.getLogger("prompt_lab.ui")
 MODEL_QUEUE = "model"  # concurrency_id shared by every event that runs a model

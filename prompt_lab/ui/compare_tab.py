@@ -6,13 +6,13 @@ import html
 
 import gradio as gr
 
-from ..models import GenerationParams, resolve
-from ..runner import check_inputs, compare_events, model_list
-from ..settings import get_settings
-from ..strategies import STRATEGIES, STRATEGY_LABELS
-from ..templates import get_template, template_names
-from ..errors import CancelledError
-from .common import MODEL_QUEUE, error, friendly, gpu, on, stop_switches, warn
+from prompt_lab.models import GenerationParams, resolve
+from prompt_lab.compare import check_inputs, compare_events, model_list
+from prompt_lab.settings import get_settings
+from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
+from prompt_lab.prompts.templates import get_template, template_names
+from prompt_lab.errors import CancelledError
+from prompt_lab.ui.common import MODEL_QUEUE, error, friendly, gpu, on, stop_switches, warn
 
 MAX_VARS = 4
 MAX_MODELS = 3

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..datasets import guess_mapping, load_dataset
-from ..errors import CancelledError
-from ..evaluate import evaluate, resume
-from ..experiments import METHODS, EvalSpec, load_spec
-from ..plots import accuracy_bars, accuracy_vs_tokens, calibration, has_cost, k_sweep, self_consistency
-from ..report import extraction_view, paired_test, run_report
-from ..store import open_db
-from ..strategies import STRATEGIES, STRATEGY_LABELS
-from ..templates import get_template, template_names
-from .common import MODEL_QUEUE, as_text, error, friendly, gpu, on, stop_switches, warn
+from prompt_lab.evaluation.datasets import guess_mapping, load_dataset
+from prompt_lab.errors import CancelledError
+from prompt_lab.evaluation.evaluate import evaluate, resume
+from prompt_lab.evaluation.experiments import METHODS, EvalSpec, load_spec
+from prompt_lab.reporting.plots import accuracy_bars, accuracy_vs_tokens, calibration, has_cost, k_sweep, self_consistency
+from prompt_lab.reporting.report import extraction_view, paired_test, run_report
+from prompt_lab.runlog.store import open_db
+from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
+from prompt_lab.prompts.templates import get_template, template_names
+from prompt_lab.ui.common import MODEL_QUEUE, as_text, error, friendly, gpu, on, stop_switches, warn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = ROOT / "experiments" / "data"

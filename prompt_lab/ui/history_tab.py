@@ -6,14 +6,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..plots import strategy_bars
-from ..queries import GENERATION_COLUMNS, GENERATION_HEADERS, PERIODS, RUN_COLUMNS, RUN_HEADERS, RunFilter, \
+from prompt_lab.reporting.plots import strategy_bars
+from prompt_lab.runlog.queries import GENERATION_COLUMNS, GENERATION_HEADERS, PERIODS, RUN_COLUMNS, RUN_HEADERS, RunFilter, \
     export_csv, filter_choices, generations_table, runs_table, strategy_stats
-from ..runner import rerun
-from ..store import get_run, open_db
-from ..strategies import STRATEGIES
-from .common import MODEL_QUEUE, as_text, error, friendly, gpu, info, on
-from .evaluate_tab import SUMMARY_HEADERS
+from prompt_lab.compare import rerun
+from prompt_lab.runlog.store import get_run, open_db
+from prompt_lab.prompts.strategies import STRATEGIES
+from prompt_lab.ui.common import MODEL_QUEUE, as_text, error, friendly, gpu, info, on
+from prompt_lab.ui.evaluate_tab import SUMMARY_HEADERS
 
 ANY = "(any)"
 HELP = ("Every run is here, newest first. Filter, click a row to see its generations, export what you see as "
@@ -95,8 +95,8 @@ DOWNLOAD_EXPORT = """() => {
 
 def compare_runs(run_a, run_b):
     """Two evaluation runs side by side, with a paired test for each condition they share."""
-    from ..report import paired_test, run_report
-    from .evaluate_tab import summary_rows
+    from prompt_lab.reporting.report import paired_test, run_report
+    from prompt_lab.ui.evaluate_tab import summary_rows
 
     if not run_a or not run_b:
         raise error("Enter two evaluation run ids.")

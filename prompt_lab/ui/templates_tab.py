@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ..errors import PromptLabError
-from ..runner import render
-from ..store import open_db, save_template_version
-from ..strategies import STRATEGIES, STRATEGY_LABELS
-from ..templates import ANSWER_TYPES, get_template, parse_template, save_user_template, template_names
-from ..yamlfiles import read_text_file
-from .common import as_text, error, friendly, info, on
-from ..template_form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
+from prompt_lab.errors import PromptLabError
+from prompt_lab.compare import render
+from prompt_lab.runlog.store import open_db, save_template_version
+from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
+from prompt_lab.prompts.templates import ANSWER_TYPES, get_template, parse_template, save_user_template, template_names
+from prompt_lab.yamlfiles import read_text_file
+from prompt_lab.ui.common import as_text, error, friendly, info, on
+from prompt_lab.prompts.form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
 
 HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview shows the exact prompt each "
         "strategy sends to the model, filled with one of the template's examples. Shipped templates are "

@@ -8,16 +8,16 @@ from pathlib import Path
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import jobs
-from ..plots import accuracy_bars, empty_figure, loss_curve
-from ..report import run_report
-from ..settings import get_settings
-from ..store import open_db
-from ..strategies import STRATEGIES
-from ..templates import template_names
-from ..tuning import METHODS, TuneSpec
-from .common import as_text, error, friendly, info, on
-from .evaluate_tab import DATA_DIR, shipped_datasets
+from prompt_lab.tuning import jobs
+from prompt_lab.reporting.plots import accuracy_bars, empty_figure, loss_curve
+from prompt_lab.reporting.report import run_report
+from prompt_lab.settings import get_settings
+from prompt_lab.runlog.store import open_db
+from prompt_lab.prompts.strategies import STRATEGIES
+from prompt_lab.prompts.templates import template_names
+from prompt_lab.tuning.train import METHODS, TuneSpec
+from prompt_lab.ui.common import as_text, error, friendly, info, on
+from prompt_lab.ui.evaluate_tab import DATA_DIR, shipped_datasets
 
 HELP = ("Tune when no prompt is good enough. Defaults finish in a few minutes on this CPU with the default "
         "model. The job runs in its own process: closing or reloading the page changes nothing, and the chart "
@@ -29,7 +29,7 @@ JOB_LABELS = ["job", "name", "status", "step", "of steps", "loss", "validation l
 def _spec(template, dataset, target, variable_column, strategy, model, method, r, alpha, target_modules, lr,
           max_steps, batch_size, max_seq_len, seed) -> TuneSpec:
     modules = "all-linear" if target_modules == "all-linear" else [m.strip() for m in target_modules.split(",")]
-    from ..templates import get_template
+    from prompt_lab.prompts.templates import get_template
 
     variables = get_template(template).variables
     return TuneSpec(template=template, dataset=str(DATA_DIR / Path(dataset).name), name=f"{template}-{method}",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .models.naming import short_model
-from .strategies import STRATEGY_LABELS
+from prompt_lab.models.naming import short_model
+from prompt_lab.prompts.strategies import STRATEGY_LABELS
 
 LAYOUT = dict(template="plotly_white", height=380, margin=dict(l=70, r=30, t=60, b=110),
               font=dict(family="Source Sans Pro, sans-serif", size=13),

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from .errors import TemplateError, UnknownChoiceError
-from .rendering import RenderFailure, check_syntax, render_strings, template_variables
-from .settings import get_settings
-from .yamlfiles import parse_yaml, read_text_file
+from prompt_lab.errors import TemplateError, UnknownChoiceError
+from prompt_lab.prompts.rendering import RenderFailure, check_syntax, render_strings, template_variables
+from prompt_lab.settings import get_settings
+from prompt_lab.yamlfiles import parse_yaml, read_text_file
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "templates"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "templates"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 ANSWER_TYPES = ("choice", "number", "text", "json")

@@ -12,19 +12,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import metrics
-from .datasets import Item, load_dataset, mapping_for, to_items
-from .errors import CancelledError, PromptLabError
-from .experiments import EvalSpec
-from .models import GenerationParams, get_backend, resolve
-from .models.openai_compat import is_remote
-from .models.base import ProgressFn
-from .scoring import extract_for, extract_strict, same_answer
-from .settings import get_settings
-from .store import (finishing, get_run, log_generations, open_db, reopen_run, run_template, save_template_version,
+from prompt_lab.answers import metrics
+from prompt_lab.evaluation.datasets import Item, load_dataset, mapping_for, to_items
+from prompt_lab.errors import CancelledError, PromptLabError
+from prompt_lab.evaluation.experiments import EvalSpec
+from prompt_lab.models import GenerationParams, get_backend, resolve
+from prompt_lab.models.openai_compat import is_remote
+from prompt_lab.models.base import ProgressFn
+from prompt_lab.answers.scoring import extract_for, extract_strict, same_answer
+from prompt_lab.settings import get_settings
+from prompt_lab.runlog.store import (finishing, get_run, log_generations, open_db, reopen_run, run_template, save_template_version,
                     start_run)
-from .strategies import build_prompts
-from .templates import Template, get_template
+from prompt_lab.prompts.strategies import build_prompts
+from prompt_lab.prompts.templates import Template, get_template
 
 
 @dataclass

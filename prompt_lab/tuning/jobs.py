@@ -1,6 +1,6 @@
 """Background training jobs: one process per job, one running at a time, state in SQLite.
 
-A job row is `queued` until started; the starter spawns `python -m prompt_lab.jobs <id>` in its own
+A job row is `queued` until started; the starter spawns `python -m prompt_lab.tuning.jobs <id>` in its own
 process group (so Stop can end it and any children at once) and records its pid. The job writes its
 progress to SQLite, and when it ends it starts the next queued job. A `running` job whose process is
 gone is marked `interrupted` by the next process that looks.
@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import PromptLabError
-from .settings import get_settings
-from .store import _owner_alive, _process_start, open_db, utc_now
+from prompt_lab.errors import PromptLabError
+from prompt_lab.settings import get_settings
+from prompt_lab.runlog.store import _owner_alive, _process_start, open_db, utc_now
 
 _children: dict[int, subprocess.Popen] = {}  # jobs this process started, reaped when they end
 
@@ -97,9 +97,9 @@ def _spawn(job_id: int) -> subprocess.Popen:
     folder = jobs_dir() / str(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     log = open(folder / "job.log", "ab")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "prompt_lab.jobs", str(job_id)], stdout=log,
+    proc = subprocess.Popen([sys.executable, "-m", "prompt_lab.tuning.jobs", str(job_id)], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
                             cwd=root)
     _children[proc.pid] = proc
@@ -239,6 +239,6 @@ def wait(job_id: int, on_update=None, poll_s: float = 0.5, timeout_s: float | No
 
 
 if __name__ == "__main__":
-    from .tuning import run_job
+    from prompt_lab.tuning.train import run_job
 
     run_job(int(sys.argv[1]))

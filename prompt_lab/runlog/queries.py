@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlite_utils
 
-from .models.naming import short_model
+from prompt_lab.models.naming import short_model
 
 PERIODS = {"any time": None, "last hour": timedelta(hours=1), "last 24 hours": timedelta(days=1),
            "last 7 days": timedelta(days=7), "last 30 days": timedelta(days=30)}

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .metrics import exact_match
+from prompt_lab.answers.metrics import exact_match
 
 # Cap on the size of one block of bootstrap indices, so a large sample does not allocate resamples * n at once.
 _MAX_BLOCK = 2_000_000

@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PromptLabError
-from .settings import get_settings
+from prompt_lab.errors import PromptLabError
+from prompt_lab.settings import get_settings
 
 SUFFIXES = (".csv", ".jsonl", ".json")
 _BOM = b"\xef\xbb\xbf"

@@ -17,8 +17,8 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .errors import CancelledError
-from .settings import get_settings
+from prompt_lab.errors import CancelledError
+from prompt_lab.settings import get_settings
 
 RUN_STATUSES = ("running", "completed", "failed", "cancelled", "interrupted")
 migrations = Migrations("prompt_lab")
@@ -232,8 +232,8 @@ def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) ->
 
 def run_template(db: sqlite_utils.Database, run: dict):
     """The exact template version a run used, from template_versions."""
-    from .errors import PromptLabError
-    from .templates import parse_template
+    from prompt_lab.errors import PromptLabError
+    from prompt_lab.prompts.templates import parse_template
 
     row = db.execute("select content_yaml from template_versions where hash = ?", [run["template_hash"]]).fetchone()
     if row is None:

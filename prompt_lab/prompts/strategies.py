@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .errors import TemplateError, UnknownChoiceError
-from .templates import Template
+from prompt_lab.errors import TemplateError, UnknownChoiceError
+from prompt_lab.prompts.templates import Template
 
 STRATEGIES = ("zero_shot", "few_shot", "cot", "few_shot_cot")
 STRATEGY_LABELS = {

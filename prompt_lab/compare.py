@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import CancelledError, PromptLabError
-from .models import GenerationParams, get_backend
-from .models.base import Generation, ProgressFn
-from .scoring import extract_for
-from .settings import get_settings
-from .store import finish_run, finishing, log_generations, open_db, save_template_version, start_run
-from .strategies import STRATEGIES, build_prompts, check_strategies
-from .templates import Template, get_template
+from prompt_lab.errors import CancelledError, PromptLabError
+from prompt_lab.models import GenerationParams, get_backend
+from prompt_lab.models.base import Generation, ProgressFn
+from prompt_lab.answers.scoring import extract_for
+from prompt_lab.settings import get_settings
+from prompt_lab.runlog.store import finish_run, finishing, log_generations, open_db, save_template_version, start_run
+from prompt_lab.prompts.strategies import STRATEGIES, build_prompts, check_strategies
+from prompt_lab.prompts.templates import Template, get_template
 
 
 @dataclass
@@ -250,7 +250,7 @@ def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, 
 
 def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> CompareResult:
     """Run a logged compare again with its exact template version and settings (a new run)."""
-    from .store import get_run, run_template
+    from prompt_lab.runlog.store import get_run, run_template
 
     db = open_db(db_path)
     try:

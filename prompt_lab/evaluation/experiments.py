@@ -9,9 +9,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import PromptLabError
-from .strategies import STRATEGIES
-from .yamlfiles import load_spec_file
+from prompt_lab.errors import PromptLabError
+from prompt_lab.prompts.strategies import STRATEGIES
+from prompt_lab.yamlfiles import load_spec_file
 
 METHODS = ("generate", "label_probs")
 METRICS = ("accuracy", "bleu", "rouge", "contains", "regex")  # contains/regex: the target column holds the text/pattern

@@ -5,7 +5,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from .templates import AnswerSpec, Template
+from prompt_lab.prompts.templates import AnswerSpec, Template
 
 NUMBER_RE = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 

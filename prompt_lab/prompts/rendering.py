@@ -20,7 +20,7 @@ from pathlib import Path
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .settings import get_settings
+from prompt_lab.settings import get_settings
 
 _WORKER_SCRIPT = Path(__file__).with_name("render_worker.py")
 

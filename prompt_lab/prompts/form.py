@@ -5,7 +5,7 @@ import json
 
 import yaml
 
-from .templates import ANSWER_TYPES, parse_template
+from prompt_lab.prompts.templates import ANSWER_TYPES, parse_template
 
 FORM_FIELDS = ("name", "description", "instruction", "variables", "input", "output_format", "choices",
                "cot_trigger", "answer_prefix", "answer_type", "answer_pattern", "examples")

@@ -7,10 +7,12 @@ from collections import defaultdict
 
 import sqlite_utils
 
-from . import metrics, stats
-from .errors import PromptLabError
-from .scoring import normalize_label
-from .store import get_run, run_template
+from prompt_lab.answers import metrics
+
+from prompt_lab.evaluation import stats
+from prompt_lab.errors import PromptLabError
+from prompt_lab.answers.scoring import normalize_label
+from prompt_lab.runlog.store import get_run, run_template
 
 CONDITION_COLUMNS = ("strategy", "model_spec", "k_shot", "seed")
 
@@ -154,7 +156,7 @@ def paired_test(a: dict, b: dict) -> dict:
 
 def extraction_view(db: sqlite_utils.Database, run_id: int, label: str, limit: int = 200) -> list[dict]:
     """Per item of one condition: the output with the matched span, strict and flexible answers, gold."""
-    from .scoring import extract_for
+    from prompt_lab.answers.scoring import extract_for
 
     run = get_run(db, int(run_id))
     template = run_template(db, run)

@@ -15,10 +15,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import PromptLabError
-from .jobs import COMPLETE_MARKER, last_complete_checkpoint
-from .models.openai_compat import is_remote
-from .yamlfiles import load_spec_file
+from prompt_lab.errors import PromptLabError
+from prompt_lab.tuning.jobs import COMPLETE_MARKER, last_complete_checkpoint
+from prompt_lab.models.openai_compat import is_remote
+from prompt_lab.yamlfiles import load_spec_file
 
 METHODS = ("lora", "prompt_tuning")
 
@@ -103,9 +103,9 @@ class Pair:
 
 def training_pairs(spec: TuneSpec, tokenizer_backend) -> tuple[list[Pair], str]:
     """Prompt/completion pairs from the dataset, rendered like prompting does; returns them and a data hash."""
-    from .datasets import load_dataset, mapping_for, to_items
-    from .strategies import Prompt, build_prompts
-    from .templates import get_template
+    from prompt_lab.evaluation.datasets import load_dataset, mapping_for, to_items
+    from prompt_lab.prompts.strategies import Prompt, build_prompts
+    from prompt_lab.prompts.templates import get_template
 
     dataset = load_dataset(spec.dataset)
     pairs = []
@@ -199,7 +199,7 @@ def file_hash(path: Path) -> str:
 def _progress_callback(job_id: int, started: float):
     from transformers import TrainerCallback
 
-    from .store import open_db, utc_now
+    from prompt_lab.runlog.store import open_db, utc_now
 
     class SQLiteProgress(TrainerCallback):
         """Writes step, loss, validation loss, learning rate, throughput and ETA as they happen."""
@@ -249,8 +249,8 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, Trainer, \
         TrainingArguments
 
-    from .models.hf import format_prompt
-    from .models.registry import base_location
+    from prompt_lab.models.hf import format_prompt
+    from prompt_lab.models.registry import base_location
 
     torch.manual_seed(spec.seed)
     location = base_location(spec.model)
@@ -302,13 +302,13 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
             check.append({"prompt": pair.prompt, "output": tokenizer.decode(out[0, ids["input_ids"].shape[1]:])})
     staging, adapter = folder / ".adapter-staging", folder / "adapter"
     model.save_pretrained(staging)  # PEFT format, safetensors
-    from .models.hf import _dir_fingerprint
+    from prompt_lab.models.hf import _dir_fingerprint
 
     meta = {"base_model": spec.model, "base_location": location,
             "base_fingerprint": _dir_fingerprint(Path(location)), "template": spec.template,
             "data_hash": data_hash, "hyperparameters": spec.to_dict(), "metrics": metrics,
             "validation_items": len(val_pairs), "train_items": len(train_pairs), "greedy_check": check}
-    from .templates import get_template
+    from prompt_lab.prompts.templates import get_template
 
     if spec.template:
         meta["template_hash"] = get_template(spec.template).content_hash
@@ -328,9 +328,9 @@ def base_vs_tuned(job_id: int, spec: TuneSpec, folder: Path) -> int | None:
     models, so the report pairs them item by item)."""
     if spec.template is None:
         return None
-    from .evaluate import evaluate
-    from .experiments import EvalSpec
-    from .templates import get_template
+    from prompt_lab.evaluation.evaluate import evaluate
+    from prompt_lab.evaluation.experiments import EvalSpec
+    from prompt_lab.prompts.templates import get_template
 
     template = get_template(spec.template)
     eval_spec = EvalSpec(template=spec.template, dataset=str(folder / "validation.jsonl"), name=f"job {job_id}",
@@ -341,9 +341,9 @@ def base_vs_tuned(job_id: int, spec: TuneSpec, folder: Path) -> int | None:
 
 
 def run_job(job_id: int) -> None:
-    """Entry point of the job process (python -m prompt_lab.jobs ID)."""
-    from .jobs import jobs_dir, start_next
-    from .store import _process_start, open_db, utc_now
+    """Entry point of the job process (python -m prompt_lab.tuning.jobs ID)."""
+    from prompt_lab.tuning.jobs import jobs_dir, start_next
+    from prompt_lab.runlog.store import _process_start, open_db, utc_now
 
     db = open_db()
     row = db.execute("select spec_json, resume from jobs where id = ?", [job_id]).fetchone()

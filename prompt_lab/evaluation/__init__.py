@@ -1,0 +1,1 @@
+"""Running strategies over a dataset: datasets, experiment specs, the evaluation loop, statistics."""

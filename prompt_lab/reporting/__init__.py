@@ -1,0 +1,1 @@
+"""Turning logged runs into figures a person reads: summaries, baselines, paired tests, charts."""

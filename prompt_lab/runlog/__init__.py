@@ -1,0 +1,1 @@
+"""The run log (runs.db): the only package that speaks SQL."""
