@@ -41,8 +41,8 @@ def main() -> None:
     import torch
 
     from prompt_lab.models import GenerationParams
-    from prompt_lab.models.hf import HFBackend, convert_gguf
-    from prompt_lab.models.registry import embedded_gguf
+    from prompt_lab.models.local.generation import HFBackend
+    from prompt_lab.models.local.loading import convert_gguf, embedded_gguf
     from prompt_lab.prompts.strategies import build_prompts
     from prompt_lab.prompts.templates import get_template
 

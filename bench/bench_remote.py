@@ -73,8 +73,7 @@ def main() -> None:
     from prompt_lab.evaluation.evaluate import evaluate
     from prompt_lab.evaluation.experiments import EvalSpec
     from prompt_lab.models import GenerationParams, get_backend
-    from prompt_lab.models.hf import convert_gguf
-    from prompt_lab.models.registry import embedded_gguf
+    from prompt_lab.models.local.loading import convert_gguf, embedded_gguf
     from prompt_lab.compare import compare
 
     folder = convert_gguf(embedded_gguf())

@@ -31,9 +31,10 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
     from prompt_lab.tuning import jobs
-    from prompt_lab.models.hf import format_prompt
+    from prompt_lab.models.local.generation import format_prompt
     from prompt_lab.models.registry import base_location
-    from prompt_lab.tuning.train import collate, load_tune_spec, peft_model, split, tokenize_pairs, training_pairs
+    from prompt_lab.tuning.spec import load_tune_spec
+    from prompt_lab.tuning.train import collate, peft_model, split, tokenize_pairs, training_pairs
 
     spec = load_tune_spec(ROOT / "experiments/tune_sentiment_codes.yaml")
     location = base_location(spec.model)

@@ -124,12 +124,14 @@ def cmd_compare(args) -> int:
 
 def cmd_endpoints(args) -> int:
     """Named endpoints from the endpoints file: address, key variable (set or not), models the server lists."""
-    from prompt_lab.models.openai_compat import OpenAIBackend, endpoints_file, load_endpoints
+    from prompt_lab.models.remote.client import OpenAIBackend
+    from prompt_lab.models.remote.endpoints import endpoints_file, load_endpoints
+    from prompt_lab.settings import secret_from_env
 
     endpoints = load_endpoints()
     rows = []
     for name, e in endpoints.items():
-        key_set = bool(os.environ.get(e.api_key_env, "").strip()) if e.api_key_env else None
+        key_set = bool(secret_from_env(e.api_key_env)) if e.api_key_env else None
         served: list[str] | str = []
         if args.check:
             try:
@@ -157,9 +159,10 @@ def cmd_endpoints(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from prompt_lab.runlog.store import list_runs, open_db
+    from prompt_lab.runlog.store import connect, list_runs
 
-    rows = list_runs(open_db(), limit=args.limit, kind=args.kind, template=args.template, status=args.status)
+    with connect() as db:
+        rows = list_runs(db, limit=args.limit, kind=args.kind, template=args.template, status=args.status)
     if args.json:
         for row in rows:
             for key in [k for k in row if k.endswith("_json")]:
@@ -177,48 +180,48 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def report_json(report) -> dict:
+    """`eval --json`: the run's fields and every condition's numbers (as before), plus the table rows and the
+    paired tests the text output prints."""
+    data = report.to_dict()
+    return {"run_id": data["run_id"], "status": data["status"], "template": data["template"],
+            "metric": data["metric"], "dataset": data["dataset"], "items": data["items"],
+            "conditions": data["conditions"], "rows": data["rows"], "paired": data["paired"]}
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:5.1f}%"
 
 
-def print_report(report: dict) -> None:
-    from prompt_lab.reporting.report import paired_test
-
-    print(f"run {report['run_id']} ({report['status']}) · template {report['template']} · dataset "
-          f"{report['dataset']} ({report['items']} items) · metric {report['metric']}")
-    conditions = report["conditions"]
-    if report["metric"] in ("accuracy", "contains", "regex"):
+def print_report(report) -> None:
+    """Print an EvalReport (reporting.summary): the same rows the Evaluate view shows."""
+    print(f"run {report.run_id} ({report.status}) · template {report.template} · dataset "
+          f"{report.dataset} ({report.items} items) · metric {report.metric}")
+    if report.metric in ("accuracy", "contains", "regex"):
         print(f"{'condition':<34} {'accuracy [95% CI]':<24} {'strict':>7} {'no answer':>9} {'wrong':>6} "
               f"{'tokens':>7} {'latency':>8}")
-        for c in conditions:
-            low, high = c["accuracy_ci"]
-            extra = f"  vote of {c['samples']}" if c["samples"] > 1 else ""
-            print(f"{c['label']:<34} {_pct(c['accuracy'])} [{_pct(low)}, {_pct(high)}] {_pct(c['strict_accuracy'])} "
-                  f"{c['no_answer']:>9} {c['wrong_answers']:>6} {c['completion_tokens']:>7.1f} "
-                  f"{c['latency_ms'] / 1000:>7.2f}s{extra}")
-            if "self_consistency" in c:
-                curve = ", ".join(f"k={p['k']}: {_pct(p['accuracy']).strip()}" for p in c["self_consistency"]["curve"])
-                agreement = c["self_consistency"]["agreement"]
-                print(f"    self-consistency: {curve}; mean agreement with the vote "
-                      f"{_pct(sum(agreement) / len(agreement)).strip()}")
-        base = conditions[0] if conditions else None
-        for other in conditions[1:]:
-            test = paired_test(base, other)
-            print(f"paired test: {test['verdict']} (exact McNemar, {test['only_a']} vs {test['only_b']} "
+        for row in report.rows:
+            extra = f"  vote of {row.samples}" if row.samples > 1 else ""
+            print(f"{row.condition:<34} {_pct(row.value)} [{_pct(row.ci_low)}, {_pct(row.ci_high)}] "
+                  f"{_pct(row.strict)} {row.no_answer:>9} {row.wrong:>6} {row.tokens:>7.1f} "
+                  f"{row.latency_s:>7.2f}s{extra}")
+            if row.self_consistency is not None:
+                curve = ", ".join(f"k={p['k']}: {_pct(p['accuracy']).strip()}" for p in row.self_consistency)
+                print(f"    self-consistency: {curve}; mean agreement with the vote {_pct(row.agreement).strip()}")
+        for test in report.paired:
+            print(f"paired test: {test.verdict} (exact McNemar, {test.only_a} vs {test.only_b} "
                   "items right in only one)")
     else:
-        for c in conditions:
-            low, high = c["score_ci"]
-            corpus = ", ".join(f"{k} {v:.3f}" if v <= 1 else f"{k} {v:.1f}" for k, v in c["corpus"].items())
-            print(f"{c['label']:<34} mean item score {c['score']:.3f} [{low:.3f}, {high:.3f}] · corpus {corpus} · "
-                  f"{c['completion_tokens']:.1f} tokens")
+        for row in report.rows:
+            corpus = ", ".join(f"{k} {v:.3f}" if v <= 1 else f"{k} {v:.1f}" for k, v in row.corpus.items())
+            print(f"{row.condition:<34} mean item score {row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] · "
+                  f"corpus {corpus} · {row.tokens:.1f} tokens")
 
 
 def cmd_eval(args) -> int:
     from prompt_lab.evaluation.evaluate import evaluate, resume
     from prompt_lab.evaluation.experiments import load_spec
-    from prompt_lab.reporting.report import run_report
-    from prompt_lab.runlog.store import open_db
+    from prompt_lab.reporting.summary import eval_report
 
     progress = _TerminalProgress()
     if args.resume:
@@ -230,9 +233,9 @@ def cmd_eval(args) -> int:
         command = f"python -m prompt_lab eval {args.experiment}" + (f" --limit {args.limit}" if args.limit else "")
         run_id = evaluate(spec, progress=progress, command=command)
     progress.close()
-    report = run_report(open_db(), run_id)
+    report = eval_report(run_id)
     if args.json:
-        print(json.dumps(report, indent=2, ensure_ascii=False, default=float))
+        print(json.dumps(report_json(report), indent=2, ensure_ascii=False, default=float))
     else:
         print_report(report)
     return 0
@@ -240,7 +243,7 @@ def cmd_eval(args) -> int:
 
 def cmd_tune(args) -> int:
     from prompt_lab.tuning import jobs
-    from prompt_lab.tuning.train import load_tune_spec
+    from prompt_lab.tuning.spec import load_tune_spec
 
     if args.resume:
         job_id = args.resume
@@ -280,11 +283,35 @@ def cmd_tune(args) -> int:
             print(f"adapter: {job['adapter_path']}")
             print(f"use it: --model '{jobs.tuned_spec(job)}'")
         if job["eval_run_id"]:
-            from prompt_lab.reporting.report import run_report
-            from prompt_lab.runlog.store import open_db
+            from prompt_lab.reporting.summary import eval_report
 
-            print_report(run_report(open_db(), job["eval_run_id"]))
+            print_report(eval_report(job["eval_run_id"]))
     return 0 if job["status"] == "completed" else 1
+
+
+SPEC_KINDS = ("eval", "tune", "endpoint", "params", "settings")
+
+
+def cmd_spec(args) -> int:
+    """The fields of an experiment file, a tune file, an endpoint, decoding params or the settings, with help."""
+    from dataclasses import asdict
+
+    from prompt_lab.evaluation.experiments import EvalSpec
+    from prompt_lab.models import GenerationParams
+    from prompt_lab.models.remote.endpoints import Endpoint
+    from prompt_lab.settings import Settings
+    from prompt_lab.specs import spec_help
+    from prompt_lab.tuning.spec import TuneSpec
+
+    kind = {"eval": EvalSpec, "tune": TuneSpec, "endpoint": Endpoint, "params": GenerationParams,
+            "settings": Settings}[args.kind]
+    fields = spec_help(kind)
+    if args.json:
+        print(json.dumps([asdict(f) for f in fields], indent=2, default=str))
+        return 0
+    for f in fields:
+        print(f"{f.name}  ({f.type}, default {f.default!r})\n    {f.help}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     common(p)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("spec", help="list the fields of a spec with type, default and help")
+    p.add_argument("kind", choices=SPEC_KINDS, help="eval (experiment file), tune, endpoint, params, settings")
+    common(p)
+    p.set_defaults(func=cmd_spec)
     return parser
 
 

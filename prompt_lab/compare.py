@@ -15,7 +15,7 @@ from prompt_lab.models import GenerationParams, get_backend
 from prompt_lab.models.base import Generation, ProgressFn
 from prompt_lab.answers.scoring import extract_for
 from prompt_lab.settings import get_settings
-from prompt_lab.runlog.store import finish_run, finishing, log_generations, open_db, save_template_version, start_run
+from prompt_lab.runlog.store import connect, finish_run, finishing, log_generations, save_template_version, start_run
 from prompt_lab.prompts.strategies import STRATEGIES, build_prompts, check_strategies
 from prompt_lab.prompts.templates import Template, get_template
 
@@ -110,34 +110,34 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
     models = model_list(models)
     params, warnings = (params or GenerationParams()).clamped(get_settings())
     prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed)
+    check_batch(len(prompts), params.n)
     backends = {m: get_backend(m, progress) for m in models}
     texts = {m: [b.format_prompt(p) for p in prompts] for m, b in backends.items()}
     values = {v: variables[v] for v in template.variables}
     command = cli_command(template.name, values, strategies, models, params, k)
-    db = open_db(db_path)
-    save_template_version(db, template.name, template.content_hash, template.to_yaml())
-    run_id = start_run(db, kind="compare", template_name=template.name, template_hash=template.content_hash,
-                       models=models, strategies=strategies, params=params.to_dict(), options={"k": k},
-                       variables=values, command=command)
-    results: dict[str, list[list[Generation]]] = {}
-    errors: dict[str, BaseException] = {}
-    grid = [[""] * len(prompts) for _ in models]
-    grid_lock = threading.Lock()
+    with connect(db_path) as db:
+        save_template_version(db, template.name, template.content_hash, template.to_yaml())
+        run_id = start_run(db, kind="compare", template_name=template.name, template_hash=template.content_hash,
+                           models=models, strategies=strategies, params=params.to_dict(), options={"k": k},
+                           variables=values, command=command)
+        results: dict[str, list[list[Generation]]] = {}
+        errors: dict[str, BaseException] = {}
+        grid = [[""] * len(prompts) for _ in models]
+        grid_lock = threading.Lock()
 
-    def run_model(index: int, model: str) -> None:
-        def partial(row_texts: list[str]) -> None:
-            with grid_lock:
-                grid[index] = list(row_texts)
-                snapshot = [list(r) for r in grid]
-            on_update(snapshot)
+        def run_model(index: int, model: str) -> None:
+            def partial(row_texts: list[str]) -> None:
+                with grid_lock:
+                    grid[index] = list(row_texts)
+                    snapshot = [list(r) for r in grid]
+                on_update(snapshot)
 
-        try:
-            results[model] = backends[model].generate(texts[model], params, progress=progress, cancel=cancel,
-                                                      on_partial=partial if on_update else None)
-        except BaseException as exc:  # reported per model below
-            errors[model] = exc
+            try:
+                results[model] = backends[model].generate(texts[model], params, progress=progress, cancel=cancel,
+                                                          on_partial=partial if on_update else None)
+            except BaseException as exc:  # reported per model below
+                errors[model] = exc
 
-    try:
         with finishing(db, run_id):
             threads = [threading.Thread(target=run_model, args=(i, m), daemon=True, name=f"compare-{i}")
                        for i, m in enumerate(models)]
@@ -164,11 +164,20 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
             finish_run(db, run_id, "cancelled", "stopped by the user")
         elif errors:
             finish_run(db, run_id, "failed", "; ".join(f"{m}: {e}" for m, e in errors.items()))
-    finally:
-        db.conn.close()
     return CompareResult(run_id, template.name, template.content_hash, models,
                          {m: b.revision for m, b in backends.items()}, params, outputs, warnings, command,
                          {m: _message(e) for m, e in errors.items()}, cancelled)
+
+
+def check_batch(prompts: int, samples: int = 1) -> None:
+    """A compare sends each model its prompts (one per strategy, each answered `samples` times) as one batch;
+    a request above the max_batch_prompts setting is refused, not split, before any model is loaded."""
+    cap = get_settings().max_batch_prompts
+    if prompts * samples > cap:
+        raise PromptLabError(f"this compare asks each model for {prompts * samples} answers in one batch "
+                             f"({prompts} prompt{'s' if prompts != 1 else ''} x {samples} sample"
+                             f"{'s' if samples != 1 else ''}), more than the server's max_batch_prompts of {cap} "
+                             "(PROMPT_LAB_MAX_BATCH): ask for fewer strategies or samples")
 
 
 def check_inputs(template: Template, variables: dict) -> None:
@@ -252,16 +261,13 @@ def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> Compar
     """Run a logged compare again with its exact template version and settings (a new run)."""
     from prompt_lab.runlog.store import get_run, run_template
 
-    db = open_db(db_path)
-    try:
+    with connect(db_path) as db:
         run = get_run(db, int(run_id))
         if run is None:
             raise PromptLabError(f"there is no run {run_id} in the run log")
         if run["kind"] != "compare":
             raise PromptLabError(f"run {run_id} is a '{run['kind']}' run; only compare runs can be run again here")
         template = run_template(db, run)
-    finally:
-        db.conn.close()
     return compare(template, run["variables"], strategies=run["strategies"], models=run["models"],
                    params=GenerationParams(**run["params"]), k=int(run["options"].get("k", 3)), db_path=db_path,
                    **kwargs)

@@ -42,6 +42,17 @@ class Settings:
     render_seconds: float = field(default=2.0, metadata={"help": "Time bound on rendering one template."})
     render_max_chars: int = field(default=200_000, metadata={"help": "Size bound on one rendered prompt."})
     public_mode: bool = field(default=False, metadata={"help": "True on a hosted Space (SPACE_ID set)."})
+    allow_training: bool = field(default=False, metadata={
+        "help": "On a public Space, allow short tunes (PROMPT_LAB_ALLOW_TRAINING=1); elsewhere training is on."})
+    public_max_steps: int = field(default=50, metadata={
+        "help": "On a public Space, most training steps per job (PROMPT_LAB_PUBLIC_MAX_STEPS)."})
+    endpoints_file: Path | None = field(default=None, metadata={
+        "help": "Named remote endpoints file (PROMPT_LAB_ENDPOINTS); None means <home>/endpoints.yaml."})
+    hf_offline: bool = field(default=False, metadata={
+        "help": "The Hugging Face Hub is switched off (HF_HUB_OFFLINE=1): Hub models load from its cache only."})
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "Address the app serves on (PROMPT_LAB_HOST, else a Space's GRADIO_SERVER_NAME)."})
+    port: int = field(default=7860, metadata={"help": "Port the app serves on (PROMPT_LAB_PORT, else GRADIO_SERVER_PORT)."})
 
     @property
     def db_path(self) -> Path:
@@ -70,4 +81,22 @@ def get_settings() -> Settings:
         max_cell_chars=_env_int("PROMPT_LAB_MAX_CELL_CHARS", 20_000),
         render_seconds=_env_float("PROMPT_LAB_RENDER_SECONDS", 2.0),
         public_mode=bool(os.environ.get("SPACE_ID")),
+        allow_training=os.environ.get("PROMPT_LAB_ALLOW_TRAINING") == "1",
+        public_max_steps=_env_int("PROMPT_LAB_PUBLIC_MAX_STEPS", 50),
+        endpoints_file=Path(os.environ["PROMPT_LAB_ENDPOINTS"]).expanduser()
+        if os.environ.get("PROMPT_LAB_ENDPOINTS") else home / "endpoints.yaml",
+        hf_offline=os.environ.get("HF_HUB_OFFLINE") == "1",
+        host=os.environ.get("PROMPT_LAB_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        port=_env_int("PROMPT_LAB_PORT", _env_int("GRADIO_SERVER_PORT", 7860)),
     )
+
+
+def quiet_gradio() -> None:
+    """Before gradio is imported: no usage analytics sent from the app (unless the environment asks for them)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def secret_from_env(name: str) -> str:
+    """The value of a secret's environment variable (an API key), stripped; "" when unset. Read at each use, so
+    an export or a Space secret applies at once; secrets are never Settings fields, which get shown and logged."""
+    return os.environ.get(name, "").strip()

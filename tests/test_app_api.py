@@ -1,16 +1,29 @@
-"""The launched app through its named API endpoints (gradio_client), as another program would use it."""
+"""The launched app through its named API endpoints (gradio_client), as another program would use it: each
+endpoint takes plain values and returns a documented dict (README, "API endpoints")."""
 import json
-import sqlite3
 import os
+import sqlite3
 
 import pytest
 from gradio_client import Client
 
 pytestmark = pytest.mark.integration
 
+ENDPOINTS = {"/render", "/compare", "/runs", "/run_generations", "/run_report", "/evaluate", "/paired_test",
+             "/compare_runs", "/run_again", "/resume_evaluation", "/export_csv", "/save_template", "/jobs", "/job",
+             "/tune", "/stop_job", "/resume_job"}
+COMPARE_KEYS = {"run_id", "template", "template_hash", "models", "revisions", "params", "warnings", "errors",
+                "cancelled", "command", "outputs"}
+OUTPUT_KEYS = {"run_id", "model", "strategy", "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
+               "latency_ms", "finish_reason", "samples"}
+REPORT_KEYS = {"run_id", "status", "template", "dataset", "items", "metric", "rows", "labels", "paired", "conditions"}
+ROW_KEYS = {"condition", "kind", "value", "ci_low", "ci_high", "strict", "chance", "majority", "no_answer", "wrong",
+            "tokens", "latency_s", "samples", "self_consistency", "agreement", "corpus"}
+TEST_KEYS = {"a", "b", "verdict", "n", "both", "only_a", "only_b", "neither", "p_value", "accuracy_a", "accuracy_b"}
 
-def value(update):
-    return update.get("value", update) if isinstance(update, dict) and update.get("__type__") == "update" else update
+
+def runs_db():
+    return sqlite3.connect(os.path.join(os.environ["PROMPT_LAB_HOME"], "runs.db"))
 
 
 @pytest.fixture(scope="module")
@@ -18,57 +31,61 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
-def test_named_endpoints_are_published(client):
+def test_the_named_endpoints_are_exactly_the_documented_ones(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/render", "/compare", "/runs", "/run_generations", "/export_csv", "/run_again",
-            "/save_template"} <= set(endpoints)
+    assert set(endpoints) == ENDPOINTS  # the page's own events are private
+    readme = (os.path.join(os.path.dirname(__file__), "..", "README.md"))
+    with open(readme, encoding="utf-8") as f:
+        section = f.read().split("## API endpoints", 1)[1].split("\n## ", 1)[0]
+    assert all(f"`{name}`" in section for name in ENDPOINTS)
 
 
 def test_render_returns_every_strategy_with_token_counts(client):
-    items = client.predict("sentiment", json.dumps({"review": "{{7*7}} stars"}), "default", 2, api_name="/render")
+    out = client.predict("sentiment", {"review": "{{7*7}} stars"}, "default", 2, api_name="/render")
+    assert set(out) == {"template", "model", "prompts"}
+    items = out["prompts"]
     assert [i["strategy"] for i in items] == ["zero_shot", "few_shot", "cot", "few_shot_cot"]
     assert all(i["tokens"] > 20 for i in items)
     assert "Review: {{7*7}} stars" in items[0]["prompt"]
+    as_text = client.predict("sentiment", json.dumps({"review": "{{7*7}} stars"}), "default", 2, api_name="/render")
+    assert as_text == out
 
 
-def test_compare_streams_into_columns_and_logs_the_run(client):
-    out = client.predict("sentiment", "I love this phone, the camera is superb.", "", "", "",
-                         ["zero_shot", "few_shot", "cot"], 3, "default", 0, 1, 24, 0, "", api_name="/compare")
-    # Rows and columns are layout (not in the API); then 12 texts, 12 stats, 12 prompts (a row of 4 per model),
-    # 3 model headers, the CLI line and the status.
-    texts, stats, command, status = out[0:4], out[12:16], out[-2], out[-1]
-    assert list(out[12 + 4:24]) == [""] * 8  # one model: the other two rows stay empty
-    assert all(value(t) for t in texts[:3])
-    assert all("tokens" in s and "tok/s" in s for s in stats[:3])
-    assert stats[3] == ""  # few_shot_cot was not asked for
-    assert command.startswith("python -m prompt_lab compare --template sentiment")
-    assert "--max-new-tokens 24" in command
-    run_id = int(status.split("**")[1])
-    db = sqlite3.connect(os.path.join(os.environ["PROMPT_LAB_HOME"], "runs.db"))
+def test_compare_returns_each_strategy_and_logs_the_run(client):
+    out = client.predict("sentiment", {"review": "I love this phone, the camera is superb."},
+                         ["zero_shot", "few_shot", "cot"], ["default"], {"max_new_tokens": 24}, 3, api_name="/compare")
+    assert set(out) == COMPARE_KEYS and out["models"] == ["default"] and not out["errors"]
+    assert [o["strategy"] for o in out["outputs"]] == ["zero_shot", "few_shot", "cot"]
+    for o in out["outputs"]:
+        assert set(o) == OUTPUT_KEYS and o["run_id"] == out["run_id"] and o["output"] and o["prompt"]
+        assert o["completion_tokens"] > 0 and o["latency_ms"] > 0 and len(o["samples"]) == 1
+    assert out["command"].startswith("python -m prompt_lab compare --template sentiment")
+    assert "--max-new-tokens 24" in out["command"]
+    run_id = out["run_id"]
+    db = runs_db()
     assert db.execute("select status from runs where id = ?", [run_id]).fetchone() == ("completed",)
     assert db.execute("select count(*) from generations where run_id = ?", [run_id]).fetchone() == (3,)
-    runs = client.predict("(any)", "(any)", "(any)", "(any)", "any time", api_name="/runs")
-    assert run_id in [row[0] for row in value(runs[0])["data"]]
+    listed = client.predict("", "", "", "", "any time", 200, api_name="/runs")
+    assert run_id in [row["id"] for row in listed["runs"]] and listed["count"] == len(listed["runs"])
     again = client.predict(run_id, api_name="/run_again")
-    assert again[0] > run_id and f"ran again as run **{again[0]}**" in again[1]
+    assert again["run_id"] > run_id and again["command"] == out["command"]
 
 
-def test_compare_grid_over_the_api_one_row_per_model(client, served_model):
+def test_compare_grid_over_the_api_one_entry_per_model_and_strategy(client, served_model):
     remote = f"openai:{served_model[1]}@{served_model[0]}"
-    out = client.predict("sentiment", "Terrible battery, great screen.", "", "", "", ["zero_shot", "cot"], 3,
-                         ["default", remote], 0, 1, 12, 0, "", api_name="/compare")
-    texts, stats, headers, status = out[0:12], out[12:24], out[36:39], out[-1]
-    for row in (0, 1):  # cells are model-major: a row of four strategies per model
-        assert value(texts[row * 4]) and value(texts[row * 4 + 2])  # zero_shot and cot
-        assert "tok/s" in stats[row * 4] and stats[row * 4 + 1] == ""  # few_shot was not asked for
-    assert remote in headers[1] and served_model[0] + "/v1" not in headers[0]
-    assert "2 models" in status
+    out = client.predict("sentiment", {"review": "Terrible battery, great screen."}, ["zero_shot", "cot"],
+                         ["default", remote], {"max_new_tokens": 12}, 3, api_name="/compare")
+    assert out["models"] == ["default", remote] and not out["errors"]
+    assert [(o["model"], o["strategy"]) for o in out["outputs"]] == [
+        ("default", "zero_shot"), ("default", "cot"), (remote, "zero_shot"), (remote, "cot")]
+    assert all(o["output"] for o in out["outputs"])
 
 
-def test_max_new_tokens_above_the_cap_is_refused_server_side(client):
-    with pytest.raises(Exception, match="greater than maximum value 64"):
-        client.predict("sentiment", "fine", "", "", "", ["zero_shot"], 3, "default", 0, 1, 100000, 0, "",
-                       api_name="/compare")
+def test_max_new_tokens_above_the_cap_is_clamped_server_side(client):
+    out = client.predict("sentiment", {"review": "fine"}, ["zero_shot"], ["default"], {"max_new_tokens": 100000},
+                         3, api_name="/compare")
+    assert out["params"]["max_new_tokens"] == 64
+    assert out["warnings"] == ["max_new_tokens 100000 is above the cap; clamped to 64"]
 
 
 def test_bad_input_is_a_plain_message(client):
@@ -76,8 +93,75 @@ def test_bad_input_is_a_plain_message(client):
         client.predict("sentiment", "{not json", "default", 2, api_name="/render")
     assert "variables must be a JSON object" in str(info.value)
     with pytest.raises(Exception) as info:
-        client.predict("nope", "{}", "default", 2, api_name="/render")
+        client.predict("nope", {}, "default", 2, api_name="/render")
     assert "unknown template 'nope'" in str(info.value)
     with pytest.raises(Exception) as info:
         client.predict("name: sentiment\ninstruction: x\nvariables: [a]\n", api_name="/save_template")
     assert "shipped template and is never overwritten" in str(info.value)
+    with pytest.raises(Exception) as info:
+        client.predict("sentiment", {"review": "x"}, ["zero_shot"], ["default"], {"temprature": 1}, 3,
+                       api_name="/compare")
+    assert "unknown params temprature" in str(info.value)
+
+
+def test_every_named_endpoint_returns_its_documented_keys(client):
+    """One call of each endpoint through gradio_client against the real app."""
+    seen = set()
+
+    def call(name, *args):
+        seen.add(name)
+        out = client.predict(*args, api_name=name)
+        assert isinstance(out, dict), name
+        return out
+
+    saved = call("/save_template", "name: api-probe\ninstruction: Is it positive?\nvariables: [text]\n"
+                                   "choices: [yes, no]\nanswer: {type: choice}\nexamples:\n"
+                                   "  - inputs: {text: great}\n    output: 'yes'\n    rationale: It praises.\n")
+    assert set(saved) == {"name", "version", "source"} and saved["name"] == "api-probe"
+    assert set(call("/render", "api-probe", {"text": "good"}, "default", 1)) == {"template", "model", "prompts"}
+    compared = call("/compare", "api-probe", {"text": "good"}, ["zero_shot"], ["default"], {"max_new_tokens": 2}, 1)
+    assert set(compared) == COMPARE_KEYS and set(compared["outputs"][0]) == OUTPUT_KEYS
+    assert set(call("/run_again", compared["run_id"])) == COMPARE_KEYS
+    runs = call("/runs", "api-probe", "", "", "", "any time", 10)
+    assert set(runs) == {"count", "runs"} and runs["count"] == 2
+    assert {"id", "created_utc", "kind", "status", "template_name", "models", "strategies", "generations",
+            "accuracy", "duration_s"} <= set(runs["runs"][0])
+    generations = call("/run_generations", compared["run_id"])
+    assert set(generations) == {"run", "generations"}
+    assert set(generations["run"]) == {"id", "kind", "status", "template", "models", "strategies", "created_utc",
+                                       "command"}
+    assert {"strategy", "output", "answer", "latency_ms"} <= set(generations["generations"][0])
+    exported = call("/export_csv", "api-probe", "", "", "", "any time")
+    assert set(exported) == {"rows", "csv"} and exported["rows"] == 2 and exported["csv"].startswith("run_id,")
+
+    report = call("/evaluate", "sentiment_label_probs", 4)
+    assert set(report) == REPORT_KEYS and report["items"] == 4 and report["status"] == "completed"
+    assert set(report["rows"][0]) == ROW_KEYS and len(report["labels"]) == len(report["rows"]) > 1
+    assert set(report["paired"][0]) == TEST_KEYS
+    run_id = report["run_id"]
+    assert call("/run_report", run_id) == report
+    test = call("/paired_test", run_id, report["labels"][0], run_id, report["labels"][-1])
+    assert set(test) == TEST_KEYS and test["n"] == 4
+    pairs = call("/compare_runs", run_id, run_id)
+    assert set(pairs) == {"run_a", "run_b", "report_a", "report_b", "pairs"}
+    assert set(pairs["report_a"]) == REPORT_KEYS and set(pairs["pairs"][0]) == {"a", "b", "test"}
+    with runs_db() as db:  # as if it had been stopped: resuming finds nothing left to do
+        db.execute("update runs set status = 'cancelled' where id = ?", [run_id])
+    resumed = call("/resume_evaluation", run_id)
+    assert set(resumed) == REPORT_KEYS and resumed["status"] == "completed"
+
+    assert set(call("/jobs", 10)) == {"jobs"}
+    started = call("/tune", {"dataset": "sentiment_codes.csv", "template": "sentiment-codes", "max_steps": 2,
+                             "columns": {"variables": {"review": "review"}, "target": "code"}})
+    assert set(started) == {"job_id", "message"}
+    job_id = started["job_id"]
+    stopped = call("/stop_job", job_id)
+    assert set(stopped) == {"job_id", "message"} and stopped["job_id"] == job_id
+    job = call("/job", job_id)
+    assert set(job) == {"job", "events"} and job["job"]["id"] == job_id
+    assert job["job"]["status"] == "cancelled" and "model_spec" in job["job"]
+    resumed_job = call("/resume_job", job_id)
+    assert set(resumed_job) == {"job_id", "from_step"} and resumed_job["from_step"] == 0
+    call("/stop_job", job_id)
+    assert job_id in [j["id"] for j in call("/jobs", 10)["jobs"]]
+    assert seen == ENDPOINTS

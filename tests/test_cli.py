@@ -77,3 +77,18 @@ def test_bad_input_gets_clear_messages(home, tiny_model_dir, tmp_path):
     out = cli("compare", "-t", "sentiment", "--var", "review=x", "--model", str(tiny_model_dir), "--strategies",
               "zero_shot", "--max-new-tokens", "100000", env_extra={"PROMPT_LAB_MAX_NEW_TOKENS": "4"})
     assert "warning: max_new_tokens 100000 is above the cap; clamped to 4" in out.stderr
+
+
+def test_spec_lists_every_field_with_type_default_and_help(home):
+    from dataclasses import fields
+
+    from prompt_lab.evaluation.experiments import EvalSpec
+    from prompt_lab.tuning.spec import TuneSpec
+
+    for kind, cls in (("eval", EvalSpec), ("tune", TuneSpec)):
+        listed = json.loads(cli("spec", kind, "--json").stdout)
+        assert [f["name"] for f in listed] == [f.name for f in fields(cls)]
+        assert all(f["help"] and f["type"] for f in listed), kind
+    text = cli("spec", "params").stdout
+    assert "temperature  (number, default 0.0)" in text
+    assert "settings" in cli("spec", "nonsense", check=False).stderr

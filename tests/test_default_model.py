@@ -4,7 +4,7 @@ import pytest
 from conftest import ROOT
 
 from prompt_lab.models import GenerationParams, get_backend, resolve
-from prompt_lab.models.hf import CACHE_META, gguf_cache_dir
+from prompt_lab.models.local.loading import CACHE_META, gguf_cache_dir
 from prompt_lab.compare import compare
 from prompt_lab.runlog.store import open_db, run_generations
 

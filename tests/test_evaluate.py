@@ -1,4 +1,5 @@
 """Evaluation runs on real SQLite files: scoring, label probabilities, resume after a kill, experiment files."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from conftest import ROOT, kill_when_marked
 from prompt_lab.evaluation.evaluate import evaluate, plan, resume
 from prompt_lab.evaluation.experiments import EvalSpec, ExperimentError, load_spec
 from prompt_lab.reporting.report import paired_test, run_report
-from prompt_lab.runlog.store import get_run, open_db
+from prompt_lab.runlog.store import connect, get_run, open_db, run_generations
 
 REVIEWS = [("Wonderful, I love it.", "Positive"), ("Broke in a day, awful.", "Negative"),
            ("It is a cable. It arrived.", "Neutral"), ("Best meal of my life!", "Positive"),
@@ -130,12 +131,13 @@ def test_killed_evaluation_resumes_without_redoing_finished_items(home, tiny_mod
 
 
 def test_history_puts_two_evaluation_runs_side_by_side(home, tiny_model_dir, reviews_csv):
-    from prompt_lab.ui.history_tab import compare_runs
+    from prompt_lab.reporting.pairs import compare_runs
 
     first = evaluate(spec_for(reviews_csv, str(tiny_model_dir), method="label_probs", batch_size=3))
     second = evaluate(spec_for(reviews_csv, str(tiny_model_dir), strategies=["zero_shot"], max_new_tokens=3))
-    table_a, table_b, verdicts = compare_runs(first, second)
-    assert table_a[0][0] == table_b[0][0] == f"zero_shot · {tiny_model_dir}"
+    pairs = compare_runs(first, second)
+    verdicts = "\n".join(pairs.verdict_lines())
+    assert pairs.report_a.rows[0].condition == pairs.report_b.rows[0].condition == f"zero_shot · {tiny_model_dir}"
     assert verdicts.startswith(f"- run {first} zero_shot") and ("could be chance" in verdicts
                                                                or "unlikely to be chance" in verdicts)
 
@@ -241,3 +243,57 @@ def test_gold_labels_in_other_cases_and_with_punctuation_score_like_the_canonica
     assert spelled["correct"] == same["correct"] and spelled["accuracy"] == same["accuracy"]
     assert spelled["classes"]["confusion"]["matrix"] == same["classes"]["confusion"]["matrix"]
     assert spelled["majority"] == same["majority"] == 1 / 3
+
+
+class CountingBackend:
+    """A stand-in model that answers 'Positive' and records how many prompts each generate call got."""
+
+    revision = "stand-in"
+
+    def __init__(self):
+        self.calls = []
+
+    def format_prompt(self, prompt):
+        return prompt.as_plain_text()
+
+    def generate(self, texts, params, cancel=None):
+        from prompt_lab.models.base import Generation
+
+        self.calls.append(len(texts))
+        return [[Generation("Positive", 1, 1, 1.0, "eos")] for _ in texts]
+
+
+@pytest.mark.parametrize("cap, calls", [(None, [4, 2]), ("4", [4, 2]), ("3", [3, 3]), ("1", [1] * 6)])
+def test_the_server_cap_on_prompts_per_call_bounds_the_batch_size(home, reviews_csv, monkeypatch, caplog, cap,
+                                                                  calls):
+    """PROMPT_LAB_MAX_BATCH (Settings.max_batch_prompts) clamps a larger batch_size, with a warning; the run and
+    its logged spec are otherwise the same."""
+    import prompt_lab.evaluation.evaluate as evaluate_module
+
+    if cap is None:
+        monkeypatch.delenv("PROMPT_LAB_MAX_BATCH", raising=False)
+    else:
+        monkeypatch.setenv("PROMPT_LAB_MAX_BATCH", cap)
+    backend = CountingBackend()
+    monkeypatch.setattr(evaluate_module, "get_backend", lambda spec, progress=None: backend)
+    monkeypatch.setattr(evaluate_module, "resolve", lambda spec: None)
+    with caplog.at_level("WARNING", logger="prompt_lab.evaluation.evaluate"):
+        run_id = evaluate(spec_for(reviews_csv, "stand-in", batch_size=4))
+    assert backend.calls == calls
+    clamped = cap is not None and int(cap) < 4
+    assert ("batch_size 4 is above the cap" in caplog.text) == clamped
+    with connect() as db:
+        run = get_run(db, run_id)
+        assert run["status"] == "completed" and run["params"]["batch_size"] == 4
+        assert len(run_generations(db, run_id)) == 6
+
+
+def test_capped_batch_size_reads_the_setting():
+    from prompt_lab.evaluation.evaluate import capped_batch_size
+    from prompt_lab.settings import get_settings
+
+    settings = get_settings()
+    spec = EvalSpec(template="t", dataset="d.csv", batch_size=64)
+    assert capped_batch_size(spec, dataclasses.replace(settings, max_batch_prompts=16)) == 16
+    assert capped_batch_size(spec, dataclasses.replace(settings, max_batch_prompts=64)) == 64
+    assert capped_batch_size(spec, dataclasses.replace(settings, max_batch_prompts=0)) == 1  # never below one

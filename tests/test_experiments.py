@@ -22,7 +22,7 @@ def spec(**kwargs):
     ({"samples": 0}, "field 'samples': must be between 1 and 32"),
     ({"samples": 33, "temperature": 1.0}, "field 'samples': must be between 1 and 32"),
     ({"samples": 2}, "field 'samples': several samples need temperature > 0 (greedy samples are all the same)"),
-    ({"k_shot": [3, 0]}, "field 'k_shot': values must be 1 or more"),
+    ({"k_shot": [3, 0]}, "field 'k_shot': each value must be at least 1, got 0"),
     ({"batch_size": 0}, "field 'batch_size': must be between 1 and 64"),
     ({"batch_size": 65}, "field 'batch_size': must be between 1 and 64"),
 ])
@@ -72,10 +72,10 @@ def test_an_experiment_file_resolves_its_paths_and_takes_single_values_as_lists(
 def test_experiment_file_errors_name_the_file_and_the_field(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("template: sentiment\n")
-    with pytest.raises(ExperimentError, match=r"bad\.yaml: .*dataset"):
+    with pytest.raises(ExperimentError, match=r"bad\.yaml: field 'dataset': is required"):
         load_spec(path)
     path.write_text("template: sentiment\ndataset: d.csv\nmethod: magic\n")
-    with pytest.raises(ExperimentError, match=r"bad\.yaml: field 'method': 'magic' is not one of"):
+    with pytest.raises(ExperimentError, match=r"bad\.yaml, line 3: field 'method': 'magic' is not one of"):
         load_spec(path)
     path.write_text("- a list\n")
     with pytest.raises(ExperimentError, match=r"bad\.yaml: an experiment file must be a YAML mapping of field: value"):

@@ -5,6 +5,7 @@ import pytest
 
 from prompt_lab.errors import CancelledError, ModelLoadError
 from prompt_lab.models import GenerationParams, get_backend, resolve
+from prompt_lab.models.base import Backend
 from prompt_lab.settings import get_settings
 from prompt_lab.prompts.strategies import build_prompts
 from prompt_lab.prompts.templates import get_template
@@ -24,6 +25,7 @@ def test_one_backend_per_process_even_under_concurrent_callers(tiny_model_dir, h
         t.join()
     assert len({id(b) for b in got}) == 1
     assert got[0].device == "cpu" and got[0].revision.startswith("files:")
+    assert isinstance(got[0], Backend) and got[0].is_local and got[0].can_tune
 
 
 def test_batched_generate_returns_counts_and_timing_per_prompt(tiny):

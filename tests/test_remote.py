@@ -239,21 +239,31 @@ def test_prompt_tokens_are_counted_with_the_endpoints_tokenizer_or_estimated(hom
 
 
 def test_endpoints_file_errors_name_the_file_endpoint_and_field(home):
-    from prompt_lab.models.openai_compat import load_endpoints
+    from prompt_lab.models.remote.endpoints import load_endpoints
 
     path = home / "endpoints.yaml"
     path.write_text("gw:\n  base_url: http://localhost:8000/v1\n  max_concurency: 2\n")
-    with pytest.raises(PromptLabError, match=r"endpoints.yaml: endpoint 'gw': unknown field 'max_concurency'; "
-                                             r"allowed: base_url, api_key_env"):
+    with pytest.raises(PromptLabError, match=r"endpoints.yaml: endpoint 'gw', line 3: field 'max_concurency': unknown "
+                                             r"field; allowed: base_url, api_key_env"):
         load_endpoints()
     path.write_text("gw:\n  base_url: http://user:pw@localhost:8000/v1\n")
-    with pytest.raises(PromptLabError, match="must not carry credentials"):
+    with pytest.raises(PromptLabError, match="endpoint 'gw', line 2: field 'base_url': must not carry credentials"):
         load_endpoints()
     path.write_text("gw:\n  base_url: localhost:8000\n")
     with pytest.raises(PromptLabError, match="is not an http\\(s\\) URL"):
         load_endpoints()
     path.write_text("gw:\n  base_url: http://localhost:8000\n  timeout_s: soon\n")
-    with pytest.raises(PromptLabError, match="timeout_s must be a number >= 0.1, got 'soon'"):
+    with pytest.raises(PromptLabError, match="endpoint 'gw', line 3: field 'timeout_s': must be a number, got 'soon'"):
+        load_endpoints()
+    path.write_text("ok:\n  base_url: http://localhost:8000\ngw:\n  base_url: http://localhost:8000\n"
+                    "  models: [a]\n  max_concurrency: 0\n")
+    with pytest.raises(PromptLabError, match="endpoint 'gw', line 6: field 'max_concurrency': must be at least 1"):
+        load_endpoints()
+    path.write_text("gw:\n  base_url: http://localhost:8000\n  api_key_env: 7\n")
+    with pytest.raises(PromptLabError, match="endpoint 'gw', line 3: field 'api_key_env': must be text, got 7"):
+        load_endpoints()
+    path.write_text("gw:\n  models: [a]\n")
+    with pytest.raises(PromptLabError, match="endpoint 'gw', line 1: base_url is missing"):
         load_endpoints()
     path.write_text("gw:\n  base_url: http://localhost:8000\n")
     assert load_endpoints()["gw"].base_url == "http://localhost:8000/v1"  # a bare host gets /v1
@@ -264,7 +274,7 @@ def test_endpoints_file_errors_name_the_file_endpoint_and_field(home):
 
 
 def test_remote_models_cannot_be_tuned(home):
-    from prompt_lab.tuning.train import TuneSpec
+    from prompt_lab.tuning.spec import TuneSpec
 
     with pytest.raises(PromptLabError, match="field 'model': 'openai:m@http://x:1/v1' is a remote model; tuning "
                                              "needs local weights"):

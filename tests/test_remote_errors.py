@@ -155,7 +155,7 @@ def test_the_run_log_and_the_cli_never_hold_the_key(echo, home):
 
 def test_answers_and_model_names_a_server_echoes_are_scrubbed(echo, home, monkeypatch):
     """A server that writes the key into the answer or the model name it reports: neither reaches the log."""
-    from prompt_lab.models.openai_compat import OpenAIBackend
+    from prompt_lab.models.remote.client import OpenAIBackend
 
     backend = OpenAIBackend(f"openai:m@{echo.url}")
     response = type("R", (), {"json": lambda self: {"model": f"m-{KEY}", "choices": [

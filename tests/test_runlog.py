@@ -11,7 +11,7 @@ import time
 import pytest
 
 from prompt_lab.errors import PromptLabError
-from prompt_lab.runlog.store import (RUN_STATUSES, _owner_alive, _process_start, finish_run, get_run, list_runs,
+from prompt_lab.runlog.store import (RUN_STATUSES, owner_alive, process_start, finish_run, get_run, list_runs,
                               log_generations, mark_interrupted, open_db, reopen_run, run_generations, run_template,
                               save_template_version, start_run, utc_now)
 
@@ -44,7 +44,7 @@ def test_a_started_run_holds_everything_that_repeats_it(home):
         "models": ["default", "m2"], "strategies": ["zero_shot", "cot"], "params": {"temperature": 0.7, "émoji": "✓"},
         "options": {"k": 3}, "variables": {"review": "très bon"}, "command": "python -m prompt_lab eval x.yaml",
         "error": None, "finished_utc": None, "duration_ms": None}
-    assert run["owner_pid"] == os.getpid() and run["owner_start"] == _process_start(os.getpid()) != ""
+    assert run["owner_pid"] == os.getpid() and run["owner_start"] == process_start(os.getpid()) != ""
     assert UTC.match(run["created_utc"])
     # JSON columns are readable as written (UTF-8, sorted keys) by any SQLite tool
     raw = sqlite3.connect(home / "runs.db").execute("select params_json, variables_json from runs").fetchone()
@@ -90,7 +90,7 @@ def test_reopening_takes_over_a_stopped_run(home):
     reopen_run(db, run_id)
     run = get_run(db, run_id)
     assert (run["status"], run["finished_utc"], run["error"]) == ("running", None, None)
-    assert (run["owner_pid"], run["owner_start"]) == (os.getpid(), _process_start(os.getpid()))
+    assert (run["owner_pid"], run["owner_start"]) == (os.getpid(), process_start(os.getpid()))
     other = start_run(db, kind="eval")
     finish_run(db, other, "failed", "x")
     assert get_run(db, other)["status"] == "failed"  # only the run asked for is taken over
@@ -98,21 +98,21 @@ def test_reopening_takes_over_a_stopped_run(home):
 
 def test_who_owns_a_running_run(home):
     me = os.getpid()
-    assert _owner_alive(me, _process_start(me))
-    assert _owner_alive(me, None) and _owner_alive(me, "")  # no start token recorded: the pid decides
-    assert not _owner_alive(me, "12345")  # the pid was reused by another process
-    assert not _owner_alive(None, None) and not _owner_alive(0, "")
-    assert not _owner_alive(dead_pid(), None)
+    assert owner_alive(me, process_start(me))
+    assert owner_alive(me, None) and owner_alive(me, "")  # no start token recorded: the pid decides
+    assert not owner_alive(me, "12345")  # the pid was reused by another process
+    assert not owner_alive(None, None) and not owner_alive(0, "")
+    assert not owner_alive(dead_pid(), None)
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # ended, not reaped yet
     deadline = time.monotonic() + 10
     while open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert not _owner_alive(zombie.pid, None)
+    assert not owner_alive(zombie.pid, None)
     zombie.wait()
-    assert _process_start(dead_pid()) == ""
+    assert process_start(dead_pid()) == ""
     # the start token is the process's start time in clock ticks (field 22 of /proc/<pid>/stat)
-    assert _process_start(me) == open(f"/proc/{me}/stat").read().split()[21]
+    assert process_start(me) == open(f"/proc/{me}/stat").read().split()[21]
 
 
 def test_a_process_named_like_a_zombie_is_still_alive(tmp_path):
@@ -126,9 +126,9 @@ def test_a_process_named_like_a_zombie_is_still_alive(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         stat = open(f"/proc/{proc.pid}/stat").read()
-        start = _process_start(proc.pid)
+        start = process_start(proc.pid)
         assert start == stat[stat.rindex(")") + 2:].split()[19] and start.isdigit()
-        assert _owner_alive(proc.pid, start) and _owner_alive(proc.pid, None)
+        assert owner_alive(proc.pid, start) and owner_alive(proc.pid, None)
     finally:
         proc.kill()
         proc.wait()
@@ -404,3 +404,16 @@ def test_the_date_filter_counts_in_utc_wherever_the_server_is(home, monkeypatch)
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_asking_whether_an_owner_is_alive_does_not_signal_it():
+    """The liveness probe is signal 0: a live owner (here a sleeping child) is found alive and left running."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.2)
+        assert owner_alive(child.pid, process_start(child.pid))
+        time.sleep(0.2)
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()

@@ -8,7 +8,8 @@ from prompt_lab.settings import get_settings
 VARIABLES = {"PROMPT_LAB_MAX_NEW_TOKENS": ("max_new_tokens_cap", 512), "PROMPT_LAB_MAX_BATCH": ("max_batch_prompts", 64),
              "PROMPT_LAB_MAX_SAMPLES": ("max_samples", 16),
              "PROMPT_LAB_MAX_UPLOAD_BYTES": ("max_upload_bytes", 20 * 1024 * 1024),
-             "PROMPT_LAB_MAX_ROWS": ("max_rows", 20_000), "PROMPT_LAB_MAX_CELL_CHARS": ("max_cell_chars", 20_000)}
+             "PROMPT_LAB_MAX_ROWS": ("max_rows", 20_000), "PROMPT_LAB_MAX_CELL_CHARS": ("max_cell_chars", 20_000),
+             "PROMPT_LAB_PUBLIC_MAX_STEPS": ("public_max_steps", 50)}
 
 
 def test_defaults_and_paths(monkeypatch, tmp_path):
@@ -50,3 +51,19 @@ def test_seconds_are_numbers_and_a_space_is_public(monkeypatch):
     monkeypatch.setenv("SPACE_ID", "")
     monkeypatch.setenv("PROMPT_LAB_RENDER_SECONDS", "")
     assert not get_settings().public_mode and get_settings().render_seconds == 2.0
+
+
+def test_training_on_a_public_space_is_allowed_only_by_exactly_1(monkeypatch):
+    monkeypatch.delenv("PROMPT_LAB_ALLOW_TRAINING", raising=False)
+    assert get_settings().allow_training is False
+    for value, allowed in (("1", True), ("0", False), ("yes", False), ("", False), ("true", False)):
+        monkeypatch.setenv("PROMPT_LAB_ALLOW_TRAINING", value)
+        assert get_settings().allow_training is allowed, value
+
+
+def test_every_setting_has_help():
+    import dataclasses
+
+    from prompt_lab.settings import Settings
+
+    assert all(f.metadata.get("help") for f in dataclasses.fields(Settings))

@@ -11,8 +11,14 @@ from conftest import ROOT
 from prompt_lab.tuning import jobs
 from prompt_lab.errors import ModelLoadError, PromptLabError
 from prompt_lab.models.registry import resolve
-from prompt_lab.runlog.store import open_db
-from prompt_lab.tuning.train import TuneSpec, load_tune_spec
+from prompt_lab.runlog.store import connect, get_run
+from prompt_lab.tuning.spec import TuneSpec, load_tune_spec
+
+
+def read(fn, *args):
+    """fn(db, *args) on a connection that is closed again."""
+    with connect() as db:
+        return fn(db, *args)
 
 
 def tiny_spec(model, **kwargs):
@@ -31,7 +37,7 @@ def test_a_tune_changes_only_adapter_weights_and_reloads_with_plain_peft(home, t
     job_id = jobs.submit(tiny_spec(tiny_model_dir))
     job = jobs.wait(job_id, timeout_s=300)
     assert job["status"] == "completed", job["error"]
-    events = jobs.job_events(open_db(), job_id)
+    events = read(jobs.job_events, job_id)
     assert [e["step"] for e in events if e["loss"] is not None][:3] == [1, 2, 3]
     assert any(e["val_loss"] is not None for e in events)
     adapter = job["adapter_path"]
@@ -55,15 +61,14 @@ def test_a_tune_changes_only_adapter_weights_and_reloads_with_plain_peft(home, t
         assert tokenizer.decode(out[0, ids["input_ids"].shape[1]:]) == check["output"]
     # base vs tuned on the validation split, as one evaluation run with both models
     assert job["eval_run_id"]
-    models = json.loads(open_db().execute("select models_json from runs where id = ?",
-                                          [job["eval_run_id"]]).fetchone()[0])
+    models = read(get_run, job["eval_run_id"])["models"]
     assert models == [str(tiny_model_dir), f"{tiny_model_dir}+{adapter}"]
 
 
 def wait_for_step(job_id: int, step: int, timeout_s: float = 120) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
-        job = jobs.get_job(open_db(), job_id)
+        job = read(jobs.get_job, job_id)
         if (job["step"] or 0) >= step:
             return job
         assert job["status"] in ("queued", "running") and time.monotonic() < deadline, job
@@ -73,20 +78,20 @@ def wait_for_step(job_id: int, step: int, timeout_s: float = 120) -> dict:
 def test_stop_ends_the_job_process_group_within_seconds(home, tiny_model_dir):
     job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=5000, save_steps=1000, eval_steps=1000))
     pid = wait_for_step(job_id, 2)["pid"]
-    assert jobs.latest_job(open_db()) == job_id
+    assert read(jobs.latest_job) == job_id
     start = time.monotonic()
     assert jobs.cancel(job_id) == "cancelled"
     assert time.monotonic() - start < 10
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # no process of the job's group is left
-    job = jobs.get_job(open_db(), job_id)
+    job = read(jobs.get_job, job_id)
     assert job["status"] == "cancelled" and job["eta_s"] is None
     # no checkpoint was written yet: resuming says it starts over, and the chart starts over with it
     assert jobs.resume(job_id) == 0
-    assert jobs.job_events(open_db(), job_id) == []
+    assert read(jobs.job_events, job_id) == []
     jobs.cancel(job_id)
     newer = jobs.submit(tiny_spec(tiny_model_dir), start=False)
-    assert jobs.latest_job(open_db()) == newer  # nothing runs: the newest job is the one to show
+    assert read(jobs.latest_job) == newer  # nothing runs: the newest job is the one to show
 
 
 def test_a_killed_job_resumes_from_its_last_complete_checkpoint(home, tiny_model_dir):
@@ -94,19 +99,19 @@ def test_a_killed_job_resumes_from_its_last_complete_checkpoint(home, tiny_model
     job = wait_for_step(job_id, 12)
     os.killpg(job["pid"], signal.SIGKILL)  # a crash, not a Stop
     time.sleep(0.5)
-    jobs.mark_interrupted_jobs(open_db())
-    assert jobs.get_job(open_db(), job_id)["status"] == "interrupted"
+    read(jobs.mark_interrupted_jobs)
+    assert read(jobs.get_job, job_id)["status"] == "interrupted"
     checkpoints = sorted(int(p.name.split("-")[1]) for p in (home / "jobs" / str(job_id) / "checkpoints").glob(
         "checkpoint-*") if (p / "prompt_lab_complete").exists())
     assert jobs.resume(job_id) == checkpoints[-1]  # the step it says it resumes from
-    logged = [e["step"] for e in jobs.job_events(open_db(), job_id)]
+    logged = [e["step"] for e in read(jobs.job_events, job_id)]
     assert logged and max(logged) <= checkpoints[-1]  # progress past the checkpoint is dropped with it
     job = jobs.wait(job_id, timeout_s=300)
     assert job["status"] == "completed", job["error"]
     assert job["eta_s"] is None  # no ETA left behind once it ended
     metrics = json.loads(job["metrics_json"])
     assert metrics["resumed_from_step"] == checkpoints[-1] and metrics["steps"] == 60
-    steps = [e["step"] for e in jobs.job_events(open_db(), job_id) if e["loss"] is not None]
+    steps = [e["step"] for e in read(jobs.job_events, job_id) if e["loss"] is not None]
     assert checkpoints[-1] + 1 in steps  # training went on from the step after the checkpoint
 
 
@@ -127,7 +132,7 @@ def test_public_space_mode_gates_training(home, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("PROMPT_LAB_ALLOW_TRAINING", "1")
     monkeypatch.setenv("PROMPT_LAB_PUBLIC_MAX_STEPS", "4")
     job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=1000), start=False)
-    spec = json.loads(jobs.get_job(open_db(), job_id)["spec_json"])
+    spec = json.loads(read(jobs.get_job, job_id)["spec_json"])
     assert spec["max_steps"] == 4
 
 
@@ -145,7 +150,7 @@ def test_the_default_model_learns_made_up_codes(home, default_model_dir):
     job_id = jobs.submit(load_tune_spec(ROOT / "experiments/tune_sentiment_codes.yaml"))
     job = jobs.wait(job_id, timeout_s=900)
     assert job["status"] == "completed", job["error"]
-    base, tuned = run_report(open_db(), job["eval_run_id"])["conditions"]
+    base, tuned = read(run_report, job["eval_run_id"])["conditions"]
     assert "+" in tuned["model"] and "+" not in base["model"]
     assert base["accuracy"] <= 0.1 and tuned["accuracy"] >= 0.5
     assert paired_test(base, tuned)["p_value"] < 0.01
@@ -171,10 +176,39 @@ def test_one_job_at_a_time_and_instruction_datasets(home, tiny_model_dir, tmp_pa
     first = jobs.submit(tiny_spec(tiny_model_dir, max_steps=40))
     second = jobs.submit(TuneSpec(dataset=str(data), template=None, model=str(tiny_model_dir), max_steps=4,
                                   batch_size=4, eval_steps=2, save_steps=2, max_seq_len=64))
-    assert jobs.get_job(open_db(), second)["status"] == "queued"  # waits for the first
+    assert read(jobs.get_job, second)["status"] == "queued"  # waits for the first
     assert jobs.wait(first, timeout_s=300)["status"] == "completed"
     job = jobs.wait(second, timeout_s=300)  # started by the first job as it ended
     assert job["status"] == "completed", job["error"]
     meta = json.loads(open(os.path.join(job["adapter_path"], "prompt_lab_adapter.json")).read())
     assert meta["template"] is None and meta["train_items"] + meta["validation_items"] == 12
     assert job["eval_run_id"] is None  # no template: no base-vs-tuned accuracy to compute
+
+
+def test_only_checkpoints_marked_complete_count(tmp_path):
+    from prompt_lab.tuning.checkpoints import COMPLETE_MARKER, last_complete_checkpoint, mark_complete, resume_step
+
+    folder = tmp_path / "checkpoints"
+    assert last_complete_checkpoint(folder) is None and resume_step(folder) == 0
+    for step in (5, 10, 15):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+    mark_complete(folder / "checkpoint-5", 5)
+    mark_complete(folder / "checkpoint-10", 10)  # 15 was being written when the job died
+    mark_complete(folder / "checkpoint-20", 20)  # not there: nothing is written
+    assert (folder / "checkpoint-10" / COMPLETE_MARKER).read_text() == "10"
+    assert not (folder / "checkpoint-20").exists()
+    assert last_complete_checkpoint(folder).name == "checkpoint-10" and resume_step(folder) == 10
+    (folder / "checkpoint-100").mkdir()
+    mark_complete(folder / "checkpoint-100", 100)
+    assert resume_step(folder) == 100  # by number, not by name
+
+
+def test_public_space_caps_steps_from_settings(home, monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/prompt-lab")
+    monkeypatch.setenv("PROMPT_LAB_ALLOW_TRAINING", "1")
+    monkeypatch.setenv("PROMPT_LAB_PUBLIC_MAX_STEPS", "7")
+    for asked, kept in ((-1, 7), (0, 7), (3, 3), (100, 7)):
+        job_id = jobs.submit(TuneSpec(dataset="d.csv", max_steps=asked), start=False)
+        assert json.loads(read(jobs.get_job, job_id)["spec_json"])["max_steps"] == kept
+    with pytest.raises(PromptLabError, match="field 'max_steps': must be a whole number"):
+        jobs.submit(TuneSpec(dataset="d.csv", max_steps="lots"), start=False)

@@ -6,6 +6,7 @@ most the batch in flight; resume() finds the items a run already has and does on
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -17,14 +18,17 @@ from prompt_lab.evaluation.datasets import Item, load_dataset, mapping_for, to_i
 from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.evaluation.experiments import EvalSpec
 from prompt_lab.models import GenerationParams, get_backend, resolve
-from prompt_lab.models.openai_compat import is_remote
+from prompt_lab.models.registry import is_local_spec
 from prompt_lab.models.base import ProgressFn
 from prompt_lab.answers.scoring import extract_for, extract_strict, same_answer
-from prompt_lab.settings import get_settings
-from prompt_lab.runlog.store import (finishing, get_run, log_generations, open_db, reopen_run, run_template, save_template_version,
-                    start_run)
+from prompt_lab.runlog import Database
+from prompt_lab.runlog.store import (connect, finishing, get_run, log_generations, logged_item_indexes, reopen_run,
+                                     run_template, save_template_version, start_run)
+from prompt_lab.settings import Settings, get_settings
 from prompt_lab.prompts.strategies import build_prompts
 from prompt_lab.prompts.templates import Template, get_template
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,7 +60,7 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
     if spec.method == "label_probs" and not (template.choices or all(i.choices for i in items)):
         raise PromptLabError(f"method label_probs needs answer choices: template '{template.name}' has none "
                              "and the dataset has no choices column")
-    remote = [m for m in spec.models if is_remote(m)]
+    remote = [m for m in spec.models if not is_local_spec(m)]
     if spec.method == "label_probs" and remote:
         raise PromptLabError(f"method label_probs scores choices with the model's own forward pass, which a remote "
                              f"model ({remote[0]}) does not offer; use method generate for remote models")
@@ -84,12 +88,20 @@ def _score(plan: Plan, output: str, item: Item) -> dict:
     return row
 
 
-def _pending(db, run_id: int, condition, items: list[Item]) -> list[Item]:
-    strategy, model, k, seed = condition
-    done = {r[0] for r in db.execute(
-        "select distinct item_index from generations where run_id = ? and strategy = ? and model_spec = ? "
-        "and k_shot = ? and seed = ?", [run_id, strategy, model, k, seed]).fetchall()}
+def _pending(db: Database, run_id: int, condition, items: list[Item]) -> list[Item]:
+    done = logged_item_indexes(db, run_id, *condition)
     return [i for i in items if i.index not in done]
+
+
+def capped_batch_size(spec: EvalSpec, settings: Settings | None = None) -> int:
+    """Items per generate call: the spec's batch_size, clamped (with a logged warning) to the server's cap on
+    prompts per call (Settings.max_batch_prompts, PROMPT_LAB_MAX_BATCH). Results do not depend on it."""
+    cap = max(1, (settings or get_settings()).max_batch_prompts)
+    if spec.batch_size > cap:
+        log.warning("batch_size %d is above the cap of %d prompts per call (PROMPT_LAB_MAX_BATCH); clamped to %d",
+                    spec.batch_size, cap, cap)
+        return cap
+    return spec.batch_size
 
 
 def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> list[dict]:
@@ -135,25 +147,22 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
 
 
 def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, cancel) -> int:
-    db = open_db(db_path)
-    try:
-        with finishing(db, run_id):
-            work = [(c, _pending(db, run_id, c, plan.items)) for c in plan.spec.conditions()]
-            total = sum(len(p) for _, p in work) or 1
-            done = 0
-            for condition, pending in work:
-                backend = get_backend(condition[1], progress)
-                for start in range(0, len(pending), plan.spec.batch_size):
-                    if cancel is not None and cancel.is_set():
-                        raise CancelledError("evaluation stopped")
-                    batch = pending[start:start + plan.spec.batch_size]
-                    log_generations(db, run_id, _run_batch(plan, backend, condition, batch, cancel))
-                    done += len(batch)
-                    if progress:
-                        progress(done / total, f"evaluating: {done}/{total} items "
-                                               f"({condition[0]}, {condition[1]}, k={condition[2]})")
-    finally:
-        db.conn.close()
+    with connect(db_path) as db, finishing(db, run_id):
+        size = capped_batch_size(plan.spec)
+        work = [(c, _pending(db, run_id, c, plan.items)) for c in plan.spec.conditions()]
+        total = sum(len(p) for _, p in work) or 1
+        done = 0
+        for condition, pending in work:
+            backend = get_backend(condition[1], progress)
+            for start in range(0, len(pending), size):
+                if cancel is not None and cancel.is_set():
+                    raise CancelledError("evaluation stopped")
+                batch = pending[start:start + size]
+                log_generations(db, run_id, _run_batch(plan, backend, condition, batch, cancel))
+                done += len(batch)
+                if progress:
+                    progress(done / total, f"evaluating: {done}/{total} items "
+                                           f"({condition[0]}, {condition[1]}, k={condition[2]})")
     return run_id
 
 
@@ -161,16 +170,13 @@ def evaluate(spec: EvalSpec, *, db_path: str | Path | None = None, progress: Pro
              cancel: threading.Event | None = None, command: str = "") -> int:
     """Run an evaluation; returns its run id. Every generation is logged with its score."""
     p = plan(spec)
-    db = open_db(db_path)
-    try:
+    with connect(db_path) as db:
         save_template_version(db, p.template.name, p.template.content_hash, p.template.to_yaml())
         run_id = start_run(db, kind="eval", template_name=p.template.name, template_hash=p.template.content_hash,
                            models=spec.models, strategies=spec.strategies, params=spec.to_dict(),
                            options={"dataset": Path(spec.dataset).name, "dataset_hash": p.dataset_hash,
                                     "items": len(p.items), "metric": p.metric, "spec_hash": spec.spec_hash},
                            command=command)
-    finally:
-        db.conn.close()
     return _execute(p, run_id, db_path, progress, cancel)
 
 
@@ -178,8 +184,7 @@ def resume(run_id: int, *, db_path: str | Path | None = None, progress: Progress
            cancel: threading.Event | None = None) -> int:
     """Continue an evaluation that did not complete, with its logged spec and template version; finished
     items are not run again."""
-    db = open_db(db_path)
-    try:
+    with connect(db_path) as db:
         run = get_run(db, int(run_id))
         if run is None or run["kind"] != "eval":
             raise PromptLabError(f"run {run_id} is not an evaluation run in the run log")
@@ -192,6 +197,4 @@ def resume(run_id: int, *, db_path: str | Path | None = None, progress: Progress
             raise PromptLabError(f"{Path(spec.dataset).name} changed since run {run_id} started; resuming would "
                                  "mix two datasets. Start a new evaluation instead.")
         reopen_run(db, int(run_id))
-    finally:
-        db.conn.close()
     return _execute(p, int(run_id), db_path, progress, cancel)

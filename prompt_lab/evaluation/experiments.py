@@ -1,44 +1,55 @@
 """Experiment specs: what an evaluation runs (template, dataset, columns, strategies, models, decoding, sweeps).
 
-Loaded from experiments/*.yaml (paths inside resolve relative to the file) or built by the UI.
+Loaded from experiments/*.yaml (paths inside resolve relative to the file) or built by the UI. Every field is
+declared once with its type, default, help and allowed values; validate() checks each of them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prompt_lab.errors import PromptLabError
 from prompt_lab.prompts.strategies import STRATEGIES
-from prompt_lab.yamlfiles import load_spec_file
+from prompt_lab.specs import check_fields, failer, spec_field
+from prompt_lab.yamlfiles import load_spec_lines
 
 METHODS = ("generate", "label_probs")
 METRICS = ("accuracy", "bleu", "rouge", "contains", "regex")  # contains/regex: the target column holds the text/pattern
+MAX_BATCH_SIZE = 64
 
 
 class ExperimentError(PromptLabError):
-    """An experiment file or spec that cannot be used; the message names the file and field."""
+    """An experiment file or spec that cannot be used; the message names the file, the line and the field."""
 
 
 @dataclass
 class EvalSpec:
-    template: str
-    dataset: str
-    name: str = "evaluation"
-    columns: dict | None = None  # {variables: {var: column}, target: column, choices: column}
-    strategies: list[str] = field(default_factory=lambda: ["zero_shot"])
-    models: list[str] = field(default_factory=lambda: ["default"])
-    method: str = "generate"  # or label_probs: score each answer choice instead of generating
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_new_tokens: int = 48
-    samples: int = 1  # > 1 with temperature > 0: self-consistency
-    seeds: list[int] = field(default_factory=lambda: [0])
-    k_shot: list[int] = field(default_factory=lambda: [3])  # a list sweeps k for the few-shot strategies
-    limit: int | None = None  # first N items only
-    batch_size: int = 8
-    metric: str | None = None  # default from the template's answer type
+    template: str = spec_field(help="Template name, or a .yaml path (relative to the experiment file).")
+    dataset: str = spec_field(help="A .csv or .jsonl path (relative to the experiment file).")
+    name: str = spec_field("evaluation", help="Run name; an experiment file's default is its file name.")
+    columns: dict | None = spec_field(None, help="{variables: {var: column}, target: column, choices: column}; "
+                                                 "empty: guessed from the column names.")
+    strategies: list[str] = spec_field(default_factory=lambda: ["zero_shot"], choices=STRATEGIES,
+                                       help="Prompting strategies to compare.")
+    models: list[str] = spec_field(default_factory=lambda: ["default"], help="Model specs to run, e.g. [default].")
+    method: str = spec_field("generate", choices=METHODS,
+                             help="generate an answer, or label_probs: score each answer choice instead.")
+    temperature: float = spec_field(0.0, min=0, max=2, help="Sampling temperature; 0 is greedy decoding.")
+    top_p: float = spec_field(1.0, above=0, max=1, help="Nucleus sampling: keep the top tokens up to this mass.")
+    max_new_tokens: int = spec_field(48, min=1, help="Most tokens generated per answer (the server caps it).")
+    samples: int = spec_field(1, min=1, max=32, help="Samples per item; > 1 with temperature > 0 is "
+                                                     "self-consistency (majority vote).")
+    seeds: list[int] = spec_field(default_factory=lambda: [0], min=0, help="Seeds; each one is a condition.")
+    k_shot: list[int] = spec_field(default_factory=lambda: [3], min=1,
+                                   help="Examples in the few-shot strategies; a list sweeps k.")
+    limit: int | None = spec_field(None, min=0, help="Run the first N items only; empty or 0: all of them.")
+    batch_size: int = spec_field(8, min=1, max=MAX_BATCH_SIZE,
+                                 help="Items per generate call (capped by the server's PROMPT_LAB_MAX_BATCH).")
+    metric: str | None = spec_field(None, choices=METRICS,
+                                    help="Score: accuracy, bleu, rouge, contains or regex; empty: from the "
+                                         "template's answer type.")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,38 +68,31 @@ class EvalSpec:
                         out.append((strategy, model, int(k), int(seed)))
         return out
 
-    def validate(self, source: str = "experiment") -> "EvalSpec":
-        def fail(key, problem):
-            raise ExperimentError(f"{source}: field '{key}': {problem}")
-
+    def validate(self, source: str = "experiment", lines: dict[str, int] | None = None) -> "EvalSpec":
+        """Check every field; the error names the source, the field's line (when known) and the field."""
+        fail = failer(source, lines, ExperimentError)
         if not self.template:
             fail("template", "is required (a template name or .yaml path)")
         if not self.dataset:
             fail("dataset", "is required (a .csv or .jsonl path)")
-        bad = [s for s in self.strategies if s not in STRATEGIES]
-        if bad or not self.strategies:
-            fail("strategies", f"'{bad[0] if bad else ''}' is not one of: {', '.join(STRATEGIES)}")
-        if self.method not in METHODS:
-            fail("method", f"'{self.method}' is not one of: {', '.join(METHODS)}")
-        if self.metric is not None and self.metric not in METRICS:
-            fail("metric", f"'{self.metric}' is not one of: {', '.join(METRICS)}")
-        if not self.models:
+        if self.strategies == []:
+            fail("strategies", f"'' is not one of: {', '.join(STRATEGIES)}")
+        if self.models == []:
             fail("models", "list at least one model spec, e.g. [default]")
-        if self.samples < 1 or self.samples > 32:
-            fail("samples", "must be between 1 and 32")
+        check_fields(self, fail)
+        if not all(self.models):
+            fail("models", "a model spec is empty; list model specs, e.g. [default]")
         if self.samples > 1 and self.temperature <= 0:
             fail("samples", "several samples need temperature > 0 (greedy samples are all the same)")
-        if any(k < 1 for k in self.k_shot):
-            fail("k_shot", "values must be 1 or more")
-        if self.batch_size < 1 or self.batch_size > 64:
-            fail("batch_size", "must be between 1 and 64")
         return self
 
 
 def load_spec(path: str | Path) -> EvalSpec:
     """Read an experiment YAML; relative template and dataset paths resolve against the file's folder."""
     path = Path(path)
-    data = load_spec_file(path, "experiment file", EvalSpec.__dataclass_fields__, ExperimentError)
+    data, lines = load_spec_lines(path, "experiment file", EvalSpec.__dataclass_fields__, ExperimentError)
+    for key in ("template", "dataset"):  # missing: validate() says it is required, like an empty value
+        data.setdefault(key, "")
     for key in ("strategies", "models", "seeds", "k_shot"):
         if key in data and not isinstance(data[key], list):
             data[key] = [data[key]]
@@ -96,6 +100,7 @@ def load_spec(path: str | Path) -> EvalSpec:
         spec = EvalSpec(**data)
     except TypeError as exc:
         raise ExperimentError(f"{path}: {exc}") from None
+    spec.validate(str(path), lines)  # before the paths are joined: a wrong type is reported, not a crash
     base = path.resolve().parent
     dataset = Path(spec.dataset)
     if not dataset.is_absolute():
@@ -105,4 +110,4 @@ def load_spec(path: str | Path) -> EvalSpec:
         spec.template = str((base / template).resolve())
     if spec.name == "evaluation":
         spec.name = path.stem
-    return spec.validate(str(path))
+    return spec

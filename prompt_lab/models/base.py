@@ -2,22 +2,32 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Iterator, Protocol
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Iterator, Protocol, runtime_checkable
 
+from prompt_lab.errors import PromptLabError
 from prompt_lab.settings import Settings
+from prompt_lab.specs import check_fields, failer, spec_field
 
 ProgressFn = Callable[[float, str], None]  # (fraction 0..1, message)
 
 
 @dataclass
 class GenerationParams:
-    temperature: float = 0.0  # 0 means greedy decoding
-    top_p: float = 1.0
-    max_new_tokens: int = 128
-    stop: list[str] = field(default_factory=list)
-    seed: int = 0
-    n: int = 1  # samples per prompt
+    """Decoding settings of one call. Out-of-range values from a UI are clamped (clamped()); values of the wrong
+    type are reported by validate()."""
+
+    temperature: float = spec_field(0.0, help="Sampling temperature, 0 or more; 0 means greedy decoding.")
+    top_p: float = spec_field(1.0, help="Nucleus sampling, in (0, 1]: keep the top tokens up to this mass.")
+    max_new_tokens: int = spec_field(128, help="Most tokens generated per answer (capped server-side).")
+    stop: list[str] = spec_field(default_factory=list, help="Strings that end an answer (cut before them).")
+    seed: int = spec_field(0, help="Random seed for sampling; equal seeds give equal samples.")
+    n: int = spec_field(1, help="Samples per prompt (capped server-side).")
+
+    def validate(self, source: str = "generation params") -> "GenerationParams":
+        """Raise PromptLabError naming the first field whose value has the wrong type; returns self."""
+        check_fields(self, failer(source, None, PromptLabError))
+        return self
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +89,25 @@ class StreamEvent:
     generation: Generation | None = None  # set on the last event
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved spec, before anything is loaded: what the user wrote and where its weights or server are."""
+
+    spec: str  # what the user wrote
+    kind: str  # folder | gguf | hub | openai | a third-party backend's name
+    location: str  # folder path, .gguf path, Hub id, server address
+    adapter: str | None = None  # a PEFT adapter folder applied on top (`<base>+<adapter dir>`)
+
+
+@runtime_checkable
 class Backend(Protocol):
+    """What a model backend can do. Callers ask it (or the registry, by spec) instead of checking its class."""
+
     spec: str
-    revision: str
-    device: str
+    revision: str  # what exactly answered: file hash, Hub commit, served model @ server
+    device: str  # cpu | cuda | remote | ...
+    is_local: bool  # weights in this process (False: a server answers)
+    can_tune: bool  # local weights a LoRA / prompt-tuning job can train
 
     def format_prompt(self, prompt) -> str: ...  # the exact input logged and shown (text, or JSON messages)
 
@@ -94,3 +119,8 @@ class Backend(Protocol):
 
     def stream(self, text: str, params: GenerationParams, *,
                cancel: threading.Event | None = None) -> Iterator[StreamEvent]: ...
+
+    def score_choices(self, texts: list[str], choices: list[list[str]], *,
+                      cancel: threading.Event | None = None) -> list[list[float]]: ...
+    # log-likelihood of each choice after each prompt (label probabilities); backends that cannot score raise
+    # ModelLoadError saying to use method 'generate'

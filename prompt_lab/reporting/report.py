@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-import sqlite_utils
-
 from prompt_lab.answers import metrics
 
 from prompt_lab.evaluation import stats
 from prompt_lab.errors import PromptLabError
 from prompt_lab.answers.scoring import normalize_label
+from prompt_lab.runlog.queries import eval_generations, extraction_rows
+from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import get_run, run_template
 
 CONDITION_COLUMNS = ("strategy", "model_spec", "k_shot", "seed")
@@ -20,13 +20,6 @@ CONDITION_COLUMNS = ("strategy", "model_spec", "k_shot", "seed")
 def condition_label(strategy: str, model: str, k: int, seed: int, show_seed: bool = False) -> str:
     label = f"{strategy}{f' k={k}' if k else ''} · {model}"
     return label + (f" · seed {seed}" if show_seed else "")
-
-
-def _rows(db, run_id: int) -> list[dict]:
-    return list(db.query(
-        "select strategy, model_spec, k_shot, seed, item_index, sample_index, answer, strict_answer, target, "
-        "correct, correct_strict, score, completion_tokens, latency_ms, label_probs_json "
-        "from generations where run_id = ? order by item_index, sample_index", [run_id]))
 
 
 def _calibration(confidences: list[float], correct: list[int], bins: int = 10) -> list[dict]:
@@ -113,7 +106,7 @@ def _summarize(rows: list[dict], metric: str, choices: list[str] | None) -> dict
     return out
 
 
-def run_report(db: sqlite_utils.Database, run_id: int) -> dict:
+def run_report(db: Database, run_id: int) -> dict:
     """Everything the Evaluate view and `eval` print for one evaluation run."""
     run = get_run(db, int(run_id))
     if run is None or run["kind"] != "eval":
@@ -121,7 +114,7 @@ def run_report(db: sqlite_utils.Database, run_id: int) -> dict:
     metric = run["options"].get("metric", "accuracy")
     choices = run_template(db, run).choices
     grouped: dict[tuple, list[dict]] = defaultdict(list)
-    for row in _rows(db, run["id"]):
+    for row in eval_generations(db, run["id"]):
         grouped[tuple(row[c] for c in CONDITION_COLUMNS)].append(row)
     seeds = {key[3] for key in grouped}
     conditions = []
@@ -154,15 +147,13 @@ def paired_test(a: dict, b: dict) -> dict:
     return test
 
 
-def extraction_view(db: sqlite_utils.Database, run_id: int, label: str, limit: int = 200) -> list[dict]:
+def extraction_view(db: Database, run_id: int, label: str, limit: int = 200) -> list[dict]:
     """Per item of one condition: the output with the matched span, strict and flexible answers, gold."""
     from prompt_lab.answers.scoring import extract_for
 
     run = get_run(db, int(run_id))
     template = run_template(db, run)
-    rows = db.query("select strategy, model_spec, k_shot, seed, item_index, sample_index, output, answer, "
-                    "strict_answer, target, correct from generations where run_id = ? order by item_index, "
-                    "sample_index limit ?", [int(run_id), int(limit) * 40])
+    rows = extraction_rows(db, int(run_id), int(limit) * 40)
     out = []
     for row in rows:
         if condition_label(row["strategy"], row["model_spec"], row["k_shot"], row["seed"]) != label.split(" · seed")[0]:

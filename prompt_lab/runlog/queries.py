@@ -14,6 +14,8 @@ import sqlite_utils
 
 from prompt_lab.models.naming import short_model
 
+# Every other package reads the log through these functions (and store.py's); only runlog/ speaks SQL.
+
 PERIODS = {"any time": None, "last hour": timedelta(hours=1), "last 24 hours": timedelta(days=1),
            "last 7 days": timedelta(days=7), "last 30 days": timedelta(days=30)}
 
@@ -151,3 +153,31 @@ def export_csv(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200_0
         writer.writerow(row)
         count += 1
     return out.getvalue(), count
+
+
+EVAL_ROW_COLUMNS = ("strategy, model_spec, k_shot, seed, item_index, sample_index, answer, strict_answer, target, "
+                    "correct, correct_strict, score, completion_tokens, latency_ms, label_probs_json")
+
+
+def eval_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:
+    """An evaluation run's scored generations, by item then sample (what a report is computed from)."""
+    return list(db.query(f"select {EVAL_ROW_COLUMNS} from generations where run_id = ? "
+                         "order by item_index, sample_index", [int(run_id)]))
+
+
+def extraction_rows(db: sqlite_utils.Database, run_id: int, limit: int) -> list[dict]:
+    """Outputs with their strict and flexible answers, gold and verdict, by item then sample (at most `limit`)."""
+    return list(db.query("select strategy, model_spec, k_shot, seed, item_index, sample_index, output, answer, "
+                         "strict_answer, target, correct from generations where run_id = ? order by item_index, "
+                         "sample_index limit ?", [int(run_id), int(limit)]))
+
+
+def adapter_jobs(db: sqlite_utils.Database, limit: int = 20) -> list[dict]:
+    """The newest tuning jobs that left an adapter (spec_json, adapter_path), for the model pickers."""
+    return list(db.query("select spec_json, adapter_path from jobs where adapter_path is not null "
+                         "order by id desc limit ?", [int(limit)]))
+
+
+def finished_job_count(db: sqlite_utils.Database) -> int:
+    """How many tuning jobs have left an adapter (its change means a new tuned model to offer)."""
+    return db.execute("select count(*) from jobs where adapter_path is not null").fetchone()[0]

@@ -2,7 +2,7 @@
 
 A run row is written as `running` before its work starts, with the pid and start time of the process
 that owns it; a later process that finds a `running` row whose owner is gone marks it `interrupted`.
-Open a connection per thread or operation with open_db(); it is cheap.
+Open a connection per thread or operation with `with connect() as db:`; it is cheap, and closed when the block ends.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import sqlite_utils
 from sqlite_utils import Migrations
@@ -85,7 +86,7 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _process_start(pid: int) -> str:
+def process_start(pid: int) -> str:
     """A token that differs between two processes that reuse one pid (Linux: start time in ticks)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -94,7 +95,8 @@ def _process_start(pid: int) -> str:
         return ""
 
 
-def _owner_alive(pid: int | None, start: str | None) -> bool:
+def owner_alive(pid: int | None, start: str | None) -> bool:
+    """Whether the process that wrote (pid, start) still runs: not gone, not a zombie, not a reused pid."""
     if not pid:
         return False
     try:
@@ -108,7 +110,7 @@ def _owner_alive(pid: int | None, start: str | None) -> bool:
             return False
     except (OSError, IndexError):
         pass
-    return not start or _process_start(pid) == start
+    return not start or process_start(pid) == start
 
 
 _prepared: set[str] = set()
@@ -121,24 +123,38 @@ def open_db(path: str | Path | None = None) -> sqlite_utils.Database:
     path = Path(path) if path is not None else get_settings().db_path
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    db = sqlite_utils.Database(conn)
-    key = str(path.resolve())
-    with _prepared_lock:
-        if key not in _prepared:
-            migrations.apply(db)
-            mark_interrupted(db)
-            _prepared.add(key)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        db = sqlite_utils.Database(conn)
+        key = str(path.resolve())
+        with _prepared_lock:
+            if key not in _prepared:
+                migrations.apply(db)
+                mark_interrupted(db)
+                _prepared.add(key)
+    except BaseException:  # a failed pragma or migration leaves no connection open
+        conn.close()
+        raise
     return db
+
+
+@contextmanager
+def connect(path: str | Path | None = None) -> Iterator[sqlite_utils.Database]:
+    """`with connect() as db:` a connection to the run log that is closed when the block ends, even on error."""
+    db = open_db(path)
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def mark_interrupted(db: sqlite_utils.Database) -> int:
     """Mark `running` runs whose owner process is gone as `interrupted`; returns how many."""
     stale = [row["id"] for row in db.query("select id, owner_pid, owner_start from runs where status = 'running'")
-             if not _owner_alive(row["owner_pid"], row["owner_start"])]
+             if not owner_alive(row["owner_pid"], row["owner_start"])]
     if stale:
         with db.conn:
             db.conn.executemany(
@@ -170,7 +186,7 @@ def start_run(db: sqlite_utils.Database, *, kind: str, template_name: str = "", 
             "values (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (kind, utc_now(), template_name, template_hash, _dumps(list(models)), _dumps(list(strategies)),
              _dumps(params or {}), _dumps(options or {}), _dumps(variables or {}), command, pid,
-             _process_start(pid)))
+             process_start(pid)))
         return cursor.lastrowid
 
 
@@ -190,7 +206,7 @@ def reopen_run(db: sqlite_utils.Database, run_id: int) -> None:
     pid = os.getpid()
     with db.conn:
         db.conn.execute("update runs set status = 'running', finished_utc = null, error = null, owner_pid = ?, "
-                        "owner_start = ? where id = ?", (pid, _process_start(pid), run_id))
+                        "owner_start = ? where id = ?", (pid, process_start(pid), run_id))
 
 
 @contextmanager
@@ -228,6 +244,14 @@ def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) ->
                 f"values ({', '.join('?' * (len(GENERATION_FIELDS) + 2))})", values)
             ids.append(cursor.lastrowid)
     return ids
+
+
+def logged_item_indexes(db: sqlite_utils.Database, run_id: int, strategy: str, model: str, k: int,
+                        seed: int) -> set[int]:
+    """The dataset items an evaluation run already logged for one condition (what resume skips)."""
+    return {r[0] for r in db.execute(
+        "select distinct item_index from generations where run_id = ? and strategy = ? and model_spec = ? "
+        "and k_shot = ? and seed = ?", [run_id, strategy, model, k, seed]).fetchall()}
 
 
 def run_template(db: sqlite_utils.Database, run: dict):

@@ -1,9 +1,9 @@
-"""Background training jobs: one process per job, one running at a time, state in SQLite.
+"""Background training jobs: one process per job, one running at a time, state in the run log.
 
 A job row is `queued` until started; the starter spawns `python -m prompt_lab.tuning.jobs <id>` in its own
 process group (so Stop can end it and any children at once) and records its pid. The job writes its
-progress to SQLite, and when it ends it starts the next queued job. A `running` job whose process is
-gone is marked `interrupted` by the next process that looks.
+progress to the run log, and when it ends it starts the next queued job. A `running` job whose process is
+gone is marked `interrupted` by the next process that looks. The tables themselves: prompt_lab.runlog.jobs.
 """
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ import time
 from pathlib import Path
 
 from prompt_lab.errors import PromptLabError
+from prompt_lab.runlog import jobs as table
+from prompt_lab.runlog.jobs import JOB_STATUSES, get_job, job_events, latest_job, list_jobs  # noqa: F401 - the API
+from prompt_lab.runlog.store import connect
 from prompt_lab.settings import get_settings
-from prompt_lab.runlog.store import _owner_alive, _process_start, open_db, utc_now
+from prompt_lab.tuning.checkpoints import resume_step
+from prompt_lab.tuning.spec import TuneSpec
 
 _children: dict[int, subprocess.Popen] = {}  # jobs this process started, reaped when they end
 
@@ -26,9 +30,6 @@ def _reap() -> None:
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
             _children.pop(pid, None)
-
-
-JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 
 
 def jobs_dir() -> Path:
@@ -40,32 +41,24 @@ def adapters_dir() -> Path:
 
 
 def mark_interrupted_jobs(db) -> None:
-    """Mark `running` jobs whose process is gone as `interrupted`."""
+    """Mark `running` jobs whose process is gone as `interrupted` (our own ended children are reaped first)."""
     _reap()
-    stale = [r["id"] for r in db.query("select id, pid, owner_start from jobs where status = 'running'")
-             if not _owner_alive(r["pid"], r["owner_start"])]
-    with db.conn:
-        for job_id in stale:
-            db.conn.execute("update jobs set status = 'interrupted', finished_utc = ?, error = ?, eta_s = null "
-                            "where id = ? and status = 'running'", (utc_now(), "the job's process ended before it "
-                                                                    "finished", job_id))
+    table.mark_interrupted_jobs(db)
 
 
-def submit(spec, kind: str = "tune", start: bool = True) -> int:
+def submit(spec: TuneSpec, kind: str = "tune", start: bool = True) -> int:
     """Queue a job (its spec is validated first); starts it at once when nothing else is running."""
-    if get_settings().public_mode:
-        if os.environ.get("PROMPT_LAB_ALLOW_TRAINING") != "1":
+    settings = get_settings()
+    if settings.public_mode:
+        if not settings.allow_training:
             raise PromptLabError("training is switched off on this public Space (set PROMPT_LAB_ALLOW_TRAINING=1 "
                                  "to allow short tunes)")
-        cap = int(os.environ.get("PROMPT_LAB_PUBLIC_MAX_STEPS", "50"))
+        spec.validate()  # before the cap compares max_steps
+        cap = settings.public_max_steps
         spec.max_steps = cap if spec.max_steps <= 0 else min(spec.max_steps, cap)
     spec.validate()
-    db = open_db()
-    with db.conn:
-        job_id = db.conn.execute("insert into jobs (kind, name, status, spec_json, created_utc, step) values "
-                                 "(?, ?, 'queued', ?, ?, 0)", (kind, spec.name, json.dumps(spec.to_dict()),
-                                                               utc_now())).lastrowid
-    db.conn.close()
+    with connect() as db:
+        job_id = table.insert_job(db, kind, spec.name, spec.to_dict())
     if start:
         start_next()
     return job_id
@@ -74,58 +67,34 @@ def submit(spec, kind: str = "tune", start: bool = True) -> int:
 def start_next() -> int | None:
     """Start the oldest queued job if none is running; returns its id."""
     _reap()
-    db = open_db()
-    try:
+    with connect() as db:
         mark_interrupted_jobs(db)
-        with db.conn:  # one transaction: two starters cannot both pick a job
-            db.conn.execute("begin immediate")
-            if db.conn.execute("select 1 from jobs where status = 'running'").fetchone():
-                return None
-            row = db.conn.execute("select id, resume from jobs where status = 'queued' order by id limit 1").fetchone()
-            if row is None:
-                return None
-            job_id = row[0]
-            proc = _spawn(job_id)
-            db.conn.execute("update jobs set status = 'running', started_utc = ?, pid = ?, owner_start = ?, "
-                            "error = null where id = ?", (utc_now(), proc.pid, _process_start(proc.pid), job_id))
-        return job_id
-    finally:
-        db.conn.close()
+        return table.claim_next_job(db, lambda job_id: _spawn(job_id).pid)
 
 
 def _spawn(job_id: int) -> subprocess.Popen:
     folder = jobs_dir() / str(job_id)
     folder.mkdir(parents=True, exist_ok=True)
-    log = open(folder / "job.log", "ab")
     root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "prompt_lab.tuning.jobs", str(job_id)], stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-                            cwd=root)
+    # `python -m` run in the project folder puts that folder first on sys.path; the environment is inherited
+    with open(folder / "job.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "prompt_lab.tuning.jobs", str(job_id)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=root)
     _children[proc.pid] = proc
     return proc
 
 
 def cancel(job_id: int, grace_s: float = 5.0) -> str:
     """Stop a job: a queued one never starts; a running one's process group gets SIGTERM, then SIGKILL."""
-    db = open_db()
-    try:
-        row = db.execute("select status, pid from jobs where id = ?", [job_id]).fetchone()
-        if row is None:
-            raise PromptLabError(f"there is no job {job_id}")
-        status, pid = row
-        if status in ("queued", "interrupted"):
-            with db.conn:
-                db.conn.execute("update jobs set status = 'cancelled', finished_utc = ? where id = ?",
-                                (utc_now(), job_id))
-            return "cancelled"
-        if status != "running":
-            return status
-        with db.conn:
-            db.conn.execute("update jobs set status = 'cancelled', finished_utc = ?, error = 'stopped by the user', "
-                            "eta_s = null where id = ?", (utc_now(), job_id))
-    finally:
-        db.conn.close()
+    with connect() as db:
+        status, pid = table.cancel_job(db, job_id)
+    if status is None:
+        raise PromptLabError(f"there is no job {job_id}")
+    if status in ("queued", "interrupted"):
+        return "cancelled"
+    if status != "running":
+        return status
     _end_group(pid, grace_s)
     start_next()
     return "cancelled"
@@ -153,19 +122,14 @@ def _end_group(pid: int, grace_s: float) -> None:
             time.sleep(0.05)
 
 
-COMPLETE_MARKER = "prompt_lab_complete"
-
-
-def last_complete_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint that Trainer finished writing (marked after its on_save event)."""
-    done = [p for p in folder.glob("checkpoint-*") if (p / COMPLETE_MARKER).exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+def job_folder(job_id: int) -> Path:
+    """Where a job keeps its log, checkpoints, validation split and adapter."""
+    return jobs_dir() / str(job_id)
 
 
 def checkpoint_step(job_id: int) -> int:
     """The step a resumed job continues from: its last complete checkpoint's, or 0 when it has none."""
-    checkpoint = last_complete_checkpoint(jobs_dir() / str(job_id) / "checkpoints")
-    return int(checkpoint.name.split("-")[1]) if checkpoint else 0
+    return resume_step(job_folder(job_id) / "checkpoints")
 
 
 def resume(job_id: int) -> int:
@@ -174,27 +138,17 @@ def resume(job_id: int) -> int:
     Returns that checkpoint's step (0: there is none yet, so training starts over). Progress logged after the
     checkpoint is dropped, so the loss chart continues from where training really resumes.
     """
-    db = open_db()
-    try:
-        row = db.execute("select status from jobs where id = ?", [job_id]).fetchone()
-        if row is None:
+    with connect() as db:
+        job = get_job(db, job_id)
+        if job is None:
             raise PromptLabError(f"there is no job {job_id}")
-        if row[0] not in ("interrupted", "cancelled", "failed"):
-            raise PromptLabError(f"job {job_id} is {row[0]}; only an interrupted, cancelled or failed job resumes")
+        if job["status"] not in ("interrupted", "cancelled", "failed"):
+            raise PromptLabError(f"job {job_id} is {job['status']}; only an interrupted, cancelled or failed job "
+                                 "resumes")
         step = checkpoint_step(job_id)
-        with db.conn:
-            db.conn.execute("delete from job_events where job_id = ? and step > ?", [job_id, step])
-            db.conn.execute("update jobs set status = 'queued', resume = 1, finished_utc = null, error = null, "
-                            "step = ?, eta_s = null where id = ?", [step, job_id])
-    finally:
-        db.conn.close()
+        table.requeue_job(db, job_id, step)
     start_next()
     return step
-
-
-def get_job(db, job_id: int) -> dict | None:
-    rows = list(db.query("select * from jobs where id = ?", [job_id]))
-    return rows[0] if rows else None
 
 
 def tuned_spec(job: dict) -> str:
@@ -202,33 +156,14 @@ def tuned_spec(job: dict) -> str:
     return f"{json.loads(job['spec_json'])['model']}+{job['adapter_path']}"
 
 
-def latest_job(db) -> int | None:
-    """The job a returning visitor wants to see: the running one, else the newest."""
-    row = db.execute("select id from jobs order by status = 'running' desc, id desc limit 1").fetchone()
-    return row[0] if row else None
-
-
-def list_jobs(db, limit: int = 50) -> list[dict]:
-    return list(db.query("select id, name, status, step, max_steps, loss, val_loss, eta_s, created_utc, "
-                         "adapter_path, eval_run_id from jobs order by id desc limit ?", [limit]))
-
-
-def job_events(db, job_id: int) -> list[dict]:
-    return list(db.query("select step, loss, val_loss, learning_rate from job_events where job_id = ? "
-                         "order by id", [job_id]))
-
-
 def wait(job_id: int, on_update=None, poll_s: float = 0.5, timeout_s: float | None = None) -> dict:
     """Block until a job ends (for the CLI and tests); on_update(job_row) after each poll."""
     start = time.monotonic()
     while True:
         _reap()
-        db = open_db()
-        try:
+        with connect() as db:
             mark_interrupted_jobs(db)
             job = get_job(db, job_id)
-        finally:
-            db.conn.close()
         if on_update:
             on_update(job)
         if job["status"] not in ("queued", "running"):
@@ -238,7 +173,32 @@ def wait(job_id: int, on_update=None, poll_s: float = 0.5, timeout_s: float | No
         time.sleep(poll_s)
 
 
-if __name__ == "__main__":
-    from prompt_lab.tuning.train import run_job
+def run_job(job_id: int) -> None:
+    """The job's own process (python -m prompt_lab.tuning.jobs ID): train, evaluate base vs tuned, record how
+    it ended, start the next queued job."""
+    from prompt_lab.tuning.train import base_vs_tuned, train
 
+    with connect() as db:
+        spec_dict, resuming = table.own_job(db, job_id)
+    spec = TuneSpec(**spec_dict)
+    folder = job_folder(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    status, error, meta, eval_run = "completed", None, {}, None
+    try:
+        meta = train(job_id, spec, folder, resuming)
+        eval_run = base_vs_tuned(job_id, spec, folder)
+    except Exception as exc:  # recorded for the user; the traceback is in the job log
+        import traceback
+
+        traceback.print_exc()
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    with connect() as db:
+        table.finish_job(db, job_id, status, error=error,
+                         adapter_path=str(folder / "adapter") if status == "completed" else None,
+                         eval_run_id=eval_run, metrics=meta.get("metrics", {}))
+    start_next()
+    sys.exit(0 if status == "completed" else 1)
+
+
+if __name__ == "__main__":
     run_job(int(sys.argv[1]))

@@ -1,4 +1,4 @@
-"""Short LoRA / prompt-tuning runs: the job body, run in its own process by jobs.py.
+"""Short LoRA / prompt-tuning runs: the training itself, run in the job's own process (see jobs.py).
 
 A template + dataset become prompt/completion pairs through the same strategy code as prompting;
 transformers' Trainer does the loop, with the loss on completion tokens only. Progress goes to SQLite
@@ -10,84 +10,12 @@ import hashlib
 import json
 import os
 import random
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from prompt_lab.errors import PromptLabError
-from prompt_lab.tuning.jobs import COMPLETE_MARKER, last_complete_checkpoint
-from prompt_lab.models.openai_compat import is_remote
-from prompt_lab.yamlfiles import load_spec_file
-
-METHODS = ("lora", "prompt_tuning")
-
-
-class TuneError(PromptLabError):
-    """A tune spec or dataset that cannot be used; the message names the field."""
-
-
-@dataclass
-class TuneSpec:
-    dataset: str
-    template: str | None = None  # None: an instruction dataset with instruction / input / output columns
-    name: str = "tune"
-    columns: dict | None = None
-    strategy: str = "zero_shot"
-    model: str = "default"
-    method: str = "lora"
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] | str = field(default_factory=lambda: ["q_proj", "v_proj"])  # or "all-linear"
-    num_virtual_tokens: int = 16  # prompt tuning
-    learning_rate: float = 2e-3
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 8
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_seq_len: int = 256
-    seed: int = 0
-    val_fraction: float = 0.2
-    eval_steps: int = 10
-    save_steps: int = 10
-    early_stopping_patience: int = 0  # 0 = off
-    limit: int | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self, source: str = "tune spec") -> "TuneSpec":
-        def fail(key, problem):
-            raise TuneError(f"{source}: field '{key}': {problem}")
-
-        if self.method not in METHODS:
-            fail("method", f"'{self.method}' is not one of: {', '.join(METHODS)}")
-        if is_remote(self.model):
-            fail("model", f"'{self.model}' is a remote model; tuning needs local weights (default, a folder, a "
-                          ".gguf or a Hub id)")
-        if not 0 < self.val_fraction < 1:
-            fail("val_fraction", "must be between 0 and 1")
-        for key in ("r", "alpha", "batch_size", "grad_accum", "max_seq_len", "eval_steps", "save_steps"):
-            if getattr(self, key) < 1:
-                fail(key, "must be 1 or more")
-        if self.learning_rate <= 0:
-            fail("learning_rate", "must be above 0")
-        return self
-
-
-def load_tune_spec(path: str | Path) -> TuneSpec:
-    path = Path(path)
-    spec = TuneSpec(**load_spec_file(path, "tune file", TuneSpec.__dataclass_fields__, TuneError))
-    base = path.resolve().parent
-    if not Path(spec.dataset).is_absolute():
-        spec.dataset = str((base / spec.dataset).resolve())
-    if spec.name == "tune":
-        spec.name = path.stem
-    return spec.validate(str(path))
-
+from prompt_lab.tuning.checkpoints import checkpoint_number, last_complete_checkpoint, mark_complete
+from prompt_lab.tuning.spec import TuneError, TuneSpec
 
 # ------------------------------------------------------------------ data
 
@@ -199,7 +127,8 @@ def file_hash(path: Path) -> str:
 def _progress_callback(job_id: int, started: float):
     from transformers import TrainerCallback
 
-    from prompt_lab.runlog.store import open_db, utc_now
+    from prompt_lab.runlog.jobs import log_progress
+    from prompt_lab.runlog.store import connect
 
     class SQLiteProgress(TrainerCallback):
         """Writes step, loss, validation loss, learning rate, throughput and ETA as they happen."""
@@ -219,26 +148,14 @@ def _progress_callback(job_id: int, started: float):
             rate = done / elapsed if elapsed > 0 else 0.0
             eta = (state.max_steps - state.global_step) / rate if rate > 0 else None
             samples = rate * args.per_device_train_batch_size * args.gradient_accumulation_steps
-            db = open_db()
-            try:
-                with db.conn:
-                    db.conn.execute("insert into job_events (job_id, created_utc, step, loss, val_loss, learning_rate) "
-                                    "values (?, ?, ?, ?, ?, ?)", (job_id, utc_now(), state.global_step, loss,
-                                                                  val_loss, lr))
-                    db.conn.execute(
-                        "update jobs set step = ?, max_steps = ?, loss = coalesce(?, loss), "
-                        "val_loss = coalesce(?, val_loss), learning_rate = coalesce(?, learning_rate), "
-                        "samples_per_s = ?, eta_s = ? where id = ?",
-                        (state.global_step, state.max_steps, loss, val_loss, lr, round(samples, 3),
-                         None if eta is None else round(eta, 1), job_id))
-            finally:
-                db.conn.close()
+            with connect() as db:
+                log_progress(db, job_id, step=state.global_step, max_steps=state.max_steps, loss=loss,
+                             val_loss=val_loss, learning_rate=lr, samples_per_s=round(samples, 3),
+                             eta_s=None if eta is None else round(eta, 1))
 
         def on_save(self, args, state, control, **kwargs):
             # Trainer writes a checkpoint in place; the marker says it got to the end of it.
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                (folder / COMPLETE_MARKER).write_text(str(state.global_step))
+            mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
 
     return SQLiteProgress()
 
@@ -249,7 +166,7 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, Trainer, \
         TrainingArguments
 
-    from prompt_lab.models.hf import format_prompt
+    from prompt_lab.models.local.generation import format_prompt
     from prompt_lab.models.registry import base_location
 
     torch.manual_seed(spec.seed)
@@ -291,7 +208,7 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     metrics = {"train_loss": result.training_loss, "steps": trainer.state.global_step,
                "train_seconds": round(time.monotonic() - started, 1),
-               "resumed_from_step": int(checkpoint.name.split("-")[1]) if checkpoint else 0}
+               "resumed_from_step": checkpoint_number(checkpoint) if checkpoint else 0}
     metrics.update({k: v for k, v in trainer.evaluate().items() if k == "eval_loss"})
     model.eval()
     check = []  # greedy outputs of the tuned model in memory, to compare with the adapter once reloaded
@@ -302,10 +219,10 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
             check.append({"prompt": pair.prompt, "output": tokenizer.decode(out[0, ids["input_ids"].shape[1]:])})
     staging, adapter = folder / ".adapter-staging", folder / "adapter"
     model.save_pretrained(staging)  # PEFT format, safetensors
-    from prompt_lab.models.hf import _dir_fingerprint
+    from prompt_lab.models.local.loading import dir_fingerprint
 
     meta = {"base_model": spec.model, "base_location": location,
-            "base_fingerprint": _dir_fingerprint(Path(location)), "template": spec.template,
+            "base_fingerprint": dir_fingerprint(Path(location)), "template": spec.template,
             "data_hash": data_hash, "hyperparameters": spec.to_dict(), "metrics": metrics,
             "validation_items": len(val_pairs), "train_items": len(train_pairs), "greedy_check": check}
     from prompt_lab.prompts.templates import get_template
@@ -338,37 +255,3 @@ def base_vs_tuned(job_id: int, spec: TuneSpec, folder: Path) -> int | None:
                          strategies=[spec.strategy], models=[spec.model, f"{spec.model}+{folder / 'adapter'}"],
                          max_new_tokens=32, batch_size=8)
     return evaluate(eval_spec, command=f"base vs tuned for job {job_id}")
-
-
-def run_job(job_id: int) -> None:
-    """Entry point of the job process (python -m prompt_lab.tuning.jobs ID)."""
-    from prompt_lab.tuning.jobs import jobs_dir, start_next
-    from prompt_lab.runlog.store import _process_start, open_db, utc_now
-
-    db = open_db()
-    row = db.execute("select spec_json, resume from jobs where id = ?", [job_id]).fetchone()
-    with db.conn:
-        db.conn.execute("update jobs set pid = ?, owner_start = ? where id = ?",
-                        (os.getpid(), _process_start(os.getpid()), job_id))
-    db.conn.close()
-    spec = TuneSpec(**json.loads(row[0]))
-    folder = jobs_dir() / str(job_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    status, error, meta, eval_run = "completed", None, {}, None
-    try:
-        meta = train(job_id, spec, folder, bool(row[1]))
-        eval_run = base_vs_tuned(job_id, spec, folder)
-    except Exception as exc:  # recorded for the user; the traceback is in the job log
-        import traceback
-
-        traceback.print_exc()
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    db = open_db()
-    with db.conn:
-        db.conn.execute("update jobs set status = ?, finished_utc = ?, error = ?, adapter_path = ?, eval_run_id = ?, "
-                        "metrics_json = ?, eta_s = null where id = ? and status = 'running'",
-                        (status, utc_now(), error, str(folder / "adapter") if status == "completed" else None,
-                         eval_run, json.dumps(meta.get("metrics", {})), job_id))
-    db.conn.close()
-    start_next()
-    sys.exit(0 if status == "completed" else 1)

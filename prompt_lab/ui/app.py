@@ -1,18 +1,21 @@
 """build_demo(): the Blocks app; launch(): serve it with the server-side safety settings."""
 from __future__ import annotations
 
-import json
-import os
+from prompt_lab.settings import quiet_gradio
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+quiet_gradio()
 
 import gradio as gr  # noqa: E402
 
-from prompt_lab import compare as runner
-from prompt_lab.models.openai_compat import remote_choices  # noqa: E402
+from prompt_lab.models.remote.endpoints import remote_choices  # noqa: E402
 from prompt_lab.models.registry import loaded_specs  # noqa: E402
 from prompt_lab.settings import get_settings  # noqa: E402
-from prompt_lab.ui import compare_tab, evaluate_tab, history_tab, templates_tab, tune_tab  # noqa: E402
+import prompt_lab.ui.api as api  # noqa: E402
+import prompt_lab.ui.compare_tab as compare_tab  # noqa: E402
+import prompt_lab.ui.evaluate_tab as evaluate_tab  # noqa: E402
+import prompt_lab.ui.history_tab as history_tab  # noqa: E402
+import prompt_lab.ui.templates_tab as templates_tab  # noqa: E402
+import prompt_lab.ui.tune_tab as tune_tab  # noqa: E402
 from prompt_lab.ui.common import CSS, friendly, on, theme  # noqa: E402
 from prompt_lab.prompts.templates import template_names  # noqa: E402
 
@@ -27,29 +30,14 @@ MAX_FILE_SIZE = "20mb"
 def model_choices() -> list[str]:
     """default, models loaded in this process, the adapters of finished tuning jobs, and the models of the named
     remote endpoints."""
+    from prompt_lab.runlog.queries import adapter_jobs
+    from prompt_lab.runlog.store import connect
     from prompt_lab.tuning.jobs import tuned_spec
-    from prompt_lab.runlog.store import open_db
 
-    db = open_db()
-    try:
-        adapters = [tuned_spec(j) for j in db.query(
-            "select spec_json, adapter_path from jobs where adapter_path is not null order by id desc limit 20")]
-    finally:
-        db.conn.close()
+    with connect() as db:
+        adapters = [tuned_spec(j) for j in adapter_jobs(db, 20)]
     return list(dict.fromkeys(["default"] + [s for s in loaded_specs() if s != "default"] + adapters
                               + remote_choices()))
-
-
-def render_api(template: str, variables_json: str, model: str = "default", k: int = 3) -> list[dict]:
-    """API: the final prompt of every strategy for a template and variables given as a JSON object."""
-    try:
-        variables = json.loads(variables_json or "{}")
-    except json.JSONDecodeError as exc:
-        raise gr.Error(f"variables must be a JSON object: {exc.msg} at character {exc.pos}") from None
-    if not isinstance(variables, dict):
-        raise gr.Error("variables must be a JSON object such as {\"review\": \"...\"}")
-    return [{k_: v for k_, v in item.items() if k_ in ("strategy", "prompt", "tokens")}
-            for item in runner.render(template, variables, model=model or "default", k=int(k))]
 
 
 def picker_choices() -> list:
@@ -66,6 +54,7 @@ def picker_choices() -> list:
 def build_demo() -> gr.Blocks:
     choices = model_choices()
     with gr.Blocks(title=TITLE) as demo:
+        api.register()  # first, so the named endpoints keep their names (the page's own events are private)
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             compare = compare_tab.build(choices)
@@ -87,7 +76,6 @@ def build_demo() -> gr.Blocks:
         demo.load(*tune["cli"], api_visibility="private")
         demo.load(**refresh)
         demo.load(*tune["reopen"], api_visibility="private")
-        gr.api(friendly(render_api), api_name="render")
         demo.load(compare["show_vars"], compare["template"], compare["var_boxes"] + compare["example_buttons"],
                   api_visibility="private")
         demo.load(editor["load"], editor["pick"], [editor["yaml"]] + editor["form"], api_visibility="private").then(
@@ -101,8 +89,7 @@ def launch(demo: gr.Blocks, **overrides) -> None:
     """Serve on 127.0.0.1:7860 unless PROMPT_LAB_HOST / PROMPT_LAB_PORT (or a Space's GRADIO_SERVER_NAME) say
     otherwise; the queue is bounded and uploads are capped."""
     settings = get_settings()
-    host = os.environ.get("PROMPT_LAB_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
-    port = int(os.environ.get("PROMPT_LAB_PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    host, port = settings.host, settings.port
     options = dict(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, theme=theme(), css=CSS,
                    show_error=False, footer_links=[])
     options.update(overrides)

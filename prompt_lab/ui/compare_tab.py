@@ -7,7 +7,7 @@ import html
 import gradio as gr
 
 from prompt_lab.models import GenerationParams, resolve
-from prompt_lab.compare import check_inputs, compare_events, model_list
+from prompt_lab.compare import check_batch, check_inputs, compare_events, model_list
 from prompt_lab.settings import get_settings
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import get_template, template_names
@@ -93,6 +93,7 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
         raise error(f"Pick at most {MAX_MODELS} models here ({len(models)} chosen); the CLI takes more.")
     variables = dict(zip(template.variables, [v0, v1, v2, v3]))
     check_inputs(template, variables)
+    check_batch(len(strategies))
     for spec in models:  # a mistyped spec is reported before the grid changes
         resolve(spec)
     cap = get_settings().max_new_tokens_cap
@@ -245,7 +246,7 @@ def build(model_choices: list[str]) -> dict:
         on(button.click, lambda name, i=i: variable_updates(name, i)[:MAX_VARS], template, var_boxes,
            api_visibility="private")
     not_run = "Not run: see the message at the top right."
-    run_event = on(run.click, run_compare, inputs, outputs_all, api_name="compare", concurrency_id=MODEL_QUEUE,
+    run_event = on(run.click, run_compare, inputs, outputs_all, api_visibility="private", concurrency_id=MODEL_QUEUE,
                    concurrency_limit=1, failed={status: not_run, **{c: "" for c in stats}})
     run.click(None, None, None, js=SCROLL_TO_RESULTS, api_visibility="private", queue=False)
     stop_btn.click(stop_switches.stop, None, None, api_visibility="private", queue=False)

@@ -12,8 +12,9 @@ from prompt_lab.errors import CancelledError
 from prompt_lab.evaluation.evaluate import evaluate, resume
 from prompt_lab.evaluation.experiments import METHODS, EvalSpec, load_spec
 from prompt_lab.reporting.plots import accuracy_bars, accuracy_vs_tokens, calibration, has_cost, k_sweep, self_consistency
-from prompt_lab.reporting.report import extraction_view, paired_test, run_report
-from prompt_lab.runlog.store import open_db
+from prompt_lab.reporting.report import extraction_view, paired_test
+from prompt_lab.reporting.summary import EvalReport, eval_report
+from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import get_template, template_names
 from prompt_lab.ui.common import MODEL_QUEUE, as_text, error, friendly, gpu, on, stop_switches, warn
@@ -80,73 +81,73 @@ def _rate(value) -> str:
     return "" if value is None else f"{value:.0%}"
 
 
-def summary_rows(report: dict) -> list[list]:
+def summary_rows(report: EvalReport) -> list[list]:
+    """The summary table's cells: the report's rows as a person reads them."""
     rows = []
-    for c in report["conditions"]:
-        if "accuracy" in c:
-            low, high = c["accuracy_ci"]
-            rows.append([c["label"], f"{c['accuracy']:.1%}", f"{low:.1%} – {high:.1%}", f"{c['strict_accuracy']:.1%}",
-                         _rate(c.get("chance")), _rate(c.get("majority")), c["no_answer"], c["wrong_answers"],
-                         round(c["completion_tokens"], 1), round(c["latency_ms"] / 1000, 2)])
+    for r in report.rows:
+        if r.kind == "accuracy":
+            rows.append([r.condition, f"{r.value:.1%}", f"{r.ci_low:.1%} – {r.ci_high:.1%}", f"{r.strict:.1%}",
+                         _rate(r.chance), _rate(r.majority), r.no_answer, r.wrong,
+                         round(r.tokens, 1), round(r.latency_s, 2)])
         else:
-            low, high = c["score_ci"]
-            rows.append([c["label"], f"{c['score']:.3f}", f"{low:.3f} – {high:.3f}", "", "", "", "", "",
-                         round(c["completion_tokens"], 1), round(c["latency_ms"] / 1000, 2)])
+            rows.append([r.condition, f"{r.value:.3f}", f"{r.ci_low:.3f} – {r.ci_high:.3f}", "", "", "", "", "",
+                         round(r.tokens, 1), round(r.latency_s, 2)])
     return rows
+
+
+def _report(shown: EvalReport | None, run_id) -> EvalReport:
+    """The report on the page when it is the one asked for, else a fresh one."""
+    if isinstance(shown, EvalReport) and shown.run_id == int(run_id) and shown.status != "running":
+        return shown
+    return eval_report(int(run_id))
 
 
 def show_results(run_id):
     """Summary table, the charts (the cost chart only where answers cost tokens), the condition pickers, the
-    headline, and an empty verdict (a verdict belongs to the run it was computed for)."""
+    headline, an empty verdict (a verdict belongs to the run it was computed for) and the report itself, which
+    the paired test, class table and extraction view reuse."""
     if run_id in (None, "", 0):
         return [[], None, gr.update(value=None, visible=True), None, None, None, gr.update(), gr.update(),
-                gr.update(), "", ""]
-    db = open_db()
-    try:
-        report = run_report(db, int(run_id))
-    finally:
-        db.conn.close()
-    conditions = report["conditions"]
-    labels = [c["label"] for c in conditions]
-    metric = report["metric"]
-    head = (f"Run **{report['run_id']}** ({report['status']}) · {as_text(report['template'])} on "
-            f"{as_text(report['dataset'])} · {report['items']} items · metric {metric}")
+                gr.update(), "", "", None]
+    report = eval_report(int(run_id))
+    conditions, labels, metric = report.conditions, report.labels, report.metric
+    head = (f"Run **{report.run_id}** ({report.status}) · {as_text(report.template)} on "
+            f"{as_text(report.dataset)} · {report.items} items · metric {metric}")
     return [summary_rows(report), accuracy_bars(conditions, metric=metric),
             gr.update(value=accuracy_vs_tokens(conditions, metric), visible=has_cost(conditions)),
             k_sweep(conditions, metric), self_consistency(conditions), calibration(conditions),
             gr.update(choices=labels, value=labels[0] if labels else None),
             gr.update(choices=labels, value=labels[1] if len(labels) > 1 else (labels[0] if labels else None)),
-            gr.update(choices=labels, value=labels[0] if labels else None), head, ""]
+            gr.update(choices=labels, value=labels[0] if labels else None), head, "", report]
 
 
-def paired(run_a, label_a, run_b, label_b) -> str:
+def condition_choices(run_id, other_run, shown=None):
+    """The B picker's conditions: those of the other run when one is given, else of this run."""
+    target = other_run if other_run not in (None, 0, "") else run_id
+    if target in (None, 0, ""):
+        return gr.update()
+    return gr.update(choices=_report(shown, target).labels)
+
+
+def paired(run_a, label_a, run_b, label_b, shown=None) -> str:
     """Plain-words verdict of an exact McNemar test between two conditions (of one run or two)."""
-    db = open_db()
-    try:
-        conds_a = {c["label"]: c for c in run_report(db, int(run_a))["conditions"]}
-        conds_b = conds_a if int(run_b) == int(run_a) else {
-            c["label"]: c for c in run_report(db, int(run_b))["conditions"]}
-    finally:
-        db.conn.close()
-    if label_a not in conds_a or label_b not in conds_b:
+    a = _report(shown, run_a)
+    b = a if int(run_b) == a.run_id else _report(shown, run_b)
+    x, y = a.condition(label_a), b.condition(label_b)
+    if x is None or y is None:
         raise error("Pick a condition from each run.")
-    test = paired_test(conds_a[label_a], conds_b[label_b])
+    test = paired_test(x, y)
     return (f"**{test['verdict']}**\n\nExact McNemar test on {test['n']} shared items: {test['only_a']} right only "
             f"with A, {test['only_b']} right only with B, {test['both']} right with both, {test['neither']} with "
             f"neither; p = {test['p_value']:.4g}.")
 
 
-def class_table(run_id, label):
+def class_table(run_id, label, shown=None):
     """Per-class precision, recall and F1, and the confusion-matrix row of each gold class."""
     empty = gr.update(value=[], headers=["class"])
     if not run_id or not label:
         return empty
-    db = open_db()
-    try:
-        conditions = {c["label"]: c for c in run_report(db, int(run_id))["conditions"]}
-    finally:
-        db.conn.close()
-    classes = conditions.get(label, {}).get("classes")
+    classes = (_report(shown, run_id).condition(label) or {}).get("classes")
     if not classes:
         return empty
     confusion = classes["confusion"]
@@ -162,11 +163,8 @@ def class_table(run_id, label):
 def extraction_html(run_id, label) -> str:
     if not run_id or not label:
         return ""
-    db = open_db()
-    try:
+    with connect() as db:
         rows = extraction_view(db, int(run_id), label, limit=60)
-    finally:
-        db.conn.close()
     lines = ["<table class='extract'><tr><th>#</th><th>output (matched span marked)</th><th>strict</th>"
              "<th>flexible</th><th>gold</th><th></th></tr>"]
     for r in rows:
@@ -293,6 +291,7 @@ def build() -> dict:
         classes = gr.Dataframe(label="Per-class scores; right: confusion matrix (rows gold, columns predicted)",
                                interactive=False, elem_id="eval-classes")
         extraction = gr.HTML(elem_id="eval-extraction")
+        shown = gr.State(None)  # the EvalReport on the page, reused by the paired test and the views
 
     inputs = [template, dataset, upload] + column_boxes + [target, strategies, models, method, k_values, samples,
                                                            temperature, max_new_tokens, limit]
@@ -303,21 +302,21 @@ def build() -> dict:
     on(experiment.change, load_experiment, experiment,
        [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens, limit],
        api_visibility="private")
-    results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head, verdict]
+    results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head, verdict,
+               shown]
     not_run = {run_status: "Not run: see the message at the top right."}
-    on(run.click, run_eval, inputs, [run_status, run_id], api_name="evaluate", concurrency_id=MODEL_QUEUE,
+    on(run.click, run_eval, inputs, [run_status, run_id], api_visibility="private", concurrency_id=MODEL_QUEUE,
        concurrency_limit=1, failed=not_run)
     stop.click(stop_switches.stop, None, None, api_visibility="private", queue=False)
-    on(resume_btn.click, resume_eval, run_id, [run_status, run_id], api_name="resume_evaluation",
+    on(resume_btn.click, resume_eval, run_id, [run_status, run_id], api_visibility="private",
        concurrency_id=MODEL_QUEUE, concurrency_limit=1, failed=not_run).then(
         friendly(show_results), run_id, results, api_visibility="private")
-    on(run_id.change, show_results, run_id, results, api_name="eval_report")
+    on(run_id.change, show_results, run_id, results, api_visibility="private")
     b_from = lambda a, b: b if b not in (None, 0, "") else a  # noqa: E731
-    on(test_btn.click, lambda a, la, b, lb: paired(a, la, b_from(a, b), lb), [run_id, cond_a, other_run, cond_b],
-       verdict, api_name="paired_test")
-    on(other_run.change, lambda a, b: gr.update(choices=[r[0] for r in show_results(b_from(a, b))[0]]),
-       [run_id, other_run], cond_b, api_visibility="private")
+    on(test_btn.click, lambda a, la, b, lb, rep: paired(a, la, b_from(a, b), lb, rep),
+       [run_id, cond_a, other_run, cond_b, shown], verdict, api_visibility="private")
+    on(other_run.change, condition_choices, [run_id, other_run, shown], cond_b, api_visibility="private")
     on(view_cond.change, extraction_html, [run_id, view_cond], extraction, api_visibility="private")
-    on(view_cond.change, class_table, [run_id, view_cond], classes, api_visibility="private")
+    on(view_cond.change, class_table, [run_id, view_cond, shown], classes, api_visibility="private")
     return {"tab": tab, "template": template, "dataset": dataset, "experiment": experiment,
             "init": (friendly(columns_for), [template, dataset, upload], mapping_outputs)}

@@ -10,10 +10,11 @@ from prompt_lab.reporting.plots import strategy_bars
 from prompt_lab.runlog.queries import GENERATION_COLUMNS, GENERATION_HEADERS, PERIODS, RUN_COLUMNS, RUN_HEADERS, RunFilter, \
     export_csv, filter_choices, generations_table, runs_table, strategy_stats
 from prompt_lab.compare import rerun
-from prompt_lab.runlog.store import get_run, open_db
+from prompt_lab.reporting.pairs import compare_runs as pair_runs
+from prompt_lab.runlog.store import connect, get_run
 from prompt_lab.prompts.strategies import STRATEGIES
 from prompt_lab.ui.common import MODEL_QUEUE, as_text, error, friendly, gpu, info, on
-from prompt_lab.ui.evaluate_tab import SUMMARY_HEADERS
+from prompt_lab.ui.evaluate_tab import SUMMARY_HEADERS, summary_rows
 
 ANY = "(any)"
 HELP = ("Every run is here, newest first. Filter, click a row to see its generations, export what you see as "
@@ -29,13 +30,10 @@ def _filters(template, strategy, model, kind, period) -> RunFilter:
 def refresh(template, strategy, model, kind, period):
     """Runs table, charts and fresh filter choices for the current filters."""
     filters = _filters(template, strategy, model, kind, period)
-    db = open_db()
-    try:
+    with connect() as db:
         runs = runs_table(db, filters)
         stats = strategy_stats(db, filters)
         choices = filter_choices(db)
-    finally:
-        db.conn.close()
     rows = [[r[c] for c in RUN_COLUMNS] for r in runs]
     latency = strategy_bars([{**s, "latency_s": s["latency_ms"] / 1000, "latency_sd_s": s["latency_sd"] / 1000}
                              for s in stats], "latency_s", "Latency by strategy and model",
@@ -51,12 +49,9 @@ def show_run(run_id):
     """A run's outputs, a line about it, and Run again offered only where it applies (compare runs)."""
     if run_id in (None, "", 0):
         return gr.update(value=[]), "Select a run in the table.", gr.update(interactive=False)
-    db = open_db()
-    try:
+    with connect() as db:
         run = get_run(db, int(run_id))
         rows = generations_table(db, int(run_id))
-    finally:
-        db.conn.close()
     if run is None:
         raise error(f"There is no run {int(run_id)} in the run log.")
     again = run["kind"] == "compare"
@@ -74,11 +69,8 @@ def pick_row(evt: gr.SelectData, table):
 
 def export(template, strategy, model, kind, period):
     """The filtered runs' generations as a CSV file (the browser downloads it straight away)."""
-    db = open_db()
-    try:
+    with connect() as db:
         text, count = export_csv(db, _filters(template, strategy, model, kind, period))
-    finally:
-        db.conn.close()
     folder = Path(tempfile.mkdtemp(prefix="prompt-lab-export-"))
     path = folder / "prompt-lab-generations.csv"
     path.write_text(text, encoding="utf-8")
@@ -95,24 +87,11 @@ DOWNLOAD_EXPORT = """() => {
 
 def compare_runs(run_a, run_b):
     """Two evaluation runs side by side, with a paired test for each condition they share."""
-    from prompt_lab.reporting.report import paired_test, run_report
-    from prompt_lab.ui.evaluate_tab import summary_rows
-
     if not run_a or not run_b:
         raise error("Enter two evaluation run ids.")
-    db = open_db()
-    try:
-        a, b = run_report(db, int(run_a)), run_report(db, int(run_b))
-    finally:
-        db.conn.close()
-    key = lambda c: (c["strategy"], c["k"], c["seed"])  # noqa: E731
-    by_key = {key(c): c for c in b["conditions"]}
-    pairs = [(c, by_key[key(c)]) for c in a["conditions"] if key(c) in by_key]
-    if not pairs and a["conditions"] and b["conditions"]:
-        pairs = [(a["conditions"][0], b["conditions"][0])]
-    lines = [f"- run {int(run_a)} {x['label']} vs run {int(run_b)} {y['label']}: {paired_test(x, y)['verdict']}"
-             for x, y in pairs if "accuracy" in x and "accuracy" in y]
-    return summary_rows(a), summary_rows(b), as_text("\n".join(lines) or "No accuracy conditions to pair.")
+    pairs = pair_runs(int(run_a), int(run_b))
+    return (summary_rows(pairs.report_a), summary_rows(pairs.report_b),
+            as_text("\n".join(pairs.verdict_lines()) or "No accuracy conditions to pair."))
 
 
 @gpu
@@ -166,14 +145,14 @@ def build() -> dict:
     safe_refresh = friendly(refresh)
     for control in filters:
         on(control.change, refresh, filters, outs, api_visibility="private")
-    on(refresh_btn.click, refresh, filters, outs, api_name="runs")
+    on(refresh_btn.click, refresh, filters, outs, api_visibility="private")
     on(tab.select, refresh, filters, outs, api_visibility="private")
     runs.select(pick_row, runs, selected, api_visibility="private")
-    on(selected.change, show_run, selected, [generations, run_info, again_btn], api_name="run_generations")
-    on(export_btn.click, export, filters, export_file, api_name="export_csv").success(
+    on(selected.change, show_run, selected, [generations, run_info, again_btn], api_visibility="private")
+    on(export_btn.click, export, filters, export_file, api_visibility="private").success(
         None, None, None, js=DOWNLOAD_EXPORT, api_visibility="private", queue=False)
-    on(again_btn.click, run_again, selected, [selected, run_info], api_name="run_again", concurrency_id=MODEL_QUEUE,
+    on(again_btn.click, run_again, selected, [selected, run_info], api_visibility="private", concurrency_id=MODEL_QUEUE,
        concurrency_limit=1, failed={run_info: "Not run again: see the message at the top right."}).then(
         safe_refresh, filters, outs, api_visibility="private")
-    on(pair_btn.click, compare_runs, [run_a, run_b], [table_a, table_b, pair_verdict], api_name="compare_runs")
+    on(pair_btn.click, compare_runs, [run_a, run_b], [table_a, table_b, pair_verdict], api_visibility="private")
     return {"tab": tab, "refresh": safe_refresh, "filters": filters, "outs": outs}

@@ -5,7 +5,7 @@ import gradio as gr
 
 from prompt_lab.errors import PromptLabError
 from prompt_lab.compare import render
-from prompt_lab.runlog.store import open_db, save_template_version
+from prompt_lab.runlog.store import connect, save_template_version
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import ANSWER_TYPES, get_template, parse_template, save_user_template, template_names
 from prompt_lab.yamlfiles import read_text_file
@@ -19,6 +19,14 @@ HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview 
 
 def template_text(name: str) -> str:
     return read_text_file(get_template(name).source, "template file")
+
+
+def save_template_text(text: str):
+    """Save a template to the user templates and log its version; returns the Template."""
+    template = save_user_template(text)
+    with connect() as db:
+        save_template_version(db, template.name, template.content_hash, template.to_yaml())
+    return template
 
 
 def preview(text: str, model: str, k: int, example: int):
@@ -118,10 +126,7 @@ def build(model_choices: list[str]) -> dict:
             return [gr.update() for _ in form]  # keep the form; the status line shows the problem
 
     def save(text):
-        template = save_user_template(text)
-        db = open_db()
-        save_template_version(db, template.name, template.content_hash, template.to_yaml())
-        db.conn.close()
+        template = save_template_text(text)
         info(f"Saved '{template.name}' (version {template.content_hash}). It is in every template list now.")
         return (f"**Saved** to `{template.source}` · version `{template.content_hash}`",
                 gr.update(choices=template_names(), value=template.name))
@@ -138,7 +143,7 @@ def build(model_choices: list[str]) -> dict:
         safe_preview, preview_inputs, preview_outputs, api_visibility="private")
     for control in (model, k, example):
         on(control.change, preview, preview_inputs, preview_outputs, api_visibility="private")
-    saved = on(save_btn.click, save, yaml_box, [status, pick], api_name="save_template",
+    saved = on(save_btn.click, save, yaml_box, [status, pick], api_visibility="private",
                failed={status: "**Not saved:** see the message at the top right."})
     return {"tab": tab, "pick": pick, "yaml": yaml_box, "form": form, "load": load, "preview_inputs": preview_inputs,
             "preview_outputs": preview_outputs, "preview": safe_preview, "model": model, "saved": saved}

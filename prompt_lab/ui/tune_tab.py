@@ -10,12 +10,13 @@ import plotly.graph_objects as go
 
 from prompt_lab.tuning import jobs
 from prompt_lab.reporting.plots import accuracy_bars, empty_figure, loss_curve
-from prompt_lab.reporting.report import run_report
+from prompt_lab.reporting.summary import eval_report
+from prompt_lab.runlog.queries import finished_job_count
 from prompt_lab.settings import get_settings
-from prompt_lab.runlog.store import open_db
+from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES
 from prompt_lab.prompts.templates import template_names
-from prompt_lab.tuning.train import METHODS, TuneSpec
+from prompt_lab.tuning.spec import METHODS, TuneSpec
 from prompt_lab.ui.common import as_text, error, friendly, info, on
 from prompt_lab.ui.evaluate_tab import DATA_DIR, shipped_datasets
 
@@ -53,11 +54,9 @@ def start(*values):
 
 
 def _with_db(fn, *args):
-    db = open_db()
-    try:
+    """fn(db, *args) on a connection that is closed before this returns (the page polls every second)."""
+    with connect() as db:
         return fn(db, *args)
-    finally:
-        db.conn.close()
 
 
 def loss_figure(job_id) -> go.Figure:
@@ -89,7 +88,7 @@ def poll(job_id, finished_before):
     def read(db):
         jobs.mark_interrupted_jobs(db)
         listing = jobs.list_jobs(db)
-        done = db.execute("select count(*) from jobs where adapter_path is not null").fetchone()[0]
+        done = finished_job_count(db)
         return listing, (jobs.get_job(db, int(job_id)) if job_id else None), done
 
     listing, job, finished = _with_db(read)
@@ -119,15 +118,12 @@ def before_after_figure(eval_run_id: int) -> go.Figure:
 
 @functools.lru_cache(maxsize=32)
 def _before_after(db_path: str, eval_run_id: int) -> go.Figure:
-    db = open_db(db_path)
-    try:
-        report = run_report(db, eval_run_id)
-    finally:
-        db.conn.close()
-    for c in report["conditions"]:
+    report = eval_report(eval_run_id, db_path=db_path)
+    conditions = [dict(c) for c in report.conditions]
+    for c in conditions:
         c["label"] = f"{'tuned' if '+' in c['model'] else 'base'} · {c['strategy']}"
         c["model"] = "base vs tuned"  # one group: a bar each, side by side
-    return accuracy_bars(report["conditions"], "Base vs tuned on the validation split", metric=report["metric"],
+    return accuracy_bars(conditions, "Base vs tuned on the validation split", metric=report.metric,
                          name=lambda c: c["label"], xaxis_title="model · prompt strategy")
 
 
@@ -211,9 +207,9 @@ def build() -> dict:
 
     values = [template, dataset, target, variable_column, strategy, model, method, r, alpha, target_modules, lr,
               max_steps, batch_size, max_seq_len, seed]
-    on(start_btn.click, start, values, job_id, api_name="tune")
-    on(stop_btn.click, stop_job, job_id, None, api_name="stop_job")
-    on(resume_btn.click, resume_job, job_id, None, api_name="resume_job")
+    on(start_btn.click, start, values, job_id, api_visibility="private")
+    on(stop_btn.click, stop_job, job_id, None, api_visibility="private")
+    on(resume_btn.click, resume_job, job_id, None, api_visibility="private")
     outputs = [job_table, status, loss, after, to_compare, finished]
     timer.tick(friendly(poll), [job_id, finished], outputs, api_visibility="private", queue=False,
                show_progress="hidden")

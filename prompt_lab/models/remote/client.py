@@ -1,189 +1,24 @@
-"""Remote models behind any OpenAI-compatible chat-completions server (vLLM, TGI, Ollama, llama.cpp's
-server, `transformers serve`, hosted APIs), through httpx.
-
-Specs: `openai:<model>@<base_url>` (e.g. `openai:llama3.2@http://localhost:11434/v1`) or
-`openai:<model>@<endpoint name>` for an endpoint described in the endpoints file (see load_endpoints).
-
-API keys are read from the environment when a request is made and live only in the HTTP client's headers:
-they are never part of a spec, a revision, an error message, the run log or a CLI line. Base URLs that carry
-credentials (user:password@ or a query string) are refused for the same reason.
-"""
+"""The OpenAI-compatible chat-completions client: one HTTP pool and in-flight limit per endpoint, bounded retries,
+server-sent-event streaming, token counting, and the backend (vLLM, TGI, Ollama, llama.cpp's server,
+`transformers serve`, hosted APIs), through httpx. Endpoints and keys: see remote.endpoints."""
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
-from urllib.parse import urlsplit
 
-from prompt_lab.errors import CancelledError, ModelLoadError
-from prompt_lab.settings import get_settings
+from prompt_lab.errors import CancelledError
 from prompt_lab.models.base import Generation, GenerationParams, ProgressFn, StreamEvent
+from prompt_lab.models.remote.endpoints import Endpoint, RemoteModelError, parse_spec
 from prompt_lab.models.secrets import scrub
 
-PREFIX = "openai:"
-ENDPOINT_FIELDS = {"base_url": "server address, e.g. http://localhost:8000/v1",
-                   "api_key_env": "name of the environment variable holding the API key",
-                   "models": "model names to offer in the app's model lists",
-                   "max_concurrency": "most requests in flight to this endpoint (default 4)",
-                   "timeout_s": "seconds to wait for one answer (default 120)",
-                   "max_retries": "retries on 429 and 5xx answers, with backoff (default 3)",
-                   "tokenizer": "local model folder whose tokenizer counts tokens when the server reports none"}
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-GENERIC_KEY_ENV = "PROMPT_LAB_API_KEY"
-
-
-class RemoteModelError(ModelLoadError):
-    """A remote endpoint could not be used: unreachable, refused the key, unknown model, bad answer."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str  # the endpoint's name in the endpoints file, or its base URL for an ad-hoc spec
-    base_url: str
-    api_key_env: str | None = None
-    models: tuple[str, ...] = ()
-    max_concurrency: int = 4
-    timeout_s: float = 120.0
-    max_retries: int = 3
-    tokenizer: str | None = None
-
-    def api_key(self) -> str | None:
-        """The key from the environment (read at use, so a Space secret or an export applies at once)."""
-        if self.api_key_env:
-            key = os.environ.get(self.api_key_env, "").strip()
-            if not key:
-                raise RemoteModelError(f"endpoint '{self.name}' needs an API key in the environment variable "
-                                       f"{self.api_key_env}, which is not set")
-            return key
-        host = urlsplit(self.base_url).hostname or ""
-        if host == "api.openai.com" and os.environ.get("OPENAI_API_KEY"):
-            return os.environ["OPENAI_API_KEY"].strip()
-        return os.environ.get(GENERIC_KEY_ENV, "").strip() or None
-
-    @property
-    def key_hint(self) -> str:
-        if self.api_key_env:
-            return self.api_key_env
-        host = urlsplit(self.base_url).hostname or ""
-        return "OPENAI_API_KEY" if host == "api.openai.com" else GENERIC_KEY_ENV
-
-
-def normalize_base_url(url: str, where: str = "base_url") -> str:
-    """http(s) URL without credentials, query or trailing slash; a bare host gets the usual /v1 path."""
-    url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteModelError(f"{where} '{url}' is not an http(s) URL such as http://localhost:8000/v1")
-    if parts.username or parts.password:
-        raise RemoteModelError(f"{where} must not carry credentials (user:password@); put the key in an "
-                               f"environment variable ({GENERIC_KEY_ENV}, or api_key_env of a named endpoint)")
-    if parts.query or parts.fragment:
-        raise RemoteModelError(f"{where} must not have a query string or fragment (keys belong in the "
-                               "environment, not in the URL)")
-    path = parts.path.rstrip("/")
-    if path == "":
-        path = "/v1"
-    if path.endswith("/chat/completions"):
-        path = path[: -len("/chat/completions")]
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def endpoints_file() -> Path:
-    raw = os.environ.get("PROMPT_LAB_ENDPOINTS")
-    return Path(raw).expanduser() if raw else get_settings().home / "endpoints.yaml"
-
-
-def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
-    """Named endpoints from the endpoints file (PROMPT_LAB_ENDPOINTS, else <PROMPT_LAB_HOME>/endpoints.yaml):
-
-        my-vllm:
-          base_url: http://gpu-box:8000/v1
-          api_key_env: VLLM_API_KEY
-          models: [Qwen/Qwen2.5-7B-Instruct]
-          max_concurrency: 16
-
-    A missing file means no named endpoints. Errors name the file, the endpoint and the field.
-    """
-    from prompt_lab.yamlfiles import parse_yaml, read_text_file
-
-    path = Path(path) if path else endpoints_file()
-    if not path.is_file():
-        return {}
-    data = parse_yaml(read_text_file(path, "endpoints file", RemoteModelError), str(path), RemoteModelError)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RemoteModelError(f"{path}: must be a mapping of endpoint names to settings")
-    out = {}
-    for name, fields in data.items():
-        where = f"{path}: endpoint '{name}'"
-        if not isinstance(fields, dict):
-            raise RemoteModelError(f"{where}: must be a mapping with at least base_url")
-        unknown = sorted(set(fields) - set(ENDPOINT_FIELDS))
-        if unknown:
-            raise RemoteModelError(f"{where}: unknown field '{unknown[0]}'; allowed: {', '.join(ENDPOINT_FIELDS)}")
-        if "base_url" not in fields:
-            raise RemoteModelError(f"{where}: base_url is missing ({ENDPOINT_FIELDS['base_url']})")
-        models = fields.get("models") or []
-        if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
-            raise RemoteModelError(f"{where}: models must be a list of model names")
-        numbers = {}
-        for key, default, low in (("max_concurrency", 4, 1), ("timeout_s", 120.0, 0.1), ("max_retries", 3, 0)):
-            value = fields.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-                raise RemoteModelError(f"{where}: {key} must be a number >= {low}, got {value!r}")
-            numbers[key] = type(default)(value)
-        key_env = fields.get("api_key_env")
-        if key_env is not None and (not isinstance(key_env, str) or not key_env.strip()):
-            raise RemoteModelError(f"{where}: api_key_env must be the name of an environment variable")
-        out[str(name)] = Endpoint(name=str(name), base_url=normalize_base_url(str(fields["base_url"]),
-                                                                            f"{where}: base_url"),
-                                  api_key_env=key_env, models=tuple(models), tokenizer=fields.get("tokenizer"),
-                                  **numbers)
-    return out
-
-
-def is_remote(spec: str) -> bool:
-    return (spec or "").strip().startswith(PREFIX)
-
-
-def parse_spec(spec: str) -> tuple[Endpoint, str]:
-    """`openai:<model>@<base_url or endpoint name>` -> (endpoint, model name)."""
-    body = spec.strip()[len(PREFIX):]
-    model, sep, where = body.partition("@")
-    model, where = model.strip(), where.strip()
-    if not sep or not model or not where:
-        raise RemoteModelError(f"model '{spec}': a remote model is written openai:<model>@<base_url> (e.g. "
-                               "openai:llama3.2@http://localhost:11434/v1) or openai:<model>@<endpoint name>")
-    if "://" in where:
-        if get_settings().public_mode:
-            raise RemoteModelError("on a public Space only the endpoints its owner configured can be used "
-                                   "(openai:<model>@<endpoint name>); ad-hoc server addresses are refused")
-        url = normalize_base_url(where, f"model '{spec}': server address")
-        return Endpoint(name=url, base_url=url), model
-    endpoints = load_endpoints()
-    if where not in endpoints:
-        known = ", ".join(sorted(endpoints)) or "none are configured"
-        raise RemoteModelError(f"model '{spec}': no endpoint named '{where}' in {endpoints_file()} ({known}); "
-                               "give a server address instead, e.g. openai:<model>@http://localhost:8000/v1")
-    return endpoints[where], model
-
-
-def remote_choices() -> list[str]:
-    """`openai:<model>@<endpoint>` for every model listed in the endpoints file (for model pickers)."""
-    try:
-        endpoints = load_endpoints()
-    except ModelLoadError:
-        return []
-    return [f"{PREFIX}{m}@{name}" for name, e in endpoints.items() for m in e.models]
 
 
 # One connection pool and one in-flight limit per endpoint, shared by every backend and caller in the process.
@@ -247,7 +82,8 @@ class OpenAIBackend:
     """A model behind an OpenAI-compatible /chat/completions endpoint."""
 
     device = "remote"
-    is_remote = True
+    is_local = False
+    can_tune = False  # no weights here to train
 
     def __init__(self, spec: str):
         self.spec = spec.strip()

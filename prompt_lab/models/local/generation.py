@@ -1,140 +1,15 @@
-"""Local models through transformers: loading (folders, Hub ids, GGUF with a safetensors cache) and
-batched, streamed generation."""
+"""The local transformers backend: batched generation (finished rows dropped between chunks), label scoring
+(shared prefix and suffix work), and streaming."""
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Iterator
 
 from prompt_lab.errors import CancelledError, ModelLoadError
-from prompt_lab.settings import get_settings
 from prompt_lab.models.base import Generation, GenerationParams, ProgressFn, StreamEvent
-
-CACHE_META = "prompt_lab_source.json"
-
-
-def _torch():
-    import torch
-
-    return torch
-
-
-def pick_device() -> tuple[str, object]:
-    """CUDA when present (bf16 where supported, else fp16), otherwise CPU in fp32."""
-    torch = _torch()
-    if torch.cuda.is_available():
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return "cuda", dtype
-    return "cpu", torch.float32
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _dir_fingerprint(folder: Path) -> str:
-    """Cheap identity of a model folder: names, sizes and mtimes of its files (weights are too big to hash)."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def gguf_cache_dir(gguf_path: Path) -> Path:
-    stat = gguf_path.stat()
-    key = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    return get_settings().model_cache_dir / f"{gguf_path.stem}-{key}"
-
-
-def convert_gguf(gguf_path: Path, progress: ProgressFn | None = None) -> Path:
-    """Dequantize a GGUF once into a safetensors folder (model + tokenizer) under the data dir; returns it."""
-    target = gguf_cache_dir(gguf_path)
-    if (target / CACHE_META).exists():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    if progress:
-        progress(0.05, f"Converting {gguf_path.name} to a safetensors copy (first use only, ~20 s on a CPU)")
-    folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    # The weights are plain dequantized tensors; only the gguf quantizer marker stops save_pretrained.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        meta = {"gguf_path": str(gguf_path.resolve()), "gguf_sha256": _sha256(gguf_path),
-                "converted_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (staging / CACHE_META).write_text(json.dumps(meta, indent=2))
-        try:
-            os.rename(staging, target)  # atomic: a reader sees no copy or a whole one
-        except OSError:
-            if not (target / CACHE_META).exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def _with_adapter(model, adapter: str):
-    """Apply a PEFT adapter; returns (model, plain). LoRA is merged into the weights, so the batched fast
-    paths apply unchanged; a prompt-tuning adapter stays a PeftModel (its virtual tokens are prepended on
-    every forward), which needs plain one-call generation (plain=True)."""
-    from peft import PeftConfig, PeftModel
-
-    config = PeftConfig.from_pretrained(adapter)
-    model = PeftModel.from_pretrained(model, adapter)
-    if config.peft_type.value == "LORA":
-        return model.merge_and_unload(), False
-    return model, True
-
-
-SMALL_BATCH_ROWS = 16
-
-
-def _speed_up_cpu_linears(model) -> None:
-    """On CPU, compute decode-step projections (a few rows) as W @ x.T instead of x @ W.T.
-
-    Measured here (MKL, 2 cores, SmolLM2-135M): the 49152x576 output projection took 34 ms for 3 rows as
-    F.linear(x, W) and 7 ms as (W @ x.T).T; a whole decode step for 3 rows went from 135 ms to 66 ms
-    (one row: 58 -> 55 ms). Prefill (many rows) keeps F.linear, which is faster there.
-    """
-    torch = _torch()
-
-    def make_forward(layer):
-        def forward(hidden):
-            flat = hidden.reshape(-1, hidden.shape[-1])
-            if flat.shape[0] > SMALL_BATCH_ROWS:
-                return torch.nn.functional.linear(hidden, layer.weight, layer.bias)
-            out = torch.matmul(layer.weight, flat.T).T
-            if layer.bias is not None:
-                out = out + layer.bias
-            return out.reshape(*hidden.shape[:-1], layer.weight.shape[0])
-
-        return forward
-
-    for module in model.modules():
-        if type(module) is torch.nn.Linear:
-            module.forward = make_forward(module)
+from prompt_lab.models.local.loading import lazy_torch, load_model
+from prompt_lab.settings import get_settings
 
 
 def format_prompt(tokenizer, prompt) -> str:
@@ -183,7 +58,7 @@ class _Hooks:
         self.rows: list[int] | None = None  # current batch row -> original row (rows get dropped)
 
     def __call__(self, input_ids, scores, **kwargs):
-        torch = _torch()
+        torch = lazy_torch()
         self.steps += 1
         now_ms = (time.perf_counter() - self.start) * 1000
         for i, token in enumerate(input_ids[:, -1].tolist()):
@@ -201,35 +76,14 @@ class HFBackend:
     """One loaded transformers model + tokenizer; generate() is serialized by a lock (one model, many callers)."""
 
     CHUNK_TOKENS = 8  # new tokens per generate() call before finished rows are dropped from the batch
+    is_local = True
+    can_tune = True  # the registry's base_location() finds the weights a tuning job trains
 
     def __init__(self, spec: str, location: str, revision: str, *, progress: ProgressFn | None = None,
                  adapter: str | None = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # our own progress callback reports loading
-        hf_logging.set_verbosity_error()
         self.spec, self.location, self.revision = spec, location, revision
-        self.device, dtype = pick_device()
-        if progress:
-            progress(0.5, f"Loading {spec} on {self.device}")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(location)
-            self.model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True)
-        except OSError as exc:
-            raise ModelLoadError(
-                f"could not load model '{spec}' from {location}: {exc}. With no Hub access, pass a local folder "
-                "(config.json + model.safetensors), a .gguf file, or 'default'."
-            ) from None
-        self._plain = False  # True: no KV-cache tricks (prompt-tuning adapters)
-        if adapter:
-            self.model, self._plain = _with_adapter(self.model, adapter)
-        self.model.to(self.device).eval()
-        if self.device == "cpu":
-            _speed_up_cpu_linears(self.model)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer, self.model, self.device, self._plain = load_model(spec, location, adapter=adapter,
+                                                                          progress=progress)
         self._lock = threading.Lock()
         self._prefix_cache: tuple[list[int], list] | None = None  # see _shared_prefix
         self._end_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}
@@ -292,7 +146,7 @@ class HFBackend:
         as it arrives. When `cancel` is set mid-batch, rows that had already finished keep their answers and
         the others come back with the text so far and finish_reason "cancelled" (nothing raises).
         """
-        torch = _torch()
+        torch = lazy_torch()
         on_tokens = self._partial_texts(len(texts), params.n, on_partial) if on_partial is not None else None
 
         enc = self._encode(texts)
@@ -330,7 +184,7 @@ class HFBackend:
         """
         from transformers import StoppingCriteriaList
 
-        torch = _torch()
+        torch = lazy_torch()
         input_ids = enc["input_ids"].repeat_interleave(params.n, dim=0)
         mask = enc["attention_mask"].repeat_interleave(params.n, dim=0)
         rows = list(range(input_ids.shape[0]))
@@ -379,7 +233,7 @@ class HFBackend:
         """
         from transformers import DynamicCache
 
-        torch = _torch()
+        torch = lazy_torch()
         ids, mask = enc["input_ids"], enc["attention_mask"]
         lengths = mask.sum(dim=1).tolist()
         width = ids.shape[1]
@@ -409,7 +263,7 @@ class HFBackend:
         scores every choice's first token); only choices longer than one token need a further, short pass.
         Suffixes are left-padded in chunks of similar length, so only each row's last position needs logits.
         """
-        torch = _torch()
+        torch = lazy_torch()
         if self._plain:
             raise ModelLoadError(f"'{self.spec}' is a prompt-tuning adapter; score it with method 'generate' "
                                  "(label probabilities need the plain KV cache)")
@@ -437,7 +291,7 @@ class HFBackend:
         An evaluation scores its items in batches that all start with the same system prompt and examples;
         keeping the last prefix's cache means that part is computed once per evaluation, not once per batch.
         """
-        torch = _torch()
+        torch = lazy_torch()
         from transformers import DynamicCache
 
         limit = min(len(ids) for ids in prompt_ids) - 1  # every prompt keeps >= 1 token of its own
@@ -457,7 +311,7 @@ class HFBackend:
         return self._prefix_cache
 
     def _score_chunk(self, prefix_kv, p: int, suffixes: list[list[int]], choice_ids: list[list[list[int]]]):
-        torch = _torch()
+        torch = lazy_torch()
         from transformers import DynamicCache
 
         rows, width, pad = len(suffixes), max(len(s) for s in suffixes), self.tokenizer.pad_token_id
@@ -499,7 +353,7 @@ class HFBackend:
     def stream(self, text: str, params: GenerationParams, *,
                cancel: threading.Event | None = None) -> Iterator[StreamEvent]:
         """Generate one completion for one prompt, yielding the text so far as tokens arrive."""
-        torch = _torch()
+        torch = lazy_torch()
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         enc = self._encode([text])

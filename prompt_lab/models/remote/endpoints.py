@@ -1,0 +1,194 @@
+"""Where remote models live: the endpoints file, the Endpoint spec, and the URL and API-key policy.
+
+Specs: `openai:<model>@<base_url>` (e.g. `openai:llama3.2@http://localhost:11434/v1`) or
+`openai:<model>@<endpoint name>` for an endpoint described in the endpoints file (see load_endpoints).
+
+API keys are read from the environment (through settings.secret_from_env) when a request is made and live only
+in the HTTP client's headers: they are never part of a spec, a revision, an error message, the run log or a CLI
+line. Base URLs that carry credentials (user:password@ or a query string) are refused for the same reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from prompt_lab.errors import ModelLoadError
+from prompt_lab.settings import get_settings, secret_from_env
+from prompt_lab.specs import check_fields, failer, spec_field
+
+PREFIX = "openai:"
+GENERIC_KEY_ENV = "PROMPT_LAB_API_KEY"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+
+
+class RemoteModelError(ModelLoadError):
+    """A remote endpoint could not be used: unreachable, refused the key, unknown model, bad answer."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One OpenAI-compatible server: a named entry of the endpoints file, or the address of an ad-hoc spec."""
+
+    name: str = spec_field(help="The endpoint's name in the endpoints file, or its base URL for an ad-hoc spec.")
+    base_url: str = spec_field(help="server address, e.g. http://localhost:8000/v1")
+    api_key_env: str | None = spec_field(None, help="name of the environment variable holding the API key")
+    models: tuple[str, ...] = spec_field((), help="model names to offer in the app's model lists")
+    max_concurrency: int = spec_field(4, min=1, help="most requests in flight to this endpoint")
+    timeout_s: float = spec_field(120.0, min=0.1, help="seconds to wait for one answer")
+    max_retries: int = spec_field(3, min=0, help="retries on 429 and 5xx answers, with backoff")
+    tokenizer: str | None = spec_field(None, help="local model folder whose tokenizer counts tokens when the "
+                                                  "server reports none")
+
+    def api_key(self) -> str | None:
+        """The key from the environment (read at use, so a Space secret or an export applies at once)."""
+        if self.api_key_env:
+            key = secret_from_env(self.api_key_env)
+            if not key:
+                raise RemoteModelError(f"endpoint '{self.name}' needs an API key in the environment variable "
+                                       f"{self.api_key_env}, which is not set")
+            return key
+        host = urlsplit(self.base_url).hostname or ""
+        if host == "api.openai.com" and secret_from_env(OPENAI_KEY_ENV):
+            return secret_from_env(OPENAI_KEY_ENV)
+        return secret_from_env(GENERIC_KEY_ENV) or None
+
+    @property
+    def key_hint(self) -> str:
+        """The environment variable a key for this endpoint is read from."""
+        if self.api_key_env:
+            return self.api_key_env
+        host = urlsplit(self.base_url).hostname or ""
+        return OPENAI_KEY_ENV if host == "api.openai.com" else GENERIC_KEY_ENV
+
+
+FILE_FIELDS = {f.name: f.metadata["help"] for f in dataclasses.fields(Endpoint) if f.name != "name"}
+
+
+def normalize_base_url(url: str, where: str = "base_url") -> str:
+    """http(s) URL without credentials, query or trailing slash; a bare host gets the usual /v1 path."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteModelError(f"{where} '{url}' is not an http(s) URL such as http://localhost:8000/v1")
+    if parts.username or parts.password:
+        raise RemoteModelError(f"{where} must not carry credentials (user:password@); put the key in an "
+                               f"environment variable ({GENERIC_KEY_ENV}, or api_key_env of a named endpoint)")
+    if parts.query or parts.fragment:
+        raise RemoteModelError(f"{where} must not have a query string or fragment (keys belong in the "
+                               "environment, not in the URL)")
+    path = parts.path.rstrip("/")
+    if path == "":
+        path = "/v1"
+    if path.endswith("/chat/completions"):
+        path = path[: -len("/chat/completions")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def endpoints_file() -> Path:
+    """The endpoints file: settings.endpoints_file (PROMPT_LAB_ENDPOINTS), else <home>/endpoints.yaml."""
+    settings = get_settings()
+    return settings.endpoints_file or settings.home / "endpoints.yaml"
+
+
+def entry_lines(text: str) -> dict[str, tuple[int, dict[str, int]]]:
+    """For each top-level entry of a YAML mapping: (its line, {field: line}), 1-based; empty if not a mapping."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(key.value): (key.start_mark.line + 1,
+                             {str(k.value): k.start_mark.line + 1 for k, _ in value.value}
+                             if isinstance(value, yaml.MappingNode) else {})
+            for key, value in node.value}
+
+
+def endpoint_from_fields(name: str, fields, source: str, lines: dict[str, int] | None = None,
+                         line: int | None = None) -> Endpoint:
+    """An Endpoint from one entry of the endpoints file (at `line`, its fields at `lines`), every field checked;
+    errors read '<source>, line N: field 'x': problem'."""
+    fail = failer(source, lines, RemoteModelError)
+    at = f", line {line}" if line else ""
+    if not isinstance(fields, dict):
+        raise RemoteModelError(f"{source}{at}: must be a mapping with at least base_url")
+    unknown = sorted(str(k) for k in fields if k not in FILE_FIELDS)
+    if unknown:
+        fail(unknown[0], f"unknown field; allowed: {', '.join(FILE_FIELDS)}")
+    if "base_url" not in fields:
+        raise RemoteModelError(f"{source}{at}: base_url is missing ({FILE_FIELDS['base_url']})")
+    models = fields.get("models")
+    if models is not None and not (isinstance(models, list) and all(isinstance(m, str) and m for m in models)):
+        fail("models", f"must be a list of model names, got {models!r}")
+    raw = Endpoint(name=name, **{**fields, "models": tuple(models or ())})
+    check_fields(raw, fail)
+    if raw.api_key_env is not None and not raw.api_key_env.strip():
+        fail("api_key_env", "must be the name of an environment variable")
+    url_at = f", line {lines['base_url']}" if lines and "base_url" in lines else ""
+    url = normalize_base_url(raw.base_url, f"{source}{url_at}: field 'base_url':")
+    return dataclasses.replace(raw, base_url=url, timeout_s=float(raw.timeout_s))
+
+
+def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
+    """Named endpoints from the endpoints file (PROMPT_LAB_ENDPOINTS, else <PROMPT_LAB_HOME>/endpoints.yaml):
+
+        my-vllm:
+          base_url: http://gpu-box:8000/v1
+          api_key_env: VLLM_API_KEY
+          models: [Qwen/Qwen2.5-7B-Instruct]
+          max_concurrency: 16
+
+    A missing file means no named endpoints. Errors name the file, the line, the endpoint and the field.
+    """
+    from prompt_lab.yamlfiles import parse_yaml, read_text_file
+
+    path = Path(path) if path else endpoints_file()
+    if not path.is_file():
+        return {}
+    text = read_text_file(path, "endpoints file", RemoteModelError)
+    data = parse_yaml(text, str(path), RemoteModelError)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RemoteModelError(f"{path}: must be a mapping of endpoint names to settings")
+    lines = entry_lines(text)
+    out = {}
+    for name, fields in data.items():
+        line, field_lines = lines.get(str(name), (None, {}))
+        out[str(name)] = endpoint_from_fields(str(name), fields, f"{path}: endpoint '{name}'", field_lines, line)
+    return out
+
+
+def parse_spec(spec: str) -> tuple[Endpoint, str]:
+    """`openai:<model>@<base_url or endpoint name>` -> (endpoint, model name)."""
+    body = spec.strip()[len(PREFIX):]
+    model, sep, where = body.partition("@")
+    model, where = model.strip(), where.strip()
+    if not sep or not model or not where:
+        raise RemoteModelError(f"model '{spec}': a remote model is written openai:<model>@<base_url> (e.g. "
+                               "openai:llama3.2@http://localhost:11434/v1) or openai:<model>@<endpoint name>")
+    if "://" in where:
+        if get_settings().public_mode:
+            raise RemoteModelError("on a public Space only the endpoints its owner configured can be used "
+                                   "(openai:<model>@<endpoint name>); ad-hoc server addresses are refused")
+        url = normalize_base_url(where, f"model '{spec}': server address")
+        return Endpoint(name=url, base_url=url), model
+    endpoints = load_endpoints()
+    if where not in endpoints:
+        known = ", ".join(sorted(endpoints)) or "none are configured"
+        raise RemoteModelError(f"model '{spec}': no endpoint named '{where}' in {endpoints_file()} ({known}); "
+                               "give a server address instead, e.g. openai:<model>@http://localhost:8000/v1")
+    return endpoints[where], model
+
+
+def remote_choices() -> list[str]:
+    """`openai:<model>@<endpoint>` for every model listed in the endpoints file (for model pickers)."""
+    try:
+        endpoints = load_endpoints()
+    except ModelLoadError:
+        return []
+    return [f"{PREFIX}{m}@{name}" for name, e in endpoints.items() for m in e.models]

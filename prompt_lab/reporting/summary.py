@@ -1,0 +1,117 @@
+"""One evaluation run's report as plain data: a row per condition, the condition labels and the paired tests of
+the first condition against each other one. The Evaluate and History views and `eval` show these same rows."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prompt_lab.reporting.report import paired_test, run_report
+from prompt_lab.runlog import Database
+from prompt_lab.runlog.store import connect
+
+
+@dataclass
+class ConditionRow:
+    """One condition's headline numbers (rates 0-1; None where the metric has no such number)."""
+    condition: str  # the condition's label, e.g. "few_shot k=3 · default"
+    kind: str  # "accuracy" (accuracy, contains, regex) or "score" (bleu, rouge)
+    value: float  # accuracy, or the mean item score
+    ci_low: float
+    ci_high: float
+    strict: float | None = None
+    chance: float | None = None
+    majority: float | None = None
+    no_answer: int | None = None
+    wrong: int | None = None
+    tokens: float = 0.0  # mean completion tokens per answer
+    latency_s: float = 0.0  # mean seconds per answer
+    samples: int = 1  # answers per item (more than one: the majority vote is the item's answer)
+    self_consistency: list[dict] | None = None  # accuracy of a vote of k samples, for each k
+    agreement: float | None = None  # mean agreement of the samples with the vote
+    corpus: dict | None = None  # corpus BLEU / ROUGE
+
+
+@dataclass
+class PairedResult:
+    """An exact McNemar test between two conditions on the items both have."""
+    a: str
+    b: str
+    verdict: str
+    n: int
+    both: int
+    only_a: int
+    only_b: int
+    neither: int
+    p_value: float
+    accuracy_a: float
+    accuracy_b: float
+
+    @classmethod
+    def from_test(cls, test: dict) -> "PairedResult":
+        return cls(**{f: test[f] for f in cls.__dataclass_fields__})
+
+
+@dataclass
+class EvalReport:
+    run_id: int
+    status: str
+    template: str
+    dataset: str | None
+    items: int | None
+    metric: str
+    rows: list[ConditionRow]
+    labels: list[str]
+    paired: list[PairedResult]  # the first condition against each other one (accuracy metrics)
+    conditions: list[dict] = field(repr=False)  # everything run_report computed, for the charts
+
+    def condition(self, label: str) -> dict | None:
+        return next((c for c in self.conditions if c["label"] == label), None)
+
+    def to_dict(self) -> dict:
+        """JSON-able: the rows, labels and paired tests, and each condition's full numbers."""
+        return asdict(self)
+
+
+def condition_rows(report: dict) -> list[ConditionRow]:
+    """The rows of a run_report(): the one place a report becomes a table."""
+    rows = []
+    for c in report["conditions"]:
+        common = dict(condition=c["label"], tokens=c["completion_tokens"], latency_s=c["latency_ms"] / 1000,
+                      samples=c["samples"])
+        if "accuracy" in c:
+            low, high = c["accuracy_ci"]
+            consistency = c.get("self_consistency")
+            agreement = consistency["agreement"] if consistency else None
+            rows.append(ConditionRow(kind="accuracy", value=c["accuracy"], ci_low=low, ci_high=high,
+                                     strict=c["strict_accuracy"], chance=c.get("chance"), majority=c.get("majority"),
+                                     no_answer=c["no_answer"], wrong=c["wrong_answers"],
+                                     self_consistency=consistency["curve"] if consistency else None,
+                                     agreement=sum(agreement) / len(agreement) if agreement else None, **common))
+        else:
+            low, high = c["score_ci"]
+            rows.append(ConditionRow(kind="score", value=c["score"], ci_low=low, ci_high=high,
+                                     corpus=dict(c["corpus"]), **common))
+    return rows
+
+
+def baseline_tests(report: dict) -> list[PairedResult]:
+    """The first condition against each later one, where both have right/wrong per item."""
+    conditions = [c for c in report["conditions"] if "accuracy" in c]
+    if len(conditions) != len(report["conditions"]) or not conditions:
+        return []
+    return [PairedResult.from_test(paired_test(conditions[0], other)) for other in conditions[1:]]
+
+
+def build_report(report: dict) -> EvalReport:
+    return EvalReport(run_id=report["run_id"], status=report["status"], template=report["template"],
+                      dataset=report["dataset"], items=report["items"], metric=report["metric"],
+                      rows=condition_rows(report), labels=[c["label"] for c in report["conditions"]],
+                      paired=baseline_tests(report), conditions=report["conditions"])
+
+
+def eval_report(run_id: int, db: Database | None = None, db_path: str | Path | None = None) -> EvalReport:
+    """The report of one evaluation run (on `db`, else on a connection opened and closed here)."""
+    if db is not None:
+        return build_report(run_report(db, int(run_id)))
+    with connect(db_path) as own:
+        return build_report(run_report(own, int(run_id)))
