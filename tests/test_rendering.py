@@ -208,3 +208,69 @@ def test_render_strings_uses_the_settings_and_given_bounds(home, monkeypatch):
     assert rendering.render_strings([("{{ a }}-{{ b }}", {"a": 1, "b": "x"})]) == ["1-x"]
     assert rendering.render_strings([("{{ 'x' * 11 }}", {})], max_chars=10) == [
         RenderFailure("too_large", "repetition would make 11 items", 1)]
+
+
+# ---------------------------------------------------------------- sandbox edges a template author can reach
+
+
+@pytest.mark.parametrize("name", ["lipsum", "namespace", "cycler", "joiner"])
+def test_globals_that_build_state_or_text_are_gone(name):
+    found = render_one(f"{{{{ {name}() }}}}", {}, 1000)
+    assert found["error"] in ("undefined", "runtime") and name in found["message"]
+
+
+def test_a_filter_number_argument_above_the_limit_is_refused_even_with_a_small_result():
+    assert render_one("{{ 'a'|truncate(1000000) }}", {}, 100) == {
+        "error": "too_large", "message": "filter argument 1,000,000 is larger than the output limit", "line": 1}
+
+
+def test_filter_keyword_arguments_are_passed_and_checked():
+    assert render_one("[{{ 'a'|center(width=5) }}]", {}, 100) == {"text": "[  a  ]"}
+    assert render_one("{{ 'a'|center(width=101) }}", {}, 100)["error"] == "too_large"
+
+
+def test_bounds_are_inclusive_at_the_limit():
+    assert render_one("{{ 'a'|center(20) }}", {}, 20) == {"text": " " * 9 + "a" + " " * 10}
+    assert render_one("{{ range(20)|length }}", {}, 20) == {"text": "20"}
+    assert render_one("{{ v.startswith(v) }}", {"v": "x" * 20}, 20) == {"text": "True"}
+    assert render_one("{{ v.startswith(v) }}", {"v": "x" * 21}, 20) == {
+        "error": "too_large", "message": "an intermediate string passed the output limit", "line": 1}
+
+
+def test_a_filter_result_past_the_limit_names_what_happened():
+    found = render_one("{{ v|replace('x', 'xx') }}", {"v": "x" * 15}, 20)
+    assert found == {"error": "too_large", "message": "a filter result passed the output limit", "line": 1}
+
+
+def test_a_runtime_error_names_the_line_it_happened_on():
+    found = render_one("first\nsecond {{ missing }}", {}, 100)
+    assert (found["error"], found["line"]) == ("undefined", 2)
+
+
+@pytest.mark.parametrize("source, names", [
+    ("{% set x = 1 %}{{ x }}{{ y }}", {"y"}),
+    ("{% for a in items %}{{ loop.index }}{{ a }}{% endfor %}", {"items"}),
+    ("{% macro m(p) %}{{ p }}{{ caller() }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ q }}", {"q"}),
+])
+def test_template_variables_leave_out_what_the_template_sets_itself(source, names):
+    from prompt_lab.prompts.rendering import template_variables
+
+    assert template_variables(source) == names
+
+
+def test_the_worker_process_is_reused_between_renders(home):
+    from prompt_lab.prompts import rendering
+
+    rendering.render_strings([("{{ a }}", {"a": "1"})])
+    first = rendering._worker._proc.pid
+    rendering.render_strings([("{{ a }}", {"a": "2"})])
+    assert rendering._worker._proc.pid == first
+
+
+@pytest.fixture(autouse=True)
+def fresh_sandbox_caches():
+    """Each test builds its own sandbox environment: the module caches one per size bound, which would otherwise
+    let a test pass on an environment an earlier test built (and hide which tests reach its set-up)."""
+    render_worker._env.cache_clear()
+    render_worker._compile.cache_clear()
+    yield

@@ -382,3 +382,11 @@ def test_an_extraction_says_which_rule_read_the_answer(home, template, extract, 
         else get_template(template)
     found = extract(t, output)
     assert (found.answer, found.method) == (answer, method)
+
+
+def test_the_default_answer_prefix_is_the_gsm8k_one():
+    from prompt_lab.answers.scoring import extract_answer
+    from prompt_lab.prompts.templates import AnswerSpec
+
+    found = extract_answer("So 3 + 4 = 7.\nThe answer is 7.\nThen 8 more words 9.", AnswerSpec(type="number"))
+    assert found.answer == "7"

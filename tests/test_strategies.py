@@ -211,3 +211,24 @@ def test_strategy_choice_errors_list_the_valid_ones(names, message):
 def test_checked_strategies_come_back_as_a_list_in_order():
     assert check_strategies(("cot", "zero_shot")) == ["cot", "zero_shot"]
     assert check_strategies(s for s in STRATEGIES) == list(STRATEGIES)
+
+
+def test_a_prefill_joins_the_last_turn_when_there_are_three(home):
+    from prompt_lab.prompts.strategies import Prompt
+
+    prompt = Prompt("cot", [{"role": "system", "content": "S"}, {"role": "user", "content": "Q1"},
+                            {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}], "Let's think")
+    assert [m["content"] for m in prompt.as_chat_without_prefill()] == ["S", "Q1", "A1", "Q2\n\nLet's think"]
+    assert prompt.messages[-1]["content"] == "Q2"  # the prompt itself is not changed
+
+
+def test_the_default_seed_is_zero(home):
+    from prompt_lab.prompts.strategies import build_prompts
+    from prompt_lab.prompts.templates import get_template
+
+    template = get_template("sentiment")
+    variables = {"review": "Fine."}
+    assert build_prompts(template, ["few_shot"], variables, k=2, seed=1) != build_prompts(template, ["few_shot"],
+                                                                                          variables, k=2, seed=0)
+    assert build_prompts(template, ["few_shot"], variables, k=2) == build_prompts(template, ["few_shot"], variables,
+                                                                                    k=2, seed=0)

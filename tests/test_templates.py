@@ -513,3 +513,9 @@ def test_a_shipped_name_is_refused_with_a_new_name_to_use(home):
     with pytest.raises(TemplateError, match=r"^'arithmetic' is a shipped template and is never overwritten; save your "
                                             r"version under a new name, e.g\. 'arithmetic-v2'$"):
         save_user_template(MINIMAL.replace("name: probe", "name: arithmetic"))
+
+
+def test_a_quoted_group_number_gets_a_message_on_the_answer_field():
+    with pytest.raises(TemplateError) as refused:
+        parse_template(MINIMAL + "answer: {pattern: 'Answer: (\\d+)', group: '1'}\n")
+    assert str(refused.value) == "<template>, line 4: field 'answer': group must be a whole number, not '1'"
