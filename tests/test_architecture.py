@@ -143,6 +143,20 @@ def test_no_private_name_crosses_modules():
     assert bad == []
 
 
+def sql_calls(path: Path) -> list[int]:
+    """Lines that run SQL on a connection or sqlite-utils database: .execute/.executemany/.executescript/.query."""
+    return [node.lineno for node in ast.walk(ast.parse(source(path)))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("execute", "executemany", "executescript", "query")]
+
+
+def test_only_the_run_log_runs_sql():
+    """Not only the imports: no other module runs SQL on a database object handed to it."""
+    runners = {f"{path.relative_to(ROOT)}:{line}" for name, path in MODULES.items()
+               if not name.startswith("prompt_lab.runlog") for line in sql_calls(path)}
+    assert runners == set()
+
+
 def environment_reads(path: Path) -> list[int]:
     """Lines that read an environment variable: os.environ.get/[...]/in, os.getenv."""
     lines = []
@@ -162,6 +176,7 @@ def test_environment_variables_are_read_only_in_settings():
 
 @pytest.mark.parametrize("rule, planted", [
     (test_environment_variables_are_read_only_in_settings, "import os\nX = os.environ.get('X')\n"),
+    (test_only_the_run_log_runs_sql, "def f(db):\n    return db.execute('select 1')\n"),
     (test_the_core_never_imports_gradio, "import gradio as gr\n"),
     (test_the_core_never_imports_gradio, "def f():\n    from gradio import Blocks\n"),
     (test_only_the_run_log_touches_sqlite, "import sqlite_utils\n"),
