@@ -33,8 +33,13 @@ def results() -> dict[str, dict[str, str]]:
 def table(by_module: dict[str, dict[str, str]]) -> str:
     lines = ["| module | mutants | killed | timeout | survived | no tests | score |", "|---|---:|---:|---:|---:|---:|---:|"]
     total: Counter = Counter()
+    unchecked = 0
     for module, outcomes in by_module.items():
         counts = Counter(outcomes.values())
+        skipped = counts.pop("not checked", 0)
+        unchecked += skipped
+        if skipped and not counts:
+            continue  # a scoped run (make mutation PKG=...) did not reach this module: leave it out
         total.update(counts)
         n = sum(counts.values())
         caught = counts["killed"] + counts["timeout"]
@@ -44,6 +49,8 @@ def table(by_module: dict[str, dict[str, str]]) -> str:
     if n:
         lines.append(f"| **all** | {n} | {total['killed']} | {total['timeout']} | {total['survived']} | "
                      f"{total['no tests']} | {(total['killed'] + total['timeout']) / n:.1%} |")
+    if unchecked:
+        lines.append(f"\n{unchecked} mutants were not checked in this run (outside its scope, or it was stopped).")
     return "\n".join(lines)
 
 
