@@ -50,17 +50,23 @@ class Walk:
         box.press("Control+a")
         self.page.keyboard.type(text)
 
-    def toast(self) -> str:
+    def toast(self, text=None) -> str:
+        """The newest pop-up's text; with `text` (a string or regex), the newest pop-up that says it."""
         from playwright.sync_api import expect
 
-        toast = self.page.locator(".toast-body").last
+        toasts = self.page.locator(".toast-body")
+        toast = (toasts if text is None else toasts.filter(has_text=text)).last
         expect(toast).to_be_visible(timeout=30_000)
         return toast.inner_text()
 
     def close_toasts(self) -> None:
+        """Close every pop-up and wait until they are gone, so the next toast() cannot read a closing one."""
+        from playwright.sync_api import expect
+
         for close in self.page.locator(".toast-close").all():
             if close.is_visible():
                 close.click()
+        expect(self.page.locator(".toast-body")).to_have_count(0, timeout=15_000)
 
     def no_error_badges(self) -> None:
         """No component shows Gradio's red "Error" state (left by a failed event that was not settled)."""
@@ -344,7 +350,8 @@ def test_tune_watch_reload_stop_resume_then_compare(walk, tiny_model_dir):
     assert 50 <= stopped_at < 150
 
     page.locator("#tune-resume").click()
-    said = walk.toast()
+    said = walk.toast(re.compile(rf"Job {job_id} (resumes|had no)"))
+    assert "resumes from step" in said, said
     checkpoint = int(re.search(rf"Job {job_id} resumes from step (\d+), its last complete checkpoint", said).group(1))
     assert checkpoint in (50, 100) and checkpoint <= stopped_at  # its last complete checkpoint
     expect(status).to_contain_text("completed", timeout=240_000)
