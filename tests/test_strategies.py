@@ -232,3 +232,35 @@ def test_the_default_seed_is_zero(home):
                                                                                           variables, k=2, seed=0)
     assert build_prompts(template, ["few_shot"], variables, k=2) == build_prompts(template, ["few_shot"], variables,
                                                                                     k=2, seed=0)
+
+
+def test_the_query_is_never_among_its_own_demonstrations(home):
+    """Compare's Example buttons load a template example: few-shot must not show that example's answer."""
+    from prompt_lab.prompts.strategies import build_prompts
+    from prompt_lab.prompts.templates import get_template
+
+    template = get_template("sentiment")
+    first = template.examples[0].inputs["review"]
+    query = {"review": "  " + first.upper().replace(" ", "   ") + "\n"}  # same text, other case and spacing
+    for seed in range(5):
+        for strategy in ("few_shot", "few_shot_cot"):
+            try:
+                prompt = build_prompts(template, [strategy], query, k=len(template.examples), seed=seed)[0]
+            except Exception as exc:  # few_shot_cot needs rationales; the sentiment template may have none
+                assert "rationale" in str(exc)
+                continue
+            shown = [m["content"] for m in prompt.messages[1:-1:2]]
+            assert len(shown) == len(template.examples) - 1
+            assert all(first not in text for text in shown), (seed, strategy)
+
+
+def test_a_template_whose_only_example_is_the_query_says_so(home):
+    from prompt_lab.errors import TemplateError
+    from prompt_lab.prompts.strategies import build_prompts
+    from prompt_lab.prompts.templates import parse_template
+
+    template = parse_template("name: one\ninstruction: Classify.\nvariables: [text]\ninput: '{{ text }}'\n"
+                              "examples:\n  - {inputs: {text: Fine.}, output: ok}\n")
+    with pytest.raises(TemplateError, match="few_shot has no example left once the query itself is left out"):
+        build_prompts(template, ["few_shot"], {"text": "fine."})
+    assert len(build_prompts(template, ["few_shot"], {"text": "Bad."})[0].messages) == 4

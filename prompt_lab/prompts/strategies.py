@@ -59,8 +59,23 @@ def check_strategies(names) -> list[str]:
     return names
 
 
-def _pick_examples(template: Template, strategy: str, k: int, seed: int):
+def _same_text(value) -> str:
+    return " ".join(str(value).split()).casefold()
+
+
+def is_own_example(template: Template, example, values: dict) -> bool:
+    """Whether an example asks the same question as the query (its inputs equal the query's, ignoring case and
+    spacing): shown as a demonstration, it would hand the model the query's own answer."""
+    return all(_same_text(example.inputs.get(v, "")) == _same_text(values.get(v, "")) for v in template.variables)
+
+
+def _pick_examples(template: Template, strategy: str, k: int, seed: int, values: dict):
     pool = template.examples
+    if any(is_own_example(template, e, values) for e in pool):  # never the query among its own demonstrations
+        pool = [e for e in pool if not is_own_example(template, e, values)]
+        if not pool:
+            raise TemplateError(f"template '{template.name}': {strategy} has no example left once the query itself "
+                                "is left out (it is the template's only example); add examples or pick another input")
     if strategy == "few_shot_cot":
         pool = [e for e in pool if e.rationale]
         if not pool:
@@ -83,7 +98,7 @@ def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3
             f"(this template takes: {', '.join(template.variables)})"
         )
     values = {v: variables[v] for v in template.variables}
-    chosen = {s: _pick_examples(template, s, k, seed) if s in ("few_shot", "few_shot_cot") else [] for s in strategies}
+    chosen = {s: _pick_examples(template, s, k, seed, values) if s in ("few_shot", "few_shot_cot") else [] for s in strategies}
     requests = [("instruction", values), ("output_format", values), ("input", values)]
     example_index = {}
     for examples in chosen.values():
