@@ -123,12 +123,16 @@ def extract_strict(template: Template, text: str, choices: list[str] | None = No
     """Strict extraction: the answer must be given in the expected format.
 
     Either the whole output is a bare answer ("Positive", "Answer: 42", "42."), or it ends its reasoning with
-    "<answer_prefix> X." (the gsm8k CoT convention "The answer is N."). A template regex, when set, is the
+    "<answer_prefix> X." (the gsm8k CoT convention "The answer is N."); a number may also follow gsm8k's "####". A template regex, when set, is the
     strict rule itself. Anything else is a format failure (None), counted apart from wrong answers.
     """
     spec, choices = template.answer, choices or template.choices
     if spec.pattern:
         return extract_answer(text, spec, choices=choices, answer_prefix=template.answer_prefix)
+    if spec.type == "number":  # gsm8k's own marker, as lm-evaluation-harness's strict-match reads it (first one)
+        marked = re.search(r"####\s*(-?\$?[0-9.,]*[0-9])", text)
+        if marked:
+            return Extraction(normalize_number(marked.group(1)), marked.span(1), "strict")
     prefix_re = re.compile(re.escape(template.answer_prefix.strip()) + r"\s*:?\s*(.+?)\s*(?:\.\s*)?$",
                            re.IGNORECASE | re.MULTILINE)
     matches = list(prefix_re.finditer(text))
