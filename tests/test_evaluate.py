@@ -88,12 +88,21 @@ def test_shipped_experiments_load_and_map_their_datasets(home):
 
 
 def test_shipped_datasets_have_enough_checked_rows(home):
-    from prompt_lab.evaluation.datasets import load_dataset
+    """Each shipped dataset fills its template: every variable and the gold answer on 50 rows or more, and gold
+    answers a choice template can give (one of its choices)."""
+    from prompt_lab.evaluation.datasets import load_dataset, mapping_for, to_items
+    from prompt_lab.prompts.templates import get_template
 
-    for name, template in [("sentiment.csv", "sentiment"), ("plausibility.csv", "plausibility"),
-                           ("arithmetic.jsonl", "arithmetic"), ("extract_json.jsonl", "extract_json"),
-                           ("translate_fr.jsonl", "translate_fr"), ("summarize.jsonl", "summarize")]:
-        assert len(load_dataset(ROOT / "experiments/data" / name).rows) >= 50, name
+    for name, template_name in [("sentiment.csv", "sentiment"), ("plausibility.csv", "plausibility"),
+                                ("arithmetic.jsonl", "arithmetic"), ("extract_json.jsonl", "extract_json"),
+                                ("translate_fr.jsonl", "translate_fr"), ("summarize.jsonl", "summarize")]:
+        template = get_template(template_name)
+        dataset = load_dataset(ROOT / "experiments/data" / name)
+        items = to_items(dataset, mapping_for(dataset, template.variables, None))
+        assert len(items) >= 50, name
+        assert all(set(i.variables) == set(template.variables) and i.target for i in items), name
+        if template.choices:
+            assert {i.target for i in items} <= set(template.choices), name
 
 
 KILL_SCRIPT = """

@@ -43,13 +43,13 @@ def test_classification_report_hand_computed():
         [0, 1, 0, 1],
         [0, 0, 0, 1],
     ]
-    json.dumps(report)  # plain values only
+    assert json.loads(json.dumps(report)) == report  # plain values only: it survives a JSON round trip unchanged
 
 
 def test_classification_report_rejects_unknown_gold_and_length_mismatch():
     with pytest.raises(ValueError, match="other"):
         metrics.classification_report(["other"], ["pos"], ["pos", "neg"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^gold and pred differ in length \(1 vs 0\)$"):
         metrics.classification_report(["pos"], [], ["pos"])
 
 
@@ -69,7 +69,7 @@ def test_bleu_identical_and_disjoint():
     assert metrics.bleu([None, refs[1]], refs) < 100.0
     assert metrics.bleu([], []) == 0.0
     assert metrics.chrf(refs, refs) == pytest.approx(100.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^hypotheses and references differ in length \(1 vs 0\)$"):
         metrics.bleu(["x"], [])
 
 

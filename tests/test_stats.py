@@ -55,7 +55,7 @@ def test_bootstrap_ci_binary_vector():
 def test_bootstrap_ci_edge_cases():
     assert stats.bootstrap_ci([]) == (0.0, 0.0)
     assert stats.bootstrap_ci([0.1] * 7) == (0.1, 0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^confidence must be between 0 and 1, got 1.5$"):
         stats.bootstrap_ci([1.0, 0.0], confidence=1.5)
 
 
@@ -79,7 +79,7 @@ def test_self_consistency_all_correct():
     curve = stats.self_consistency_curve(samples, ["4", "7", "X"])
     assert [p["k"] for p in curve] == [1, 2, 3, 4, 5]
     assert all(p["accuracy"] == 1.0 for p in curve)
-    json.dumps(curve)
+    assert json.loads(json.dumps(curve)) == curve  # plain values only
 
 
 def test_self_consistency_majority_helps():
@@ -98,7 +98,7 @@ def test_self_consistency_edge_cases():
     assert stats.self_consistency_curve([[None, None]], ["a"]) == [{"k": 1, "accuracy": 0.0},
                                                                     {"k": 2, "accuracy": 0.0}]
     assert stats.self_consistency_curve([["a"]], ["a"]) == [{"k": 1, "accuracy": 1.0}]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^every item needs the same number of samples \(first item has 2\)$"):
         stats.self_consistency_curve([["a", "b"], ["a"]], ["a", "a"])
 
 
