@@ -17,9 +17,10 @@ _NUMBER_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "t
 
 
 def spec_field(default: Any = MISSING, *, help: str, choices: tuple | None = None, min: float | None = None,
-               max: float | None = None, above: float | None = None, default_factory: Callable | None = None):
-    """A dataclass field with its help text and what values it allows (`above`: strictly greater than)."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above}
+               max: float | None = None, above: float | None = None, below: float | None = None,
+               default_factory: Callable | None = None):
+    """A dataclass field with its help text and what values it allows (`above`/`below`: strict bounds)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -94,14 +95,18 @@ def _check_value(value, hint, meta) -> str | None:
     if meta.get("choices") is not None and value not in meta["choices"]:
         return f"'{value}' is not one of: {', '.join(map(str, meta['choices']))}"
     if hint in (int, float):
-        low, high, above = meta.get("min"), meta.get("max"), meta.get("above")
+        low, high, above, below = meta.get("min"), meta.get("max"), meta.get("above"), meta.get("below")
         if (low is not None and value < low) or (high is not None and value > high) or (
-                above is not None and value <= above):
-            return f"must be {_range_words(low, high, above)}, got {value!r}"
+                above is not None and value <= above) or (below is not None and value >= below):
+            return f"must be {_range_words(low, high, above, below)}, got {value!r}"
     return None
 
 
-def _range_words(low, high, above) -> str:
+def _range_words(low, high, above, below=None) -> str:
+    if below is not None:
+        if above is not None:
+            return f"between {above} and {below} (both excluded)"
+        return (f"at least {low} and " if low is not None else "") + f"below {below}"
     if above is not None:
         return f"above {above}" + (f" and at most {high}" if high is not None else "")
     if low is not None and high is not None:

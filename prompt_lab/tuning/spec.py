@@ -34,7 +34,7 @@ class TuneSpec:
     method: str = spec_field("lora", choices=METHODS, help="lora adapters, or prompt_tuning (virtual tokens).")
     r: int = spec_field(8, min=1, help="LoRA rank.")
     alpha: int = spec_field(16, min=1, help="LoRA alpha (scale = alpha / r).")
-    dropout: float = spec_field(0.05, help="LoRA dropout, from 0 up to (not including) 1.")
+    dropout: float = spec_field(0.05, min=0, below=1, help="LoRA dropout, from 0 up to (not including) 1.")
     target_modules: list[str] | str = spec_field(default_factory=lambda: ["q_proj", "v_proj"],
                                                  help="Module names LoRA adapts, or \"all-linear\".")
     num_virtual_tokens: int = spec_field(16, min=1, help="Prompt tuning: virtual tokens learnt.")
@@ -47,7 +47,7 @@ class TuneSpec:
     weight_decay: float = spec_field(0.0, min=0, help="AdamW weight decay.")
     max_seq_len: int = spec_field(256, min=1, help="Tokens kept per pair (prompt + completion), from the end.")
     seed: int = spec_field(0, min=0, help="Seed of the split, the initialisation and the data order.")
-    val_fraction: float = spec_field(0.2, help="Share held out for validation, between 0 and 1 "
+    val_fraction: float = spec_field(0.2, above=0, below=1, help="Share held out for validation, between 0 and 1 "
                                                                "(both excluded).")
     eval_steps: int = spec_field(10, min=1, help="Validation loss every N steps.")
     save_steps: int = spec_field(10, min=1, help="A checkpoint (to resume from) every N steps.")
@@ -63,12 +63,6 @@ class TuneSpec:
         fail = failer(source, lines, TuneError)
         if not self.dataset:
             fail("dataset", "is required (a .csv or .jsonl path)")
-        for key, low_ok, allowed in (("dropout", True, "at least 0 and below 1"),
-                                     ("val_fraction", False, "between 0 and 1 (both excluded)")):
-            value = getattr(self, key)  # the half-open ranges the declarations cannot say
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
-                    (0 <= value if low_ok else 0 < value) and value < 1):
-                fail(key, f"must be {allowed}, got {value!r}")
         check_fields(self, fail)
         if not self.model:
             fail("model", "is required (default, a folder, a .gguf or a Hub id)")
