@@ -45,7 +45,11 @@ def parse_yaml(text: str, source: str, error=PromptLabError):
 
 def load_spec_file(path: str | Path, what: str, fields, error=PromptLabError) -> dict:
     """A YAML mapping from a spec file whose keys must all be in `fields`; errors name the file and key."""
-    data = parse_yaml(read_text_file(path, what, error), str(path), error)
+    return _spec_mapping(read_text_file(path, what, error), path, what, fields, error)
+
+
+def _spec_mapping(text: str, path: str | Path, what: str, fields, error) -> dict:
+    data = parse_yaml(text, str(path), error)
     if not isinstance(data, dict):
         article = "an" if what[:1].lower() in "aeiou" else "a"
         raise error(f"{path}: {article} {what} must be a YAML mapping of field: value")
@@ -55,21 +59,26 @@ def load_spec_file(path: str | Path, what: str, fields, error=PromptLabError) ->
     return data
 
 
-def key_lines(text: str) -> dict[str, int]:
-    """Line number (1-based) of each top-level key of a YAML mapping; empty when the text is not one."""
+def mapping_node(text: str) -> yaml.MappingNode | None:
+    """The top-level YAML mapping as a node (keys and values keep their source marks, for line numbers), read
+    with the same YAML rules as parse_yaml; None when the text is not valid YAML or not a mapping."""
     try:
         node = yaml.compose(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
-        return {}
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
+        return None
+    return node if isinstance(node, yaml.MappingNode) else None
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """Line number (1-based) of each top-level key of a YAML mapping; empty when the text is not one."""
+    node = mapping_node(text)
+    return {str(key.value): key.start_mark.line + 1 for key, _ in node.value} if node else {}
 
 
 def load_spec_lines(path: str | Path, what: str, fields, error=PromptLabError) -> tuple[dict, dict[str, int]]:
-    """load_spec_file plus the line of each key, so a field's error can name its line."""
-    data = load_spec_file(path, what, fields, error)
-    return data, key_lines(read_text_file(path, what, error))
+    """load_spec_file plus the line of each key, so a field's error can name its line (the file is read once)."""
+    text = read_text_file(path, what, error)
+    return _spec_mapping(text, path, what, fields, error), key_lines(text)
 
 
 def load_vars_file(path: str | Path) -> dict:

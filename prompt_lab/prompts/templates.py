@@ -13,7 +13,7 @@ import yaml
 from prompt_lab.errors import TemplateError, UnknownChoiceError
 from prompt_lab.prompts.rendering import RenderFailure, check_syntax, render_strings, template_variables
 from prompt_lab.settings import get_settings
-from prompt_lab.yamlfiles import parse_yaml, read_text_file
+from prompt_lab.yamlfiles import mapping_node, parse_yaml, read_text_file
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "templates"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -133,12 +133,9 @@ def _as_text(value) -> str:
 
 def _key_lines(text: str) -> dict:
     """Map of top-level key -> (line of the key, line where its value starts[, a folded block's source lines])."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
+    node = mapping_node(text)
     lines = {}
-    if isinstance(node, yaml.MappingNode):
+    if node is not None:
         for key, value in node.value:
             block = isinstance(value, yaml.ScalarNode) and value.style in ("|", ">")
             lines[key.value] = (key.start_mark.line + 1, value.start_mark.line + 1 + (1 if block else 0))

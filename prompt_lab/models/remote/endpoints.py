@@ -19,6 +19,7 @@ import yaml
 from prompt_lab.errors import ModelLoadError
 from prompt_lab.settings import get_settings, secret_from_env
 from prompt_lab.specs import check_fields, failer, spec_field
+from prompt_lab.yamlfiles import mapping_node, parse_yaml, read_text_file
 
 PREFIX = "openai:"
 GENERIC_KEY_ENV = "PROMPT_LAB_API_KEY"
@@ -96,11 +97,8 @@ def endpoints_file() -> Path:
 
 def entry_lines(text: str) -> dict[str, tuple[int, dict[str, int]]]:
     """For each top-level entry of a YAML mapping: (its line, {field: line}), 1-based; empty if not a mapping."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return {}
-    if not isinstance(node, yaml.MappingNode):
+    node = mapping_node(text)
+    if node is None:
         return {}
     return {str(key.value): (key.start_mark.line + 1,
                              {str(k.value): k.start_mark.line + 1 for k, _ in value.value}
@@ -144,8 +142,6 @@ def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
 
     A missing file means no named endpoints. Errors name the file, the line, the endpoint and the field.
     """
-    from prompt_lab.yamlfiles import parse_yaml, read_text_file
-
     path = Path(path) if path else endpoints_file()
     if not path.is_file():
         return {}
