@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from prompt_lab.evaluation.datasets import (ColumnMapping, Dataset, DatasetError, guess_mapping, load_dataset,
-                                 load_dataset_bytes, mapping_for, to_items)
+from prompt_lab.evaluation.datasets import (ColumnMapping, Dataset, DatasetError, guess_mapping, item_hash,
+                                            load_dataset, load_dataset_bytes, mapping_for, to_items)
 from prompt_lab.errors import PromptLabError
 
 
@@ -74,11 +74,15 @@ def test_good_jsonl_converts_values_to_text(home, tmp_path):
     assert ds.lines == [1, 3]
 
 
-def test_json_suffix_reads_json_lines(home, tmp_path):
+def test_json_suffix_reads_json_lines_or_one_array(home, tmp_path):
     ds = load_dataset(write(tmp_path, "data.json", '{"a": "x"}\n{"a": "y"}\n'))
     assert [r["a"] for r in ds.rows] == ["x", "y"]
-    message = fails(write(tmp_path, "array.json", '[{"a": "x"}, {"a": "y"}]\n'),
-                    "array.json, line 1: expected a JSON object, got list")
+    assert (ds.lines, ds.unit) == ([1, 2], "line")
+    # the first non-space character decides: '[' is one JSON array of objects, numbered by item
+    ds = load_dataset(write(tmp_path, "array.json", '\n  [{"a": "x"},\n {"a": "y"}]\n'))
+    assert (ds.rows, ds.lines, ds.unit) == ([{"a": "x"}, {"a": "y"}], [1, 2], "item")
+    message = fails(write(tmp_path, "lines.json", '{"a": "x"}\n[1]\n'), "lines.json, line 2: expected a JSON object, "
+                                                                         "got list")
     assert "JSON Lines" in message
 
 
@@ -160,7 +164,8 @@ def test_empty_file_and_no_rows(home, tmp_path):
 
 def test_unknown_suffix(home, tmp_path):
     message = fails(write(tmp_path, "data.txt", "a\n1\n"), "data.txt: file type '.txt'")
-    assert ".csv" in message and ".jsonl" in message
+    assert message == ("data.txt: file type '.txt'; use a .csv, .jsonl, .json, .parquet or .arrow file (or a folder "
+                       "written by datasets' save_to_disk)")
     fails(b"a\n1\n", "noext: no file type", name="noext")
 
 
@@ -306,7 +311,8 @@ def test_not_utf8_names_the_line_and_byte_for_every_format(home, data, where, su
 def test_a_folder_is_not_a_file(home, tmp_path, suffix):
     folder = tmp_path / f"data{suffix}"
     folder.mkdir()
-    with pytest.raises(DatasetError, match=f"^{re.escape(f'{folder}: is not a file')}$"):
+    with pytest.raises(DatasetError, match=f"^{re.escape(f'{folder}: is not a file')}, nor a folder written by "
+                                           r"datasets' save_to_disk \(it has no state.json or dataset_dict.json\)$"):
         load_dataset(folder)
 
 
@@ -331,7 +337,8 @@ def test_a_file_grown_past_the_cap_after_its_size_check_is_refused(home, tmp_pat
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
 def test_json_errors_explain_json_lines_only_for_json_files(home, suffix):
-    hint = " (.json files are read as JSON Lines: one object per line)" if suffix == ".json" else ""
+    hint = (" (.json files are read as JSON Lines, one object per line, or as one JSON array of objects when the "
+            "file starts with '[')") if suffix == ".json" else ""
     refused(b'{"a": 1}\n{"a": 2,}\n', f"bad{suffix}",
             f"bad{suffix}, line 2: not valid JSON (Expecting property name enclosed in double quotes, column 9){hint}")
     refused(b'{"a": 1}\n\n7\n', f"num{suffix}", f"num{suffix}, line 3: expected a JSON object, got number{hint}")
@@ -339,8 +346,13 @@ def test_json_errors_explain_json_lines_only_for_json_files(home, suffix):
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
 def test_nested_json_values_keep_their_characters(home, suffix):
-    ds = load_dataset_bytes('{"meta": {"city": "Zürich"}, "tags": ["é", "日本"]}\n'.encode(), f"n{suffix}")
-    assert ds.rows == [{"meta": '{"city": "Zürich"}', "tags": '["é", "日本"]'}]
+    ds = load_dataset_bytes('{"meta": {"city": "Zürich"}, "tags": ["é", "日本"], "n": [1, 2.5]}\n'.encode(),
+                            f"n{suffix}")
+    # an object stays its JSON text; a list of strings and numbers is a list of texts
+    assert ds.rows == [{"meta": '{"city": "Zürich"}', "tags": ["é", "日本"], "n": ["1", "2.5"]}]
+    # fed to a template variable, a list reads as its JSON text
+    [item] = to_items(ds, ColumnMapping(variables={"tags": "tags", "meta": "meta"}))
+    assert item.variables == {"tags": '["é", "日本"]', "meta": '{"city": "Zürich"}'}
 
 
 def test_csv_with_old_mac_line_endings(home):
@@ -392,8 +404,9 @@ def test_mapping_for_uses_the_spec_and_fills_in_same_name_columns(home, suffix):
 def test_items_without_a_choices_column_have_no_choices(home, suffix):
     ds = table(suffix, ["text", "label"], [["hi", "pos"]])
     [item] = to_items(ds, ColumnMapping(variables={"text": "text"}, target="label"))
-    assert (item.index, item.line, item.variables, item.target, item.choices) == (
-        0, first_line(suffix), {"text": "hi"}, "pos", None)
+    assert (item.index, item.line, item.variables, item.target, item.choices, item.targets) == (
+        0, first_line(suffix), {"text": "hi"}, "pos", None, ["pos"])
+    assert item.content_hash == item_hash({"text": "hi"}, ["pos"]) == "5ac7336db0ef26d9"
 
 
 @pytest.mark.parametrize("suffix", FORMATS)

@@ -12,7 +12,7 @@ def spec(**kwargs):
 
 @pytest.mark.parametrize("fields, says", [
     ({"template": ""}, "field 'template': is required (a template name or .yaml path)"),
-    ({"dataset": ""}, "field 'dataset': is required (a .csv or .jsonl path)"),
+    ({"dataset": ""}, "field 'dataset': is required (a .csv, .jsonl, .json, .parquet or .arrow file, or a saved dataset folder)"),
     ({"strategies": ["zero_shot", "magic"]}, "field 'strategies': 'magic' is not one of: zero_shot, few_shot, cot, "
                                              "few_shot_cot"),
     ({"strategies": []}, "field 'strategies': '' is not one of"),
@@ -27,7 +27,7 @@ def spec(**kwargs):
     ({"batch_size": 65}, "field 'batch_size': must be between 1 and 64"),
 ])
 def test_every_bad_field_is_named_with_what_is_allowed(fields, says):
-    with pytest.raises(ExperimentError) as info:
+    with pytest.raises(ExperimentError, match="^exp[.]yaml: " + says.split(":", 1)[0] + ": ") as info:
         spec(**fields).validate("exp.yaml")
     assert str(info.value) == f"exp.yaml: {says}" or str(info.value).startswith(f"exp.yaml: {says}")
 

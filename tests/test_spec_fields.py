@@ -25,9 +25,10 @@ def write_spec(tmp_path, fields: dict) -> tuple:
 EVAL_BASE = {"template": "sentiment", "dataset": "d.csv"}
 
 EVAL_BAD = [
+    ("split", "[train]", "must be text, got ['train']"),
     ("template", "''", "is required (a template name or .yaml path)"),
     ("template", "5", "must be text, got 5"),
-    ("dataset", "''", "is required (a .csv or .jsonl path)"),
+    ("dataset", "''", "is required (a .csv, .jsonl, .json, .parquet or .arrow file, or a saved dataset folder)"),
     ("dataset", "[a.csv]", "must be text, got ['a.csv']"),
     ("name", "3", "must be text, got 3"),
     ("columns", "target", "must be a mapping, got 'target'"),
@@ -68,7 +69,7 @@ EVAL_BAD = [
 @pytest.mark.parametrize("key, value, says", EVAL_BAD, ids=[f"{k}={v}" for k, v, _ in EVAL_BAD])
 def test_every_experiment_field_names_file_line_and_field(tmp_path, key, value, says):
     path, lines = write_spec(tmp_path, {**EVAL_BASE, key: value})
-    with pytest.raises(ExperimentError) as info:
+    with pytest.raises(ExperimentError, match=f"line {lines[key]}: field '{key}': ") as info:
         load_spec(path)
     assert str(info.value) == f"{path}, line {lines[key]}: field '{key}': {says}"
 
@@ -95,7 +96,7 @@ def test_several_samples_at_the_top_with_temperature_are_allowed(tmp_path):
 TUNE_BASE = {"dataset": "d.csv", "template": "sentiment"}
 
 TUNE_BAD = [
-    ("dataset", "''", "is required (a .csv or .jsonl path)"),
+    ("dataset", "''", "is required (a .csv, .jsonl, .json, .parquet or .arrow file, or a saved dataset folder)"),
     ("dataset", "3", "must be text, got 3"),
     ("template", "[a]", "must be text, got ['a']"),
     ("name", "7", "must be text, got 7"),
@@ -146,7 +147,7 @@ TUNE_BAD = [
 @pytest.mark.parametrize("key, value, says", TUNE_BAD, ids=[f"{k}={v}" for k, v, _ in TUNE_BAD])
 def test_every_tune_field_names_file_line_and_field(tmp_path, key, value, says):
     path, lines = write_spec(tmp_path, {**TUNE_BASE, key: value})
-    with pytest.raises(TuneError) as info:
+    with pytest.raises(TuneError, match=f"line {lines[key]}: field '{key}': ") as info:
         load_tune_spec(path)
     assert str(info.value) == f"{path}, line {lines[key]}: field '{key}': {says}"
 

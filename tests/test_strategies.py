@@ -108,6 +108,36 @@ def test_each_strategy_sends_the_exact_messages(home):
         {"role": "user", "content": QUERY}], None)
 
 
+PER_ITEM = """\
+name: quiz
+instruction: "Pick one of: {{ choices|join(', ') }}."
+variables: [question]
+input: "{{ question }} ({{ choices|join('/') }})"
+choices: [yes, no]
+answer: {type: choice}
+examples:
+  - inputs: {question: "Is water wet?"}
+    output: "yes"
+"""
+
+
+def test_choices_render_the_items_own_list_and_demonstrations_keep_the_templates(home):
+    template = parse_template(PER_ITEM)
+    question = {"question": "How many legs has a spider?"}
+    zero, few = build_prompts(template, ["zero_shot", "few_shot"], question, k=1, choices=["6", "8", "10"])
+    assert zero.messages == [{"role": "system", "content": "Pick one of: 6, 8, 10."},
+                             {"role": "user", "content": "How many legs has a spider? (6/8/10)"}]
+    assert few.messages == [{"role": "system", "content": "Pick one of: 6, 8, 10."},
+                            {"role": "user", "content": "Is water wet? (yes/no)"},
+                            {"role": "assistant", "content": "yes"},
+                            {"role": "user", "content": "How many legs has a spider? (6/8/10)"}]
+    # no list of its own (None or empty): the template's
+    for choices in (None, []):
+        [plain] = build_prompts(template, ["zero_shot"], question, choices=choices)
+        assert plain.messages[-1]["content"] == "How many legs has a spider? (yes/no)"
+    assert template.render("input", question, ["a", "b"]) == "How many legs has a spider? (a/b)"
+
+
 def test_a_template_without_output_format_sends_the_instruction_alone(home):
     template = parse_template(CLAIMS.replace('output_format: "Answer with one word."\n', ""))
     zero, cot = build_prompts(template, ["zero_shot", "cot"], CLAIM)

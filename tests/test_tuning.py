@@ -82,7 +82,7 @@ def test_stop_ends_the_job_process_group_within_seconds(home, tiny_model_dir):
     start = time.monotonic()
     assert jobs.cancel(job_id) == "cancelled"
     assert time.monotonic() - start < 10
-    with pytest.raises(ProcessLookupError):
+    with pytest.raises(ProcessLookupError, match="No such process"):
         os.killpg(pid, 0)  # no process of the job's group is left
     job = read(jobs.get_job, job_id)
     assert job["status"] == "cancelled" and job["eta_s"] is None
@@ -212,3 +212,14 @@ def test_public_space_caps_steps_from_settings(home, monkeypatch):
         assert json.loads(read(jobs.get_job, job_id)["spec_json"])["max_steps"] == kept
     with pytest.raises(PromptLabError, match="field 'max_steps': must be a whole number"):
         jobs.submit(TuneSpec(dataset="d.csv", max_steps="lots"), start=False)
+
+
+def test_an_instruction_dataset_with_a_list_cell_is_refused_by_line(home, tmp_path):
+    from prompt_lab.tuning.spec import TuneError, TuneSpec
+    from prompt_lab.tuning.train import training_pairs
+
+    data = tmp_path / "inst.jsonl"
+    data.write_text('\n{"instruction": ["a", "b"], "output": "x"}\n')
+    with pytest.raises(TuneError, match=r"^inst.jsonl, line 2: column 'instruction' holds a list; an instruction "
+                                        r"dataset needs text in instruction, input and output$"):
+        training_pairs(TuneSpec(dataset=str(data), template=None), None)

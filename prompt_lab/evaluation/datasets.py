@@ -1,73 +1,100 @@
-"""Evaluation datasets: CSV and JSON Lines files read into rows of text, checked against the server caps.
+"""Evaluation datasets: CSV, JSON Lines, JSON arrays, Parquet, Arrow and save_to_disk folders read into rows of
+cells, checked against the server caps, and mapped onto a template's variables, gold answers and choices.
 
-Every problem is raised as a DatasetError naming the file, the line and the column, before anything is
-returned, so a caller never works on part of a file.
+A cell is text, or a list of texts where the file holds a list of strings and numbers (JSON, Arrow, Parquet).
+Every problem is raised as a DatasetError naming the file, the line (an array's item, an Arrow file's row) and
+the column, before anything is returned, so a caller never works on part of a file.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import re
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from prompt_lab.errors import PromptLabError
+from prompt_lab.evaluation.cells import DatasetError
+from prompt_lab.evaluation.hf_files import ARROW_SUFFIXES, is_saved_dataset, read_arrow_files, saved_dataset_files
+from prompt_lab.evaluation.text_files import read_text_table
 from prompt_lab.settings import get_settings
 
-SUFFIXES = (".csv", ".jsonl", ".json")
-_BOM = b"\xef\xbb\xbf"
+__all__ = ["ColumnMapping", "Dataset", "DatasetError", "Item", "guess_mapping", "item_hash", "load_dataset",
+           "load_dataset_bytes", "mapping_for", "to_items"]
+
+SUFFIXES = (".csv", ".jsonl", ".json") + ARROW_SUFFIXES
 _MB = 1024 * 1024
-_JSON_TYPES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
-
-
-class DatasetError(PromptLabError):
-    """A dataset file or column mapping that cannot be used; the message names the file, line and column."""
 
 
 @dataclass
 class Dataset:
-    """The rows of one file, every value a string, with the line each row starts on."""
+    """The rows of one file (or saved folder), each cell a text or a list of texts, with the line each row starts
+    on (`unit` says what the numbers count: line, item of a JSON array, or row of an Arrow/Parquet file)."""
 
     name: str
     columns: list[str]
-    rows: list[dict[str, str]]
+    rows: list[dict[str, str | list[str]]]
     lines: list[int]
     content_hash: str
+    unit: str = "line"
+    # (line, column) -> why a list there cannot be answers or choices (it is kept as its JSON text)
+    refused: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 @dataclass
 class ColumnMapping:
-    """Which dataset columns feed the template variables, the gold answer and the answer choices."""
+    """Which dataset columns feed the template variables, the gold answer (plus more acceptable answers in
+    `aliases`) and the answer choices."""
 
     variables: dict[str, str]
     target: str | None = None
     choices: str | None = None
+    aliases: str | None = None
+
+
+def item_hash(variables: dict[str, str], targets: list[str]) -> str:
+    """An item's identity by content: its input texts (sorted, so renaming a template variable keeps it) and its
+    gold answers. Two runs pair on items with equal hashes."""
+    payload = json.dumps({"inputs": sorted(str(v).strip() for v in variables.values()),
+                          "gold": sorted(str(t).strip() for t in targets)}, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
 class Item:
-    """One dataset row ready for a run."""
+    """One dataset row ready for a run: `targets` holds every acceptable gold answer, the primary (`target`)
+    first; `content_hash` is item_hash(variables, targets)."""
 
     index: int
     line: int
     variables: dict[str, str]
     target: str | None
     choices: list[str] | None
+    targets: list[str] = field(default_factory=list)
+    content_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.targets and self.target is not None:
+            self.targets = [self.target]
+        if not self.content_hash:
+            self.content_hash = item_hash(self.variables, self.targets)
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read a .csv, .jsonl or .json (JSON Lines) file."""
+def load_dataset(path: str | Path, split: str | None = None) -> Dataset:
+    """Read a .csv, .jsonl, .json (JSON Lines or one array of objects), .parquet or .arrow file, or a folder
+    written by datasets' save_to_disk (`split` picks one of a DatasetDict's splits)."""
     path = Path(path)
+    if path.is_dir():
+        return _load_folder(path, split)
     name = path.name
     _check_suffix(name)
     if not path.exists():
         raise DatasetError(f"{path}: no such file")
     if not path.is_file():
         raise DatasetError(f"{path}: is not a file")
+    if split is not None:
+        raise DatasetError(f"{name}: split '{split}' applies to a folder written by DatasetDict.save_to_disk, not "
+                           "to one file; leave split empty")
     cap = get_settings().max_upload_bytes
     # The size is checked before any content is read, so an oversized file costs nothing.
     _check_size(name, os.path.getsize(path), cap)
@@ -78,14 +105,38 @@ def load_dataset(path: str | Path) -> Dataset:
 
 
 def load_dataset_bytes(data: bytes, name: str) -> Dataset:
-    """Read an uploaded file's bytes; the format comes from the suffix of `name`."""
+    """Read an uploaded file's bytes; the format comes from the suffix of `name` (a folder cannot be uploaded)."""
     name = Path(name).name
     _check_suffix(name)
     _check_size(name, len(data), get_settings().max_upload_bytes)
     return _parse(bytes(data), name)
 
 
+def _load_folder(folder: Path, split: str | None) -> Dataset:
+    if not is_saved_dataset(folder):
+        raise DatasetError(f"{folder}: is not a file, nor a folder written by datasets' save_to_disk (it has no "
+                           "state.json or dataset_dict.json)")
+    name, paths = saved_dataset_files(folder, split)
+    cap = get_settings().max_upload_bytes
+    _check_size(name, sum(os.path.getsize(p) for p in paths), cap, "data files are")
+    files, digest, left = [], hashlib.sha256(), cap
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read(left + 1)
+        left -= len(data)
+        if left < 0:  # a file grew since its size was summed
+            _check_size(name, cap - left, cap, "data files are")
+        digest.update(len(data).to_bytes(8, "big") + data)  # the hash covers every data file, in order
+        files.append((f"{name}/{path.name}", data))
+    columns, rows, lines, cells = read_arrow_files(files, name)
+    if not rows:
+        raise DatasetError(f"{name}: no rows")
+    return Dataset(name=name, columns=columns, rows=rows, lines=lines, content_hash=digest.hexdigest()[:16],
+                   unit="row", refused=cells.refused)
+
+
 TARGET_NAMES = ("target", "label", "answer", "gold", "reference", "output", "expected", "class", "category")
+ALIAS_NAMES = ("aliases", "answer_aliases", "acceptable_answers", "targets")
 
 
 def _tokens(name: str) -> list[str]:
@@ -97,8 +148,9 @@ def guess_mapping(dataset: Dataset, variables: list[str], target_candidates=TARG
 
     A variable takes the column of the same name (exact, else ignoring case), else the one column whose name
     has the variable as a word (`ticket` -> `ticket_text`, `review` -> `Review Body`). The target is the first
-    unused column named like an answer (`label`, `gold_label`, `answer`, ...). Variables without a match are left
-    out, for the user to map.
+    unused column named like an answer (`label`, `gold_label`, `answer`, ...); more acceptable answers come from an
+    unused column named `aliases`, `answer_aliases`, `acceptable_answers` or `targets`. Variables without a match
+    are left out, for the user to map.
     """
     by_lower: dict[str, str] = {}
     for column in dataset.columns:
@@ -118,51 +170,87 @@ def guess_mapping(dataset: Dataset, variables: list[str], target_candidates=TARG
         col = find(var, set(mapping.values()))
         if col is not None:
             mapping[var] = col
-    used = set(mapping.values())
+    # alias columns are never the target: `answer_aliases` has the word `answer` but holds the other answers
+    used = set(mapping.values()) | set(_alias_columns(dataset, set(mapping.values())))
     target = next((col for cand in target_candidates if (col := find(cand, used)) is not None and col not in used),
                   None)
-    return ColumnMapping(variables=mapping, target=target)
+    return ColumnMapping(variables=mapping, target=target,
+                         aliases=_alias_column(dataset, set(mapping.values()) | {target}))
+
+
+def _alias_columns(dataset: Dataset, taken: set) -> list[str]:
+    return [c for cand in ALIAS_NAMES for c in dataset.columns if c.lower() == cand and c not in taken]
+
+
+def _alias_column(dataset: Dataset, taken: set) -> str | None:
+    return next(iter(_alias_columns(dataset, taken)), None)
 
 
 def mapping_for(dataset: Dataset, variables: list[str], columns: dict | None) -> ColumnMapping:
-    """The mapping a spec names ({variables: {var: column}, target:, choices:}, variables it leaves out
-    map to the column of the same name), or a guessed one when the spec names none."""
+    """The mapping a spec names ({variables: {var: column}, target:, choices:, aliases:}; variables it leaves
+    out map to the column of the same name, and aliases, when it does not name them, to a column named like
+    `aliases`), or a guessed one when the spec names none."""
     if not columns:
         return guess_mapping(dataset, variables)
     mapping = ColumnMapping(variables=dict(columns.get("variables") or {}), target=columns.get("target"),
-                            choices=columns.get("choices"))
+                            choices=columns.get("choices"), aliases=columns.get("aliases"))
     for var in variables:
         mapping.variables.setdefault(var, var)
+    if "aliases" not in columns and mapping.target is not None:
+        mapping.aliases = _alias_column(dataset, set(mapping.variables.values()) | {mapping.target, mapping.choices})
     return mapping
 
 
 def to_items(dataset: Dataset, mapping: ColumnMapping) -> list[Item]:
-    """Rows as run items; every mapped value must be present and non-empty (the target only if mapped)."""
-    name = dataset.name
-    used = list(mapping.variables.values()) + [c for c in (mapping.target, mapping.choices) if c is not None]
-    for column in used:
+    """Rows as run items; every mapped value must be present and non-empty (the target only if mapped, aliases
+    never). A list gives several choices or acceptable answers; text choices and aliases are split on '|'."""
+    name, unit = dataset.name, dataset.unit
+    roles = (mapping.target, mapping.choices, mapping.aliases)
+    for column in list(mapping.variables.values()) + [c for c in roles if c is not None]:
         if column not in dataset.columns:
             raise DatasetError(f"{name}: no column '{column}' (columns: {', '.join(dataset.columns)})")
 
-    def value(row: dict[str, str], line: int, column: str) -> str:
+    def value(row: dict, line: int, column: str) -> str | list[str]:
         if column not in row:
-            raise DatasetError(f"{name}, line {line}: missing column '{column}'")
-        text = row[column]
-        if not text.strip():
-            raise DatasetError(f"{name}, line {line}: empty value in column '{column}'")
-        return text
+            raise DatasetError(f"{name}, {unit} {line}: missing column '{column}'")
+        cell = row[column]
+        if not (any(c.strip() for c in cell) if isinstance(cell, list) else cell.strip()):
+            raise DatasetError(f"{name}, {unit} {line}: empty value in column '{column}'")
+        return cell
+
+    def texts(cell: str | list[str], line: int, column: str, split: bool) -> list[str]:
+        """A column's answers or choices: a list's elements, else the text (split on '|' when `split`)."""
+        problem = dataset.refused.get((line, column))
+        if problem:
+            raise DatasetError(f"{name}, {unit} {line}: column '{column}' holds a list whose {problem}; list "
+                               "elements must be text or numbers")
+        parts = cell if isinstance(cell, list) else cell.split("|") if split else [cell]
+        return [p for p in parts if p.strip()]
 
     items = []
     for index, (row, line) in enumerate(zip(dataset.rows, dataset.lines)):
-        variables = {var: value(row, line, col) for var, col in mapping.variables.items()}
-        target = value(row, line, mapping.target) if mapping.target is not None else None
+        variables = {var: _variable_text(value(row, line, col)) for var, col in mapping.variables.items()}
+        targets: list[str] = []
+        if mapping.target is not None:
+            answers = texts(value(row, line, mapping.target), line, mapping.target, split=False)
+            if mapping.aliases is not None and row.get(mapping.aliases):  # aliases may be missing or empty
+                answers += [a.strip() for a in texts(row[mapping.aliases], line, mapping.aliases, split=True)]
+            for answer in answers:  # an answer listed twice (after trimming spaces) counts once
+                if all(answer.strip() != t.strip() for t in targets):
+                    targets.append(answer)
         choices = None
         if mapping.choices is not None:
-            choices = [c.strip() for c in value(row, line, mapping.choices).split("|") if c.strip()]
+            choices = [c.strip() for c in texts(value(row, line, mapping.choices), line, mapping.choices, True)]
             if not choices:
-                raise DatasetError(f"{name}, line {line}: no choices in column '{mapping.choices}'")
-        items.append(Item(index=index, line=line, variables=variables, target=target, choices=choices))
+                raise DatasetError(f"{name}, {unit} {line}: no choices in column '{mapping.choices}'")
+        items.append(Item(index=index, line=line, variables=variables, target=targets[0] if targets else None,
+                          choices=choices, targets=targets, content_hash=item_hash(variables, targets)))
     return items
+
+
+def _variable_text(cell: str | list[str]) -> str:
+    # a list fed to a template variable reads as its JSON text (a JSON Lines value always did)
+    return cell if isinstance(cell, str) else json.dumps(cell, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -171,7 +259,8 @@ def _check_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
     if suffix not in SUFFIXES:
         found = f"file type '{suffix}'" if suffix else "no file type"
-        raise DatasetError(f"{name}: {found}; use a .csv, .jsonl or .json (JSON Lines) file")
+        raise DatasetError(f"{name}: {found}; use a .csv, .jsonl, .json, .parquet or .arrow file (or a folder "
+                           "written by datasets' save_to_disk)")
     return suffix
 
 
@@ -179,135 +268,20 @@ def _mb(n: int) -> str:
     return f"{n / _MB:.1f}".removesuffix(".0") + " MB"
 
 
-def _check_size(name: str, size: int, cap: int) -> None:
+def _check_size(name: str, size: int, cap: int, what: str = "file is") -> None:
     if size > cap:
-        raise DatasetError(f"{name}: the file is {_mb(size)} ({size:,} bytes), larger than the {_mb(cap)} "
+        raise DatasetError(f"{name}: the {what} {_mb(size)} ({size:,} bytes), larger than the {_mb(cap)} "
                            f"upload limit (PROMPT_LAB_MAX_UPLOAD_BYTES raises it)")
 
 
-def _decode(data: bytes, name: str) -> str:
-    skip = len(_BOM) if data.startswith(_BOM) else 0
-    try:
-        return data[skip:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        offset = skip + exc.start
-        line = data.count(b"\n", 0, offset) + 1
-        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1  # 1-based byte within the line
-        raise DatasetError(f"{name}: not UTF-8 text (line {line}, byte {column}); save the file as UTF-8") from None
-
-
 def _parse(data: bytes, name: str) -> Dataset:
-    suffix = _check_suffix(name)
-    text = _decode(data, name)
-    settings = get_settings()
-    if not text.strip():
-        raise DatasetError(f"{name}: empty file")
-    reader = _read_csv if suffix == ".csv" else _read_jsonl
-    columns, rows, lines = reader(text, name, settings.max_rows, settings.max_cell_chars)
+    if _check_suffix(name) in ARROW_SUFFIXES:
+        columns, rows, lines, cells = read_arrow_files([(name, data)], name)
+    else:
+        columns, rows, lines, cells = read_text_table(data, name)
     if not rows:
         raise DatasetError(f"{name}: no rows")
     return Dataset(name=name, columns=columns, rows=rows, lines=lines,
-                   content_hash=hashlib.sha256(data).hexdigest()[:16])
+                   content_hash=hashlib.sha256(data).hexdigest()[:16], unit=cells.unit, refused=cells.refused)
 
 
-def _too_many_rows(name: str, max_rows: int) -> DatasetError:
-    return DatasetError(f"{name}: more than {max_rows} rows (the limit is {max_rows}; PROMPT_LAB_MAX_ROWS raises it)")
-
-
-def _check_cell(name: str, line: int, column: str, value: str, max_chars: int) -> None:
-    if len(value) > max_chars:
-        raise DatasetError(f"{name}, line {line}: column '{column}' is longer than {max_chars} characters")
-
-
-def _is_blank(row: list[str]) -> bool:
-    return not row or (len(row) == 1 and not row[0].strip())
-
-
-def _read_csv(text: str, name: str, max_rows: int, max_chars: int):
-    # The csv module refuses fields over 128 KiB by default; no field can be longer than the upload cap, and
-    # the cell cap is checked below with a message naming the column, so the module's own limit is raised.
-    needed = get_settings().max_upload_bytes + 1
-    if csv.field_size_limit() < needed:
-        csv.field_size_limit(needed)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows: list[dict[str, str]] = []
-    lines: list[int] = []
-    columns: list[str] | None = None
-    while True:
-        # line_num counts physical lines read so far, so the next record starts on the line after it,
-        # even when an earlier quoted field spanned several lines.
-        start = reader.line_num + 1
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise DatasetError(f"{name}, line {start}: not valid CSV ({exc})") from None
-        if _is_blank(record):
-            continue
-        if columns is None:
-            columns = _check_header(record, name, start)
-            continue
-        if len(rows) == max_rows:
-            raise _too_many_rows(name, max_rows)
-        if len(record) != len(columns):
-            raise DatasetError(f"{name}, line {start}: {len(record)} fields, expected {len(columns)} "
-                               f"(columns: {', '.join(columns)})")
-        for column, value in zip(columns, record):
-            _check_cell(name, start, column, value, max_chars)
-        rows.append(dict(zip(columns, record)))
-        lines.append(start)
-    if columns is None:
-        raise DatasetError(f"{name}: empty file")
-    return columns, rows, lines
-
-
-def _check_header(record: list[str], name: str, line: int) -> list[str]:
-    columns = [c.strip() for c in record]
-    unnamed = [str(i) for i, c in enumerate(columns, 1) if not c]
-    if unnamed:
-        which = "column" if len(unnamed) == 1 else "columns"
-        raise DatasetError(f"{name}, line {line}: header {which} {', '.join(unnamed)} (counting from 1) "
-                           f"without a name")
-    duplicates = [c for c, n in Counter(columns).items() if n > 1]
-    if duplicates:
-        names = ", ".join(f"'{c}'" for c in duplicates)
-        raise DatasetError(f"{name}, line {line}: duplicate column names in the header: {names}")
-    return columns
-
-
-def _cell_text(value) -> str:
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""  # null reads as an empty value, which to_items reports if the column is used
-    # JSON spelling (true, 1.5, nested objects) rather than Python's, so the text matches the file
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _read_jsonl(text: str, name: str, max_rows: int, max_chars: int):
-    hint = " (.json files are read as JSON Lines: one object per line)" if name.lower().endswith(".json") else ""
-    columns: dict[str, None] = {}  # an ordered set: keys in first-seen order
-    rows: list[dict[str, str]] = []
-    lines: list[int] = []
-    # StringIO splits on "\n" only, unlike str.splitlines, so line numbers match what an editor shows
-    for line, raw in enumerate(io.StringIO(text), 1):
-        if not raw.strip():
-            continue
-        if len(rows) == max_rows:
-            raise _too_many_rows(name, max_rows)
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{name}, line {line}: not valid JSON ({exc.msg}, column {exc.colno}){hint}") from None
-        if not isinstance(obj, dict):
-            kind = _JSON_TYPES.get(type(obj), type(obj).__name__)
-            raise DatasetError(f"{name}, line {line}: expected a JSON object, got {kind}{hint}")
-        row = {}
-        for key, value in obj.items():
-            row[key] = cell = _cell_text(value)
-            _check_cell(name, line, key, cell, max_chars)
-            columns.setdefault(key)
-        rows.append(row)
-        lines.append(line)
-    return list(columns), rows, lines

@@ -27,10 +27,14 @@ class ExperimentError(PromptLabError):
 @dataclass
 class EvalSpec:
     template: str = spec_field(help="Template name, or a .yaml path (relative to the experiment file).")
-    dataset: str = spec_field(help="A .csv or .jsonl path (relative to the experiment file).")
+    dataset: str = spec_field(help="A .csv, .jsonl, .json, .parquet or .arrow file, or a folder written by "
+                                   "datasets' save_to_disk (relative to the experiment file).")
     name: str = spec_field("evaluation", help="Run name; an experiment file's default is its file name.")
-    columns: dict | None = spec_field(None, help="{variables: {var: column}, target: column, choices: column}; "
-                                                 "empty: guessed from the column names.")
+    columns: dict | None = spec_field(None, help="{variables: {var: column}, target: column, choices: column, "
+                                                 "aliases: column (more acceptable answers)}; empty: guessed from the "
+                                                 "column names.")
+    split: str | None = spec_field(None, help="The split to read when the dataset is a folder written by "
+                                              "DatasetDict.save_to_disk (train, test, ...); empty otherwise.")
     strategies: list[str] = spec_field(default_factory=lambda: ["zero_shot"], choices=STRATEGIES,
                                        help="Prompting strategies to compare.")
     models: list[str] = spec_field(default_factory=lambda: ["default"], help="Model specs to run, e.g. [default].")
@@ -74,17 +78,36 @@ class EvalSpec:
         if not self.template:
             fail("template", "is required (a template name or .yaml path)")
         if not self.dataset:
-            fail("dataset", "is required (a .csv or .jsonl path)")
+            fail("dataset", "is required (a .csv, .jsonl, .json, .parquet or .arrow file, or a saved dataset folder)")
         if self.strategies == []:
             fail("strategies", f"'' is not one of: {', '.join(STRATEGIES)}")
         if self.models == []:
             fail("models", "list at least one model spec, e.g. [default]")
         check_fields(self, fail)
+        if self.columns:
+            _check_columns(self.columns, fail)
         if not all(self.models):
             fail("models", "a model spec is empty; list model specs, e.g. [default]")
         if self.samples > 1 and self.temperature <= 0:
             fail("samples", "several samples need temperature > 0 (greedy samples are all the same)")
         return self
+
+
+COLUMN_ROLES = ("variables", "target", "choices", "aliases")
+
+
+def _check_columns(columns: dict, fail) -> None:
+    unknown = [key for key in columns if key not in COLUMN_ROLES]
+    if unknown:
+        fail("columns", f"unknown key '{unknown[0]}'; allowed: {', '.join(COLUMN_ROLES)}")
+    variables = columns.get("variables")
+    if variables is not None and not (isinstance(variables, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in variables.items())):
+        fail("columns", f"variables must map each template variable to a column name, e.g. {{review: text}}, "
+                        f"got {variables!r}")
+    for key in COLUMN_ROLES[1:]:
+        if columns.get(key) is not None and not (isinstance(columns[key], str) and columns[key]):
+            fail("columns", f"{key} must be a column name, got {columns[key]!r}")
 
 
 def load_spec(path: str | Path) -> EvalSpec:

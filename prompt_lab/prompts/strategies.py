@@ -88,8 +88,10 @@ def _pick_examples(template: Template, strategy: str, k: int, seed: int, values:
     return random.Random(seed).sample(pool, k)
 
 
-def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3, seed: int = 0) -> list[Prompt]:
-    """One Prompt per strategy, rendered in a single round trip to the template sandbox."""
+def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3, seed: int = 0,
+                  choices: list[str] | None = None) -> list[Prompt]:
+    """One Prompt per strategy, rendered in a single round trip to the template sandbox. `choices` (an item's own
+    answer choices) is what `{{ choices }}` shows for the query; demonstrations keep the template's choices."""
     strategies = check_strategies(strategies)
     missing = [v for v in template.variables if v not in variables]
     if missing:
@@ -99,7 +101,7 @@ def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3
         )
     values = {v: variables[v] for v in template.variables}
     chosen = {s: _pick_examples(template, s, k, seed, values) if s in ("few_shot", "few_shot_cot") else [] for s in strategies}
-    requests = [("instruction", values), ("output_format", values), ("input", values)]
+    requests = [("instruction", values, choices), ("output_format", values, choices), ("input", values, choices)]
     example_index = {}
     for examples in chosen.values():
         for example in examples:

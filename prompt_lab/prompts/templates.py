@@ -79,19 +79,23 @@ class Template:
         canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def render(self, field_name: str, variables: dict) -> str:
-        """Render one Jinja field with the given values (plus `choices`) in the sandbox."""
-        return self.render_many([(field_name, variables)])[0]
+    def render(self, field_name: str, variables: dict, choices: list[str] | None = None) -> str:
+        """Render one Jinja field with the given values (plus `choices`: the given list, else the template's) in
+        the sandbox."""
+        return self.render_many([(field_name, variables, choices)])[0]
 
-    def render_many(self, requests: list[tuple[str, dict]]) -> list[str]:
-        """Render several (field, values) pairs in one round trip to the sandbox."""
+    def render_many(self, requests: list[tuple]) -> list[str]:
+        """Render several (field, values) or (field, values, choices) requests in one round trip to the sandbox;
+        `{{ choices }}` is a request's own choices when it has them (an item's), else the template's."""
         items = []
-        for field_name, variables in requests:
+        for field_name, variables, *own in requests:
             self._check_missing(field_name, variables)
-            context = {"choices": list(self.choices or []), **{k: _as_text(v) for k, v in variables.items()}}
+            choices = own[0] if own and own[0] else self.choices
+            context = {"choices": [_as_text(c) for c in choices or []],
+                       **{k: _as_text(v) for k, v in variables.items()}}
             items.append((getattr(self, field_name), context))
         results = render_strings(items)
-        for (field_name, _), result in zip(requests, results):
+        for (field_name, *_), result in zip(requests, results):
             if isinstance(result, RenderFailure):
                 raise TemplateError(self._render_message(field_name, result))
         return results

@@ -23,7 +23,8 @@ class TuneError(PromptLabError):
 
 @dataclass
 class TuneSpec:
-    dataset: str = spec_field(help="A .csv or .jsonl path (relative to the tune file).")
+    dataset: str = spec_field(help="A .csv, .jsonl, .json, .parquet or .arrow file, or a folder written by "
+                                   "datasets' save_to_disk (relative to the tune file).")
     template: str | None = spec_field(None, help="Template name or .yaml path; empty: an instruction dataset with "
                                                  "instruction / input / output columns.")
     name: str = spec_field("tune", help="Job name; a tune file's default is its file name.")
@@ -62,7 +63,7 @@ class TuneSpec:
         """Check every field; the error names the source, the field's line (when known) and the field."""
         fail = failer(source, lines, TuneError)
         if not self.dataset:
-            fail("dataset", "is required (a .csv or .jsonl path)")
+            fail("dataset", "is required (a .csv, .jsonl, .json, .parquet or .arrow file, or a saved dataset folder)")
         check_fields(self, fail)
         if not self.model:
             fail("model", "is required (default, a folder, a .gguf or a Hub id)")

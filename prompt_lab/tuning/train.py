@@ -42,7 +42,11 @@ def training_pairs(spec: TuneSpec, tokenizer_backend) -> tuple[list[Pair], str]:
         if missing:
             raise TuneError(f"{dataset.name}: an instruction dataset needs columns instruction, input (optional) "
                             f"and output; missing {', '.join(missing)}. Or name a template.")
-        for i, row in enumerate(dataset.rows):
+        for i, (row, line) in enumerate(zip(dataset.rows, dataset.lines)):
+            lists = [c for c in ("instruction", "input", "output") if isinstance(row.get(c), list)]
+            if lists:
+                raise TuneError(f"{dataset.name}, {dataset.unit} {line}: column '{lists[0]}' holds a list; an "
+                                "instruction dataset needs text in instruction, input and output")
             user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input", "").strip() else "")
             prompt = Prompt("zero_shot", [{"role": "user", "content": user}])
             pairs.append(Pair(i, tokenizer_backend.format_prompt(prompt), row["output"], {"instruction": user},
@@ -53,7 +57,7 @@ def training_pairs(spec: TuneSpec, tokenizer_backend) -> tuple[list[Pair], str]:
         if mapping.target is None:
             raise TuneError(f"{dataset.name}: no target column; name it in columns.target")
         for item in to_items(dataset, mapping):
-            prompt = build_prompts(template, [spec.strategy], item.variables, seed=spec.seed)[0]
+            prompt = build_prompts(template, [spec.strategy], item.variables, seed=spec.seed, choices=item.choices)[0]
             completion = item.target
             if spec.strategy in ("cot", "few_shot_cot"):
                 completion = f"{template.answer_prefix} {item.target}."
