@@ -180,42 +180,11 @@ def cmd_runs(args) -> int:
     return 0
 
 
-def report_json(report) -> dict:
-    """`eval --json`: the run's fields and every condition's numbers (as before), plus the table rows and the
-    paired tests the text output prints."""
-    data = report.to_dict()
-    return {"run_id": data["run_id"], "status": data["status"], "template": data["template"],
-            "metric": data["metric"], "dataset": data["dataset"], "items": data["items"],
-            "conditions": data["conditions"], "rows": data["rows"], "paired": data["paired"]}
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:5.1f}%"
-
-
 def print_report(report) -> None:
     """Print an EvalReport (reporting.summary): the same rows the Evaluate view shows."""
-    print(f"run {report.run_id} ({report.status}) · template {report.template} · dataset "
-          f"{report.dataset} ({report.items} items) · metric {report.metric}")
-    if report.metric in ("accuracy", "contains", "regex"):
-        print(f"{'condition':<34} {'accuracy [95% CI]':<24} {'strict':>7} {'no answer':>9} {'wrong':>6} "
-              f"{'tokens':>7} {'latency':>8}")
-        for row in report.rows:
-            extra = f"  vote of {row.samples}" if row.samples > 1 else ""
-            print(f"{row.condition:<34} {_pct(row.value)} [{_pct(row.ci_low)}, {_pct(row.ci_high)}] "
-                  f"{_pct(row.strict)} {row.no_answer:>9} {row.wrong:>6} {row.tokens:>7.1f} "
-                  f"{row.latency_s:>7.2f}s{extra}")
-            if row.self_consistency is not None:
-                curve = ", ".join(f"k={p['k']}: {_pct(p['accuracy']).strip()}" for p in row.self_consistency)
-                print(f"    self-consistency: {curve}; mean agreement with the vote {_pct(row.agreement).strip()}")
-        for test in report.paired:
-            print(f"paired test: {test.verdict} (exact McNemar, {test.only_a} vs {test.only_b} "
-                  "items right in only one)")
-    else:
-        for row in report.rows:
-            corpus = ", ".join(f"{k} {v:.3f}" if v <= 1 else f"{k} {v:.1f}" for k, v in row.corpus.items())
-            print(f"{row.condition:<34} mean item score {row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] · "
-                  f"corpus {corpus} · {row.tokens:.1f} tokens")
+    from prompt_lab.reporting.text import report_lines
+
+    print("\n".join(report_lines(report)))
 
 
 def cmd_eval(args) -> int:
@@ -235,9 +204,28 @@ def cmd_eval(args) -> int:
     progress.close()
     report = eval_report(run_id)
     if args.json:
+        from prompt_lab.reporting.text import report_json
+
         print(json.dumps(report_json(report), indent=2, ensure_ascii=False, default=float))
     else:
         print_report(report)
+    return 0
+
+
+def cmd_pair(args) -> int:
+    """The paired test between two evaluation runs on the items they share by content; exit 2 when unpairable."""
+    from prompt_lab.reporting.pairs import compare_runs
+    from prompt_lab.reporting.text import pair_json, pair_lines
+
+    pairs = compare_runs(args.run_a, args.run_b, condition=args.condition)
+    if args.json:
+        print(json.dumps(pair_json(pairs), indent=2, ensure_ascii=False, default=float))
+    else:
+        print("\n".join(pair_lines(pairs)))
+    if not any(p.test is not None for p in pairs.pairs):
+        print("error: no pair of conditions has a paired test: " + "; ".join(p.note for p in pairs.pairs),
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -359,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue an interrupted evaluation run")
     common(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("pair", help="paired test between two evaluation runs on the items they share by content")
+    p.add_argument("run_a", type=int, metavar="RUN_A", help="an evaluation run id (see `runs --kind eval`)")
+    p.add_argument("run_b", type=int, metavar="RUN_B", help="another evaluation run id")
+    p.add_argument("--condition", metavar="LABEL", help="only this condition of RUN_A (e.g. 'few_shot k=3 · "
+                                                        "default'), against its match in RUN_B")
+    common(p, "print JSON (with a `paired` count) instead of text")
+    p.set_defaults(func=cmd_pair)
 
     p = sub.add_parser("tune", help="run a short LoRA / prompt-tuning job and compare base against tuned")
     p.add_argument("spec", nargs="?", help="experiments/tune_NAME.yaml")

@@ -36,6 +36,12 @@ class Walk:
         self.step += 1
         self.page.screenshot(path=str(self.folder / f"{self.step:02d}-{name}.png"), full_page=True)
 
+    def shot_toast(self, name: str) -> None:
+        """A screenshot of the newest pop-up (a page screenshot does not show the fixed toast layer)."""
+        self.step += 1
+        self.page.wait_for_timeout(800)  # the pop-up fades in
+        self.page.locator(".toast-body").last.screenshot(path=str(self.folder / f"{self.step:02d}-{name}.png"))
+
     def tab(self, name: str) -> None:
         self.page.get_by_role("tab", name=name).click()
 
@@ -280,7 +286,8 @@ def test_evaluate_a_shipped_experiment_and_an_uploaded_csv_with_a_paired_test(wa
     walk.shot("label-probs-results")
     page.locator("#eval-test").click()
     verdict = page.locator("#eval-verdict")
-    expect(verdict).to_contain_text("Exact McNemar test on 12 shared items", timeout=30_000)
+    expect(verdict).to_contain_text("Exact McNemar test on 12 items paired by content", timeout=30_000)
+    expect(page.locator("#eval-head")).to_contain_text("does not beat always answering")  # baseline verdict
     walk.shot("paired-test")
 
     # an uploaded file whose columns are named differently from the template's variable
@@ -303,7 +310,7 @@ def test_evaluate_a_shipped_experiment_and_an_uploaded_csv_with_a_paired_test(wa
     expect(verdict).to_have_text("")  # the last run's verdict does not outlive it
     expect(page.locator("#eval-scatter .js-plotly-plot")).to_be_visible()  # generated answers cost tokens
     page.locator("#eval-test").click()
-    expect(verdict).to_contain_text("6 shared items", timeout=30_000)
+    expect(verdict).to_contain_text("6 items paired by content", timeout=30_000)
     walk.shot("uploaded-csv")
     walk.no_error_badges()
 
@@ -391,6 +398,8 @@ def test_history_filter_open_export_run_again_and_compare_two_runs(walk, tiny_mo
                 models=[str(tiny_model_dir)], limit=12)
     eval_a = evaluate(EvalSpec(**spec, method="label_probs"))
     eval_b = evaluate(EvalSpec(**spec, method="generate", max_new_tokens=3))
+    eval_other = evaluate(EvalSpec(template="plausibility", dataset=str(ROOT / "experiments/data/plausibility.csv"),
+                                   models=[str(tiny_model_dir)], limit=12, method="label_probs"))
     run = compare("sentiment", {"review": "Solid and cheap."}, strategies=["zero_shot", "cot"],
                   models=str(tiny_model_dir), params=GenerationParams(max_new_tokens=4))
     walk.tab("History")
@@ -435,8 +444,16 @@ def test_history_filter_open_export_run_again_and_compare_two_runs(walk, tiny_mo
     page.locator("#hist-eval-a input").fill(str(eval_a))
     page.locator("#hist-eval-b input").fill(str(eval_b))
     page.locator("#hist-pair").click()
-    expect(page.locator("#hist-pair-verdict")).to_contain_text(f"run {eval_a}", timeout=30_000)
+    verdict = page.locator("#hist-pair-verdict")
+    expect(verdict).to_contain_text("12 items have the same inputs and gold answer in both runs", timeout=30_000)
+    expect(verdict).to_contain_text(f"run {eval_a} (sentiment@")  # each side named in full
+    expect(verdict).to_contain_text(f"label_probs, accuracy) and run {eval_b} (sentiment@")
     walk.shot("two-runs")
+    walk.close_toasts()
+    page.locator("#hist-eval-b input").fill(str(eval_other))
+    page.locator("#hist-pair").click()
+    assert f"runs {eval_a} and {eval_other} cannot be paired: only 0 item(s)" in walk.toast()
+    walk.shot_toast("two-runs-refused")
     walk.no_error_badges()
 
 

@@ -139,16 +139,28 @@ def test_killed_evaluation_resumes_without_redoing_finished_items(home, tiny_mod
     assert after[:4] == before  # the finished items were kept, not redone
 
 
-def test_history_puts_two_evaluation_runs_side_by_side(home, tiny_model_dir, reviews_csv):
-    from prompt_lab.reporting.pairs import compare_runs
+def test_history_puts_two_evaluation_runs_side_by_side(home, tiny_model_dir, reviews_csv, tmp_path):
+    """Two real evaluations pair by item content: the same twelve reviews in another order and another file
+    format pair on all twelve; the six-review file shares too few items and is refused."""
+    from prompt_lab.reporting.pairs import UnpairableError, compare_runs
 
-    first = evaluate(spec_for(reviews_csv, str(tiny_model_dir), method="label_probs", batch_size=3))
-    second = evaluate(spec_for(reviews_csv, str(tiny_model_dir), strategies=["zero_shot"], max_new_tokens=3))
+    twelve = [(f"{review} (copy {n})", label) for n in range(2) for review, label in REVIEWS]
+    csv_path = tmp_path / "twelve.csv"
+    csv_path.write_text("text,gold\n" + "".join(f'"{r}",{label}\n' for r, label in twelve))
+    jsonl_path = tmp_path / "twelve_reversed.jsonl"
+    jsonl_path.write_text("".join(json.dumps({"text": r, "gold": label}) + "\n" for r, label in reversed(twelve)))
+    first = evaluate(spec_for(csv_path, str(tiny_model_dir), method="label_probs", batch_size=6))
+    second = evaluate(spec_for(jsonl_path, str(tiny_model_dir), strategies=["zero_shot"], max_new_tokens=3))
     pairs = compare_runs(first, second)
+    assert pairs.paired == 12 and pairs.pairs[0].test.n == 12
     verdicts = "\n".join(pairs.verdict_lines())
     assert pairs.report_a.rows[0].condition == pairs.report_b.rows[0].condition == f"zero_shot · {tiny_model_dir}"
-    assert verdicts.startswith(f"- run {first} zero_shot") and ("could be chance" in verdicts
-                                                               or "unlikely to be chance" in verdicts)
+    assert f"run {first} (sentiment@" in verdicts and f", zero_shot, {tiny_model_dir}, label_probs, accuracy)" in verdicts
+    assert f"run {second} (sentiment@" in verdicts and ", generate, accuracy)" in verdicts
+    assert "could be chance" in verdicts or "unlikely to be chance" in verdicts
+    six = evaluate(spec_for(reviews_csv, str(tiny_model_dir), method="label_probs", strategies=["zero_shot"]))
+    with pytest.raises(UnpairableError, match=rf"runs {first} and {six} cannot be paired: only 0 item\(s\)"):
+        compare_runs(first, six)
 
 
 class StopAfter:
@@ -169,7 +181,7 @@ def test_stop_inside_a_batch_logs_nothing_of_it_and_resume_runs_it_whole(home, t
     from prompt_lab.errors import CancelledError
 
     spec = spec_for(reviews_csv, str(tiny_model_dir), max_new_tokens=30, batch_size=3)
-    with pytest.raises(CancelledError) as stopped:
+    with pytest.raises(CancelledError, match="^evaluation stopped$") as stopped:
         evaluate(spec, cancel=StopAfter(5))  # the batch loop checks once, generation then stops mid-answer
     run_id = stopped.value.run_id
     db = open_db()
@@ -221,7 +233,7 @@ def test_an_interrupted_sweep_resumes_to_every_condition_seed_and_item_exactly_o
         if message.startswith("evaluating"):
             batches.append(message)
 
-    with pytest.raises(CancelledError) as stopped:
+    with pytest.raises(CancelledError, match="^evaluation stopped$") as stopped:
         evaluate(spec, progress=progress, cancel=StopAfterBatches())
     run_id = stopped.value.run_id
     db = open_db()
@@ -306,3 +318,63 @@ def test_capped_batch_size_reads_the_setting():
     assert capped_batch_size(spec, dataclasses.replace(settings, max_batch_prompts=16)) == 16
     assert capped_batch_size(spec, dataclasses.replace(settings, max_batch_prompts=64)) == 64
     assert capped_batch_size(spec, dataclasses.replace(settings, max_batch_prompts=0)) == 1  # never below one
+
+
+def test_an_evaluation_names_dataset_items_that_repeat_template_examples(home, tiny_model_dir, tmp_path, capsys):
+    """The dataset holds two of the sentiment template's examples (spelled with other case and spacing): the
+    evaluation warns, naming their lines, and the warning reaches the report, `eval` and `eval --json`."""
+    from prompt_lab.cli import print_report
+    from prompt_lab.evaluation.evaluate import plan
+    from prompt_lab.reporting.summary import eval_report
+    from prompt_lab.reporting.text import report_json
+
+    rows = [("Wonderful, I love it.", "Positive"),
+            ("the plot made no sense and I checked my watch   every ten minutes.", "Negative"),
+            ("Rude staff and cold food.", "Negative"),
+            ("The zipper broke on the second day and customer service never answered my emails.", "Negative")]
+    path = tmp_path / "leaky.csv"
+    path.write_text("text,gold\n" + "".join(f'"{r}",{label}\n' for r, label in rows))
+    spec = spec_for(path, str(tiny_model_dir), method="label_probs", strategies=["zero_shot"])
+    (warning,) = plan(spec).warnings
+    assert warning == ("leaky.csv: 2 item(s) repeat an example of template 'sentiment' (line 3: 'the plot made no "
+                       "sense and I checked my…'; line 5: 'The zipper broke on the second day and…'); few-shot "
+                       "never shows an item its own example, but these items are not unseen data: drop them from the "
+                       "dataset or from the template's examples for a clean measure")
+    clean = tmp_path / "clean.csv"
+    clean.write_text("text,gold\n" + "".join(f'"{r}",{label}\n' for r, label in rows[::2]))
+    assert plan(spec_for(clean, str(tiny_model_dir))).warnings == []
+    report = eval_report(evaluate(spec))
+    assert report.warnings == [warning] and report_json(report)["warnings"] == [warning]
+    print_report(report)
+    assert capsys.readouterr().out.splitlines()[1] == f"warning: {warning}"
+
+
+def test_items_with_their_own_choices_and_several_gold_answers(home, tiny_model_dir, tmp_path):
+    """BIG-bench style JSONL: each item lists its choices and its acceptable answers. The prompt shows the item's own
+    choices, label probabilities score exactly those, any acceptable answer counts as right, and the run log keeps
+    the item's hash, targets and choices."""
+    from prompt_lab.evaluation.datasets import item_hash
+    from prompt_lab.reporting.report import run_report
+
+    items = [{"text": "Loved every minute.", "choices": ["Great", "Awful"], "gold": "Great", "aliases": ["Awful"]},
+             {"text": "Never again.", "choices": ["Good", "Bad", "Meh"], "gold": "Bad", "aliases": []},
+             {"text": "It was fine.", "choices": ["Yes", "No"], "gold": ["No", "Yes"]}]
+    path = tmp_path / "own_choices.jsonl"
+    path.write_text("".join(json.dumps(i) + "\n" for i in items))
+    spec = EvalSpec(template="sentiment", dataset=str(path), models=[str(tiny_model_dir)], method="label_probs",
+                    strategies=["zero_shot"], columns={"variables": {"review": "text"}, "target": "gold",
+                                                       "choices": "choices", "aliases": "aliases"})
+    run_id = evaluate(spec)
+    rows = list(open_db().query("select * from generations where run_id = ? order by item_index", [run_id]))
+    assert [json.loads(r["choices_json"]) for r in rows] == [i["choices"] for i in items]
+    assert [list(json.loads(r["label_probs_json"])) for r in rows] == [i["choices"] for i in items]
+    assert "Choose one of: Great, Awful." in rows[0]["prompt"] and "Choose one of: Good, Bad, Meh." in rows[1]["prompt"]
+    assert [r["target"] for r in rows] == ["Great", "Bad", "No"]
+    assert [r["targets_json"] and json.loads(r["targets_json"]) for r in rows] == [["Great", "Awful"], None,
+                                                                                  ["No", "Yes"]]
+    assert rows[0]["item_hash"] == item_hash({"review": "Loved every minute."}, ["Great", "Awful"])
+    # items 0 and 2 accept every choice they offer, so whichever the model picks is right; item 1 only "Bad"
+    assert [r["correct"] for r in rows] == [1, int(rows[1]["answer"] == "Bad"), 1]
+    (condition,) = run_report(open_db(), run_id)["conditions"]
+    assert condition["correct"] == [r["correct"] for r in rows]
+    assert condition["chance"] == pytest.approx((1 / 2 + 1 / 3 + 1 / 2) / 3)

@@ -28,7 +28,8 @@ def item(i, gold, answer, strict=None, strategy="zero_shot", **extra):
     strict = answer if strict is None else (None if strict == "none" else strict)
     return {"strategy": strategy, "item_index": i, "target": gold, "answer": answer, "strict_answer": strict,
             "correct": correct, "correct_strict": int(strict is not None and strict.lower() == gold.lower()),
-            "score": float(correct), "output": f"output {i}: {answer}", **extra}
+            "score": float(correct), "output": f"output {i}: {answer}",
+            "variables_json": json.dumps({"review": f"review {i}"}), **extra}
 
 
 GOLD = ["Positive", "Negative", "Neutral", "Positive", "Positive", "Negative"]
@@ -115,7 +116,7 @@ def test_text_metrics_report_mean_item_scores_and_the_corpus_score(home, metric,
         "choices: [Positive, Negative, Neutral]\nanswer: {type: choice}\n", "")))["conditions"]
     assert c["score"] == pytest.approx(0.6) and c["correct"] == [1.0, 0.2]
     assert c["score_ci"] == stats.bootstrap_ci([1.0, 0.2])
-    assert set(c["corpus"]) == corpus and "accuracy" not in c and "chance" not in c
+    assert set(c["corpus"]) == corpus and "accuracy" not in c and c["chance"] is None and c["majority"] is None
 
 
 def test_a_paired_test_uses_only_the_items_both_sides_have(home):
@@ -194,15 +195,20 @@ def test_two_samples_already_vote(home):
 
 
 @pytest.mark.parametrize("metric", ["contains", "regex"])
-def test_contains_and_regex_runs_report_accuracy_without_label_baselines(home, metric):
+def test_contains_and_regex_judge_the_extracted_answer_without_label_baselines(home, metric):
     db = open_db()
-    rows = [{**item(i, gold, None), "correct": c, "correct_strict": c, "score": float(c)}
-            for i, (gold, c) in enumerate([("Paris", 1), ("Rome", 0), ("Oslo", 1)])]
+    # the logged verdicts are stale on purpose: the report judges the extracted answers by the one rule
+    rows = [{**item(i, gold, answer), "correct": 0, "correct_strict": 0}
+            for i, (gold, answer) in enumerate([("Paris", "paris is the capital"), ("Rome", "Milan"), ("Oslo", "Oslo"),
+                                                ("Bern", None)])]
     (c,) = run_report(db, eval_run(db, rows, metric=metric))["conditions"]
-    assert c["accuracy"] == pytest.approx(2 / 3) and c["correct"] == [1, 0, 1]
-    assert c["chance"] is None and c["majority"] == pytest.approx(1 / 3)
-    assert c["no_answer"] == 0  # the text is checked whole: there is no extracted answer to miss
-    assert c["wrong_answers"] == 0
+    assert c["accuracy"] == pytest.approx(2 / 4) and c["correct"] == [1, 0, 1, 0]
+    assert (c["no_answer"], c["wrong_answers"]) == (1, 1)  # no answer is counted apart from a wrong one
+    assert c["chance"] is None and "classes" not in c
+    if metric == "contains":  # always answering one gold text finds it in one item of four
+        assert (c["majority"], c["majority_label"]) == (pytest.approx(1 / 4), "Paris")
+    else:  # a pattern is not an answer: no majority baseline
+        assert (c["majority"], c["majority_label"]) == (None, None)
 
 
 def test_gold_written_like_people_write_it_still_has_its_class(home):

@@ -57,9 +57,10 @@ def test_two_runs_pair_by_strategy_k_and_seed_else_first_with_first(home):
     pairs = compare_runs(a, b)
     assert (pairs.run_a, pairs.run_b) == (a, b)
     (pair,) = pairs.pairs  # only zero_shot k=0 seed 0 is in both
-    assert (pair.a, pair.b) == ("zero_shot · default", "zero_shot · default") and pair.test.n == 10
+    assert (pair.a.label, pair.b.label) == ("zero_shot · default", "zero_shot · default") and pair.test.n == 10
     (line,) = pairs.verdict_lines()
-    assert line.startswith(f"- run {a} zero_shot · default vs run {b} zero_shot · default: ")
+    assert line.startswith(f"- No clear difference between run {a} (sentiment@h, zero_shot, default, generate, "
+                           f"accuracy) and run {b} (sentiment@h, zero_shot, default, generate, accuracy) (80% vs 50%")
     c = eval_run(db, [item(i, "Positive", "Positive", strategy="cot") for i in range(10)])
     fallback = pair_conditions(eval_report(b, db), eval_report(c, db))
     assert [(x["strategy"], y["strategy"]) for x, y in fallback] == [("zero_shot", "cot")]
@@ -77,18 +78,20 @@ def test_history_side_by_side_shows_the_core_rows(home):
     table_a, table_b, verdicts = view(a, b)
     assert table_a == summary_rows(eval_report(a, db)) and table_a[0][:3] == [
         "zero_shot · default", "80.0%", table_a[0][2]] and " – " in table_a[0][2]
-    assert verdicts.startswith(f"- run {a} zero_shot · default vs run {b} zero_shot · default: ")
+    assert verdicts.startswith("10 items have the same inputs and gold answer in both runs (paired by content).\n"
+                               f"- No clear difference between run {a} (sentiment@h, zero_shot, default, generate, ")
 
 
 def test_cli_prints_the_report_rows(home, capsys):
-    from prompt_lab.cli import print_report, report_json
+    from prompt_lab.cli import print_report
+    from prompt_lab.reporting.text import report_json
 
     db = open_db()
     a, _ = two_runs(db)
     report = eval_report(a, db)
     print_report(report)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"run {a} (running) · template sentiment · dataset reviews.csv (10 items) · metric accuracy"
+    assert out[0] == f"run {a} (running) · template sentiment · dataset reviews.csv (10 items) · metric accuracy · method generate"
     assert out[2].startswith("zero_shot · default") and " 80.0% [" in out[2]
     assert out[-1].startswith("paired test: ") and "exact McNemar" in out[-1]
     data = report_json(report)
@@ -156,3 +159,36 @@ def test_model_pickers_list_the_adapters_of_finished_jobs(home):
     db.conn.commit()
     assert finished_job_count(db) == 1 and [j["adapter_path"] for j in adapter_jobs(db)] == ["/tmp/adapters/job-2"]
     assert model_choices()[0] == "default" and "default+/tmp/adapters/job-2" in model_choices()
+
+
+def test_a_condition_that_does_not_beat_the_majority_class_says_so(home, capsys):
+    """The issue's case: every review called Positive scores 25% on 12 items while always answering the most common
+    gold (Negative) scores 42%: the table, the CLI and `eval --json` all say so."""
+    from prompt_lab.cli import print_report
+    from prompt_lab.reporting.summary import majority_verdict
+    from prompt_lab.reporting.text import report_json
+
+    from test_report import eval_run, item
+
+    gold = ["Positive"] * 3 + ["Negative"] * 5 + ["Neutral"] * 4
+    db = open_db()
+    run = eval_run(db, [item(i, g, "Positive") for i, g in enumerate(gold)], items=12)
+    report = eval_report(run, db)
+    (row,) = report.rows
+    assert (row.value, row.chance, row.majority, row.majority_label) == (0.25, pytest.approx(1 / 3), 5 / 12,
+                                                                         "Negative")
+    assert row.beats_majority is False
+    assert row.baseline_note == (f"does not beat always answering 'Negative' (42%): 25%, and its 95% CI "
+                                 f"{row.ci_low:.0%}-{row.ci_high:.0%} includes 42%")
+    print_report(report)
+    out = capsys.readouterr().out
+    assert f"    baseline: {row.baseline_note}" in out and " 33.3%    41.7%" in out
+    data = json.loads(json.dumps(report_json(report)))
+    assert (data["conditions"][0]["chance"], data["conditions"][0]["majority"]) == (pytest.approx(1 / 3), 5 / 12)
+    assert data["rows"][0]["beats_majority"] is False and data["method"] == "generate"
+    # the rule itself: beaten only when the whole CI lies above the majority rate
+    assert majority_verdict(0.9, 0.8, 0.95, 0.5, "No") == (True, "")
+    assert majority_verdict(0.2, 0.1, 0.3, 0.5, "No") == (False, "worse than always answering 'No' (50%): 20%, "
+                                                                 "95% CI 10%-30%")
+    assert majority_verdict(0.6, 0.5, 0.7, 0.5, None)[1].startswith("does not beat always giving the most common")
+    assert majority_verdict(0.6, 0.5, 0.7, None, None) == (None, "")

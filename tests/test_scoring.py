@@ -1,6 +1,7 @@
 import pytest
 
-from prompt_lab.answers.scoring import extract_for, extract_strict, normalize_label, normalize_number, same_answer
+from prompt_lab.answers.scoring import (answer_key, extract_for, extract_strict, is_correct, normalize_label,
+                                        normalize_number, number_value, same_answer)
 from prompt_lab.prompts.templates import get_template, parse_template
 
 
@@ -352,6 +353,57 @@ def test_strict_text_answer(home, output, answer, span):
 ])
 def test_same_answer_compares_by_answer_type(home, name, predicted, gold, same):
     assert same_answer(get_template(name), predicted, gold) is same
+
+
+@pytest.mark.parametrize("name, predicted, gold, same", [
+    ("arithmetic", "10", "10.0", True),
+    ("arithmetic", "ten", "10", True),
+    ("arithmetic", "10", "ten", True),
+    ("arithmetic", "twenty-one", "21", True),
+    ("arithmetic", "one hundred and five", "105", True),
+    ("arithmetic", "minus three", "-3", True),
+    ("arithmetic", "a", "0", False),
+    ("arithmetic", "eleven", "10", False),
+    ("arithmetic", "0.50", ".5", True),
+    ("arithmetic", "12", ["11", "twelve"], True),  # several acceptable answers: any one
+    ("arithmetic", "13", ["11", "twelve"], False),
+    ("sentiment", "Negative", ["Positive", "negative."], True),
+    ("sentiment", None, ["Positive"], False),
+    ("translate_fr", "le chat", [], False),
+])
+def test_numbers_match_as_numbers_and_any_of_several_golds(home, name, predicted, gold, same):
+    assert same_answer(get_template(name), predicted, gold) is same
+
+
+def test_answer_keys_group_the_same_answer_spelled_differently(home):
+    arithmetic, sentiment, extract = get_template("arithmetic"), get_template("sentiment"), get_template("extract_json")
+    assert {answer_key(arithmetic, a) for a in ("10", "10.0", "ten", "$10", "10.")} == {"10"}
+    assert answer_key(arithmetic, "1,000.50") == "1000.5" and answer_key(arithmetic, "many") == "many"
+    assert answer_key(sentiment, " POSITIVE! ") == "positive" and answer_key(sentiment, None) is None
+    assert answer_key(extract, '{"b": 1, "a": 2}') == answer_key(extract, '{"a":2,"b":1}') == '{"a": 2, "b": 1}'
+    assert number_value("seven thousand two hundred") == 7200 and number_value("1/2") is None
+
+
+@pytest.mark.parametrize("metric, answer, gold, right", [
+    ("accuracy", "Paris", "paris", True),
+    ("accuracy", "The capital is Paris", "Paris", False),
+    ("contains", "The capital is Paris", "paris", True),
+    ("contains", "The capital is Lyon", ["Paris", "Lutetia"], False),
+    ("contains", "It was Lutetia", ["Paris", "Lutetia"], True),
+    ("regex", "Paris, France", r"^paris\b", True),
+    ("regex", "not Paris", r"^paris\b", False),
+    ("regex", "Lyon", [r"^paris$", r"^lyon$"], True),
+    ("contains", None, "Paris", False),
+    ("regex", None, ".*", False),  # an invalid extraction is never right, even for a pattern that matches anything
+])
+def test_one_rule_judges_every_metric(home, metric, answer, gold, right):
+    assert is_correct(get_template("translate_fr"), metric, answer, gold) is right
+
+
+def test_score_metrics_have_no_right_or_wrong(home):
+    with pytest.raises(ValueError, match=r"metric 'bleu' scores items, it has no right or wrong \(use one of "
+                                         r"accuracy, contains, regex\)"):
+        is_correct(get_template("translate_fr"), "bleu", "x", "x")
 
 
 @pytest.mark.parametrize("template, extract, output, answer, method", [

@@ -258,3 +258,18 @@ def test_self_consistency_single_resample_and_defaults():
 def test_self_consistency_rejects_bad_input(samples, gold, kwargs, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         stats.self_consistency_curve(samples, gold, **kwargs)
+
+
+def test_votes_group_and_are_judged_by_the_callers_rule():
+    """The report passes the template's answer_key and scoring.is_correct: '10', '10.0' and 'ten' are one vote, and
+    a vote is judged like a single answer (here: contains)."""
+    key = lambda a: {"ten": "10", "10.0": "10"}.get(a, a)  # noqa: E731
+    assert stats.majority_vote(["7", "10.0", "ten", "7", None], key) == ("7", pytest.approx(2 / 5))  # tie: first
+    assert stats.majority_vote(["7", "10.0", "ten", "10", "7", None], key) == ("10.0", pytest.approx(3 / 6))
+    assert stats.majority_vote(["7", "10.0", "ten", "10", "7"]) == ("7", 0.4)  # by default, only case and space
+    contains = lambda answer, gold: gold.casefold() in answer.casefold()  # noqa: E731
+    samples = [["It is Paris.", "paris", "Lyon"], ["Lyon", "Lyon", None]]
+    curve = stats.self_consistency_curve(samples, ["Paris", "Paris"], key=str.casefold, same=contains)
+    assert curve[-1] == {"k": 3, "accuracy": 0.5}  # item 1: 'It is Paris.' vs 'paris' tie -> first; item 2: Lyon
+    assert stats.self_consistency_curve(samples, ["Paris", "Paris"])[-1] == {"k": 3, "accuracy": 0.0}
+    assert stats.agreement_rates([["7", "10.0", "ten"]], key) == [pytest.approx(2 / 3)]

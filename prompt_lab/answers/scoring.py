@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
+from prompt_lab.answers import metrics
 from prompt_lab.prompts.templates import AnswerSpec, Template
 
 NUMBER_RE = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
@@ -162,18 +164,101 @@ def extract_strict(template: Template, text: str, choices: list[str] | None = No
     return Extraction(candidate or None, span if candidate else None, "strict")
 
 
-def same_answer(template: Template, predicted: str | None, gold: str | None) -> bool:
-    """Whether an extracted answer equals the gold one under the template's answer type."""
-    if predicted is None or gold is None:
-        return False
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+
+
+def _number_from_words(text: str) -> int | None:
+    """'ten' -> 10, 'twenty-one' -> 21, 'one hundred and five' -> 105, 'minus three' -> -3; else None."""
+    words = re.sub(r"[-,]", " ", text.strip().lower()).split()
+    sign = 1
+    if words and words[0] in ("minus", "negative"):
+        sign, words = -1, words[1:]
+    if not words:
+        return None
+    total = current = 0
+    if not any(w in _UNITS or w in _TENS or w in _SCALES for w in words):
+        return None
+    for word in words:
+        if word in _UNITS:
+            current += _UNITS[word]
+        elif word in _TENS:
+            current += _TENS[word]
+        elif word == "hundred":
+            current = (current or 1) * 100
+        elif word in _SCALES:
+            total += (current or 1) * _SCALES[word]
+            current = 0
+        elif word not in ("and", "a"):
+            return None
+    return sign * (total + current)
+
+
+def number_value(text: str | None) -> Decimal | None:
+    """The number an answer names, written in digits ('10', '10.0', '$1,000', '12.') or words ('ten'); else None."""
+    if text is None:
+        return None
+    raw = str(text).strip().rstrip(".").strip()
+    if re.fullmatch(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\$?\.\d+", raw):
+        try:
+            return Decimal(raw.replace(",", "").replace("$", ""))
+        except InvalidOperation:  # pragma: no cover - the pattern admits only decimal numbers
+            return None
+    value = _number_from_words(raw)
+    return Decimal(value) if value is not None else None
+
+
+def answer_key(template: Template, answer: str | None) -> str | None:
+    """The form in which two answers are the same answer under the template's answer type: numbers as numbers
+    ('10' == '10.0' == 'ten'), labels without case or punctuation, JSON by value, text without case or surrounding
+    space. Votes group answers by this key; None (no answer) has no key."""
+    if answer is None:
+        return None
     kind = template.answer.type
     if kind == "number":
-        return normalize_number(predicted.strip()) == normalize_number(str(gold).strip())
+        value = number_value(answer)
+        return format(value.normalize(), "f") if value is not None else str(answer).strip().casefold()
     if kind == "json":
         try:
-            return json.loads(predicted) == json.loads(gold)
+            return json.dumps(json.loads(answer), sort_keys=True, ensure_ascii=False)
         except ValueError:
-            return False
+            return str(answer).strip()
     if kind == "choice":
-        return normalize_label(predicted) == normalize_label(str(gold))
-    return predicted.strip().lower() == str(gold).strip().lower()
+        return normalize_label(str(answer))
+    return str(answer).strip().casefold()
+
+
+def gold_answers(gold: str | list[str] | None) -> list[str]:
+    """Every acceptable gold answer: a list as given, one answer as a list of one, none as []."""
+    if gold is None:
+        return []
+    return [str(g) for g in gold] if isinstance(gold, (list, tuple)) else [str(gold)]
+
+
+def same_answer(template: Template, predicted: str | None, gold: str | list[str] | None) -> bool:
+    """Whether an extracted answer equals the gold one (or any of several acceptable ones) under the template's
+    answer type. None never matches."""
+    key = answer_key(template, predicted)
+    return key is not None and any(answer_key(template, g) == key for g in gold_answers(gold))
+
+
+CORRECTNESS_METRICS = ("accuracy", "contains", "regex")
+
+
+def is_correct(template: Template, metric: str, answer: str | None, gold: str | list[str] | None) -> bool:
+    """The one rule for "is this answer right", used for single samples, strict and flexible answers, majority
+    votes and ensembles: `accuracy` compares by answer type (same_answer); `contains` and `regex` look for any gold
+    text or pattern in the extracted answer. An invalid extraction (None) is never right."""
+    if answer is None:
+        return False
+    if metric == "accuracy":
+        return same_answer(template, answer, gold)
+    if metric == "contains":
+        return any(metrics.contains(answer, g) for g in gold_answers(gold))
+    if metric == "regex":
+        return any(metrics.matches_regex(answer, g) for g in gold_answers(gold))
+    raise ValueError(f"metric {metric!r} scores items, it has no right or wrong (use one of "
+                     f"{', '.join(CORRECTNESS_METRICS)})")

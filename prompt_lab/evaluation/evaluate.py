@@ -20,12 +20,12 @@ from prompt_lab.evaluation.experiments import EvalSpec
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.models.registry import is_local_spec
 from prompt_lab.models.base import ProgressFn
-from prompt_lab.answers.scoring import extract_for, extract_strict, same_answer
+from prompt_lab.answers.scoring import CORRECTNESS_METRICS, extract_for, extract_strict, is_correct
 from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import (connect, finishing, get_run, log_generations, logged_item_indexes, reopen_run,
                                      run_template, save_template_version, start_run)
 from prompt_lab.settings import Settings, get_settings
-from prompt_lab.prompts.strategies import build_prompts
+from prompt_lab.prompts.strategies import build_prompts, is_own_example
 from prompt_lab.prompts.templates import Template, get_template
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Plan:
     items: list[Item]
     metric: str
     dataset_hash: str
+    warnings: list[str]
 
 
 def default_metric(template: Template) -> str:
@@ -50,7 +51,7 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
     """Load and check everything an evaluation needs before any run row is written."""
     spec.validate()
     template = template or get_template(spec.template)
-    dataset = load_dataset(spec.dataset)
+    dataset = load_dataset(spec.dataset, split=spec.split)
     mapping = mapping_for(dataset, template.variables, spec.columns)
     if mapping.target is None:
         raise PromptLabError(f"{dataset.name}: which column holds the gold answer? None is named like one "
@@ -66,20 +67,39 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
                              f"model ({remote[0]}) does not offer; use method generate for remote models")
     for model in spec.models:
         resolve(model)  # a bad spec or an unknown endpoint fails here, before a run row is written
-    return Plan(spec, template, items, spec.metric or default_metric(template), dataset.content_hash)
+    return Plan(spec, template, items, spec.metric or default_metric(template), dataset.content_hash,
+                example_duplicates(template, items, dataset.name))
+
+
+def example_duplicates(template: Template, items: list[Item], dataset: str) -> list[str]:
+    """A warning naming the dataset items that ask the same question as one of the template's examples: few-shot
+    leaves such an item out of its own demonstrations, but the model was shown it, so it is not unseen data."""
+    dupes = [i for i in items if any(is_own_example(template, e, i.variables) for e in template.examples)]
+    if not dupes:
+        return []
+    named = "; ".join(f"line {i.line}: {_preview(next(iter(i.variables.values()), ''))}" for i in dupes[:5])
+    more = f" and {len(dupes) - 5} more" if len(dupes) > 5 else ""
+    return [f"{dataset}: {len(dupes)} item(s) repeat an example of template '{template.name}' ({named}{more}); "
+            "few-shot never shows an item its own example, but these items are not unseen data: drop them from "
+            "the dataset or from the template's examples for a clean measure"]
+
+
+def _preview(text: str, size: int = 40) -> str:
+    flat = " ".join(str(text).split())
+    return repr(flat if len(flat) <= size else flat[:size - 1].rstrip() + "…")
+
+
+def _gold(item: Item) -> str | list[str] | None:
+    return item.targets if len(item.targets) > 1 else item.target
 
 
 def _score(plan: Plan, output: str, item: Item) -> dict:
     flexible = extract_for(plan.template, output, item.choices)
     strict = extract_strict(plan.template, output, item.choices)
     row = {"answer": flexible.answer, "strict_answer": strict.answer}
-    if plan.metric == "accuracy":
-        row["correct"] = int(same_answer(plan.template, flexible.answer, item.target))
-        row["correct_strict"] = int(same_answer(plan.template, strict.answer, item.target))
-        row["score"] = float(row["correct"])
-    elif plan.metric in ("contains", "regex"):
-        check = metrics.contains if plan.metric == "contains" else metrics.matches_regex
-        row["correct"] = row["correct_strict"] = int(check(output, item.target or ""))
+    if plan.metric in CORRECTNESS_METRICS:  # one rule for right and wrong: scoring.is_correct
+        row["correct"] = int(is_correct(plan.template, plan.metric, flexible.answer, _gold(item)))
+        row["correct_strict"] = int(is_correct(plan.template, plan.metric, strict.answer, _gold(item)))
         row["score"] = float(row["correct"])
     elif plan.metric == "bleu":
         row["score"] = metrics.sentence_bleu(flexible.answer or "", item.target or "")
@@ -107,10 +127,16 @@ def capped_batch_size(spec: EvalSpec, settings: Settings | None = None) -> int:
 def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> list[dict]:
     strategy, model, k, seed = condition
     spec, template = plan.spec, plan.template
-    prompts = [build_prompts(template, [strategy], item.variables, k=max(k, 1), seed=seed)[0] for item in batch]
+    prompts = [build_prompts(template, [strategy], item.variables, k=max(k, 1), seed=seed, choices=item.choices)[0]
+               for item in batch]
     texts = [backend.format_prompt(p) for p in prompts]
     base = {"template_name": template.name, "template_hash": template.content_hash, "strategy": strategy,
             "model_spec": model, "model_revision": backend.revision, "seed": seed, "k_shot": k}
+    identity = {item.index: {"item_hash": item.content_hash,
+                             "targets_json": json.dumps(item.targets, ensure_ascii=False) if len(item.targets) > 1
+                             else None,
+                             "choices_json": json.dumps(item.choices, ensure_ascii=False) if item.choices else None}
+                for item in batch}
     rows = []
     if spec.method == "label_probs":
         if cancel is not None and cancel.is_set():
@@ -124,8 +150,8 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
             weights = [math.exp(s - top) for s in logliks]
             probs = {c: w / sum(weights) for c, w in zip(choices, weights)}
             answer = max(probs, key=probs.get)
-            correct = int(same_answer(template, answer, item.target))
-            rows.append({**base, "item_index": item.index, "target": item.target, "prompt": text,
+            correct = int(is_correct(template, plan.metric, answer, _gold(item)))
+            rows.append({**base, **identity[item.index], "item_index": item.index, "target": item.target, "prompt": text,
                          "variables_json": json.dumps(item.variables, ensure_ascii=False),
                          "params_json": json.dumps({"method": "label_probs"}), "sample_index": 0,
                          "output": answer, "answer": answer, "strict_answer": answer, "correct": correct,
@@ -140,7 +166,7 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
         raise CancelledError("evaluation stopped")
     for item, text, gens in zip(batch, texts, results):
         for gen in gens:
-            rows.append({**base, **_score(plan, gen.text, item), "item_index": item.index, "target": item.target,
+            rows.append({**base, **identity[item.index], **_score(plan, gen.text, item), "item_index": item.index, "target": item.target,
                          "prompt": text, "variables_json": json.dumps(item.variables, ensure_ascii=False),
                          "params_json": json.dumps(params.to_dict()), **gen.log_fields()})
     return rows
@@ -175,7 +201,8 @@ def evaluate(spec: EvalSpec, *, db_path: str | Path | None = None, progress: Pro
         run_id = start_run(db, kind="eval", template_name=p.template.name, template_hash=p.template.content_hash,
                            models=spec.models, strategies=spec.strategies, params=spec.to_dict(),
                            options={"dataset": Path(spec.dataset).name, "dataset_hash": p.dataset_hash,
-                                    "items": len(p.items), "metric": p.metric, "spec_hash": spec.spec_hash},
+                                    "items": len(p.items), "metric": p.metric, "spec_hash": spec.spec_hash,
+                                    "warnings": p.warnings},
                            command=command)
     return _execute(p, run_id, db_path, progress, cancel)
 

@@ -5,6 +5,7 @@ Functions take plain lists and return plain Python values (floats, dicts, lists)
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -85,23 +86,29 @@ def verdict(name_a: str, name_b: str, acc_a: float, acc_b: float, p_value: float
             f"{_format_p(p_value)}): could be chance at this sample size.")
 
 
+KeyFn = Callable[[str], object]  # the form in which two answers count as the same vote
+SameFn = Callable[[str, object], bool]  # whether an answer is right for an item's gold
+
+
 def _key(answer: str) -> str:
     # Same normalisation as exact_match, so "Paris" and "paris " vote together.
     return answer.strip().casefold()
 
 
-def majority_vote(answers: list[str | None]) -> tuple[str | None, float]:
+def majority_vote(answers: list[str | None], key: KeyFn | None = None) -> tuple[str | None, float]:
     """Most common valid answer and its share of all samples (invalid ones included in the denominator).
 
-    None answers never vote; ties go to the answer seen first. Answers are grouped case-insensitively
-    and the first spelling seen is returned. (None, 0.0) when there is no valid answer.
+    None answers never vote; ties go to the answer seen first. Answers are grouped by `key` (by default
+    case-insensitively; the report passes scoring.answer_key, so '10' and '10.0' vote together) and the first
+    spelling seen is returned. (None, 0.0) when there is no valid answer.
     """
-    counts: dict[str, int] = {}
-    first_spelling: dict[str, str] = {}
+    key_of = key or _key
+    counts: dict = {}
+    first_spelling: dict = {}
     for answer in answers:
         if answer is None:
             continue
-        key = _key(answer)
+        key = key_of(answer)
         counts[key] = counts.get(key, 0) + 1
         first_spelling.setdefault(key, answer)
     if not counts:
@@ -111,21 +118,27 @@ def majority_vote(answers: list[str | None]) -> tuple[str | None, float]:
     return first_spelling[best], counts[best] / len(answers)
 
 
-def agreement_rates(samples: list[list[str | None]]) -> list[float]:
+def agreement_rates(samples: list[list[str | None]], key: KeyFn | None = None) -> list[float]:
     """Per item, the share of its samples that agree with its majority answer."""
-    return [majority_vote(item)[1] for item in samples]
+    return [majority_vote(item, key)[1] for item in samples]
 
 
-def _item_curve(answers: list[str | None], gold: str, resamples: int, rng: np.random.Generator) -> list[float]:
+def _item_curve(answers: list[str | None], gold, resamples: int, rng: np.random.Generator,
+                key_of: KeyFn = _key, same: SameFn = exact_match) -> list[float]:
     """Accuracy of majority-of-k for k = 1..n-1 on one item, estimated over random draw orders."""
     n = len(answers)
-    keys = list(dict.fromkeys(_key(a) for a in answers if a is not None))
+    first_answer = {}
+    for a in answers:
+        if a is not None:
+            first_answer.setdefault(key_of(a), a)
+    keys = list(first_answer)
     if n < 2 or not keys:
         return [0.0] * max(n - 1, 0)
     classes = len(keys)
     code_of = {k: i for i, k in enumerate(keys)}
-    codes = np.array([code_of[_key(a)] if a is not None else classes for a in answers])  # invalid -> extra column
-    is_gold = np.array([exact_match(k, gold) for k in keys] + [False])
+    codes = np.array([code_of[key_of(a)] if a is not None else classes for a in answers])  # invalid -> extra column
+    # each vote class is judged by the same rule as a single answer: on its first spelling
+    is_gold = np.array([bool(same(first_answer[k], gold)) for k in keys] + [False])
     # The first k entries of a random permutation are a uniform k-subset without replacement, so one permutation
     # per resample serves every k; its order also breaks ties at random, like drawing samples one by one.
     drawn = codes[np.argsort(rng.random((resamples, n)), axis=1)]
@@ -145,12 +158,15 @@ def _item_curve(answers: list[str | None], gold: str, resamples: int, rng: np.ra
     return out
 
 
-def self_consistency_curve(samples: list[list[str | None]], gold: list[str], *, resamples: int = 200,
-                           seed: int = 0) -> list[dict]:
+def self_consistency_curve(samples: list[list[str | None]], gold: list, *, resamples: int = 200,
+                           seed: int = 0, key: KeyFn | None = None, same: SameFn | None = None) -> list[dict]:
     """Accuracy of majority vote over k samples per item, for k = 1..n: [{"k": k, "accuracy": float}].
 
     For k < n the accuracy is averaged over `resamples` random k-subsets per item; k = n uses all samples once.
+    `key` groups answers into votes and `same(answer, gold)` judges a vote (defaults: case-insensitive equality,
+    metrics.exact_match); the report passes the template's answer_key and scoring.is_correct.
     """
+    key_of, same = key or _key, same or exact_match
     if len(samples) != len(gold):
         raise ValueError(f"samples and gold differ in length ({len(samples)} vs {len(gold)})")
     if not samples:
@@ -165,7 +181,8 @@ def self_consistency_curve(samples: list[list[str | None]], gold: list[str], *, 
     rng = np.random.default_rng(seed)
     totals = [0.0] * n
     for answers, g in zip(samples, gold):
-        for i, acc in enumerate(_item_curve(answers, g, resamples, rng)):
+        for i, acc in enumerate(_item_curve(answers, g, resamples, rng, key_of, same)):
             totals[i] += acc
-        totals[n - 1] += float(exact_match(majority_vote(answers)[0], g))
+        vote = majority_vote(answers, key_of)[0]
+        totals[n - 1] += float(vote is not None and bool(same(vote, g)))
     return [{"k": k, "accuracy": totals[k - 1] / len(samples)} for k in range(1, n + 1)]

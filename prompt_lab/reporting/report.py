@@ -9,7 +9,10 @@ from prompt_lab.answers import metrics
 
 from prompt_lab.evaluation import stats
 from prompt_lab.errors import PromptLabError
-from prompt_lab.answers.scoring import normalize_label
+from prompt_lab.answers.scoring import (CORRECTNESS_METRICS, answer_key, gold_answers, is_correct,
+                                        normalize_label)
+from prompt_lab.evaluation.datasets import item_hash
+from prompt_lab.prompts.templates import Template
 from prompt_lab.runlog.queries import eval_generations, extraction_rows
 from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import get_run, run_template
@@ -49,49 +52,87 @@ def baselines(gold: list[str | None], choices: list[list[str] | None]) -> dict:
     return {"chance": chance, "majority": counts[top] / len(gold), "majority_label": spelling[top]}
 
 
-def _summarize(rows: list[dict], metric: str, choices: list[str] | None) -> dict:
+def gold_of(row: dict):
+    """A logged row's gold: every acceptable answer when the item had several, else its one target."""
+    return json.loads(row["targets_json"]) if row.get("targets_json") else row["target"]
+
+
+def item_keys(rows: list[dict]) -> list[str]:
+    """Each item's identity across runs: its content hash (logged, or computed from its inputs and gold for rows
+    logged before hashes were) and, for an item that appears more than once, which occurrence it is."""
+    seen: dict[str, int] = {}
+    keys = []
+    for row in rows:
+        digest = row.get("item_hash") or item_hash(json.loads(row["variables_json"] or "{}"),
+                                                   gold_answers(gold_of(row)))
+        seen[digest] = seen.get(digest, 0) + 1
+        keys.append(f"{digest}#{seen[digest]}")
+    return keys
+
+
+def _item_choices(row: dict, choices: list[str] | None) -> list[str] | None:
+    if row.get("choices_json"):
+        return json.loads(row["choices_json"])
+    if row.get("label_probs_json"):
+        return list(json.loads(row["label_probs_json"]))
+    return choices
+
+
+def _summarize(rows: list[dict], metric: str, template: Template) -> dict:
+    choices = template.choices
     by_item: dict[int, list[dict]] = defaultdict(list)
     for row in rows:
         by_item[row["item_index"]].append(row)
     indices = sorted(by_item)
     first = [by_item[i][0] for i in indices]
     samples = max(len(v) for v in by_item.values())
-    gold = [r["target"] for r in first]
-    out = {"items": len(indices), "samples": samples, "item_index": indices,
+    gold = [gold_of(r) for r in first]
+    primary = [r["target"] for r in first]
+    out = {"items": len(indices), "samples": samples, "item_index": indices, "item_key": item_keys(first),
            "completion_tokens": sum(r["completion_tokens"] or 0 for r in rows) / len(rows),
            "latency_ms": sum(r["latency_ms"] or 0 for r in rows) / len(rows),
            "format_failures_strict": sum(r["strict_answer"] is None for r in rows),
            "format_failures_flexible": sum(r["answer"] is None for r in rows), "generations": len(rows)}
-    if metric in ("accuracy", "contains", "regex"):
+    if metric in CORRECTNESS_METRICS:
+        # one rule for right and wrong (scoring.is_correct) for single answers, strict ones and votes alike
+        judge = lambda answer, g: is_correct(template, metric, answer, g)  # noqa: E731
+        key = lambda answer: answer_key(template, answer)  # noqa: E731
         if samples > 1:  # self-consistency: the majority of valid answers is the item's answer
             answers = [[r["answer"] for r in by_item[i]] for i in indices]
-            votes = [stats.majority_vote(a) for a in answers]
-            predicted = [v[0] for v in votes]
-            correct = [int(p is not None and metrics.exact_match(p, g)) for p, g in zip(predicted, gold)]
-            out["self_consistency"] = {"curve": stats.self_consistency_curve(answers, gold),
-                                       "agreement": stats.agreement_rates(answers),
-                                       "single_sample_accuracy": sum(r["correct"] for r in first) / len(first)}
-            strict = [int(r["correct_strict"]) for r in first]
+            predicted = [stats.majority_vote(a, key)[0] for a in answers]
+            single = [int(judge(r["answer"], g)) for r, g in zip(first, gold)]
+            out["self_consistency"] = {"curve": stats.self_consistency_curve(answers, gold, key=key, same=judge),
+                                       "agreement": stats.agreement_rates(answers, key),
+                                       "single_sample_accuracy": sum(single) / len(single)}
         else:
             predicted = [r["answer"] for r in first]
-            correct = [int(r["correct"]) for r in first]
-            strict = [int(r["correct_strict"]) for r in first]
-        item_choices = [list(json.loads(r["label_probs_json"])) if r["label_probs_json"] else choices
-                        for r in first]
-        out.update(baselines(gold, item_choices if metric == "accuracy" else []))
+        correct = [int(judge(p, g)) for p, g in zip(predicted, gold)]
+        strict = [int(judge(r["strict_answer"], g)) for r, g in zip(first, gold)]
+        item_choices = [_item_choices(r, choices) for r in first]
+        out.update(baselines(primary, item_choices if metric == "accuracy" else []))
+        if metric != "accuracy":  # gold texts and patterns are not answers: judge each constant answer by the rule
+            candidates = [] if metric == "regex" else list(dict.fromkeys(str(g) for g in primary))
+            rates = {c: sum(judge(c, g) for g in gold) / len(gold) for c in candidates}
+            best = max(rates, key=rates.__getitem__) if rates else None
+            out.update(majority=rates.get(best), majority_label=best)
         out["correct"] = correct
         out["accuracy"] = metrics.accuracy([bool(c) for c in correct])
         out["accuracy_ci"] = stats.bootstrap_ci(correct)
         out["strict_accuracy"] = metrics.accuracy([bool(c) for c in strict])
         out["strict_accuracy_ci"] = stats.bootstrap_ci(strict)
         out["wrong_answers"] = sum(1 for p, c in zip(predicted, correct) if p is not None and not c)
-        out["no_answer"] = sum(1 for p in predicted if p is None) if metric == "accuracy" else 0
-        if choices and metric == "accuracy":  # contains/regex targets are texts and patterns, not classes
+        out["no_answer"] = sum(1 for p in predicted if p is None)  # invalid: counted apart, never a vote
+        label_set = choices or (item_choices[0] if item_choices and item_choices[0] and
+                                all(c == item_choices[0] for c in item_choices) else None)
+        if label_set and metric == "accuracy":  # contains/regex targets are texts and patterns, not classes
             # gold as people write it ("positive.", " NEGATIVE") is the label it names, as when scoring
-            canonical = {normalize_label(c): c for c in choices}
+            canonical = {normalize_label(c): c for c in label_set}
             as_label = lambda value: canonical.get(normalize_label(value), value) if value is not None else None  # noqa: E731
-            out["classes"] = metrics.classification_report([as_label(g) for g in gold],
-                                                           [as_label(p) for p in predicted], choices)
+            try:
+                out["classes"] = metrics.classification_report([as_label(g) for g in primary],
+                                                               [as_label(p) for p in predicted], label_set)
+            except ValueError:  # a gold answer outside the labels: no per-class table, the accuracy stands
+                pass
         probs = [json.loads(r["label_probs_json"]) for r in first if r["label_probs_json"]]
         if len(probs) == len(first):
             out["calibration"] = _calibration([max(p.values()) for p in probs], correct)
@@ -102,7 +143,8 @@ def _summarize(rows: list[dict], metric: str, choices: list[str] | None) -> dict
         out["score"] = sum(scores) / len(scores)
         out["score_ci"] = stats.bootstrap_ci(scores)
         out["correct"] = scores
-        out["corpus"] = ({"bleu": metrics.bleu(hyps, gold)} if metric == "bleu" else metrics.rouge(hyps, gold))
+        out.update(chance=None, majority=None, majority_label=None)  # scores have no right answer to guess
+        out["corpus"] = ({"bleu": metrics.bleu(hyps, primary)} if metric == "bleu" else metrics.rouge(hyps, primary))
     return out
 
 
@@ -112,38 +154,51 @@ def run_report(db: Database, run_id: int) -> dict:
     if run is None or run["kind"] != "eval":
         raise PromptLabError(f"run {run_id} is not an evaluation run")
     metric = run["options"].get("metric", "accuracy")
-    choices = run_template(db, run).choices
+    template = run_template(db, run)
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for row in eval_generations(db, run["id"]):
         grouped[tuple(row[c] for c in CONDITION_COLUMNS)].append(row)
     seeds = {key[3] for key in grouped}
     conditions = []
     for key, rows in grouped.items():
-        summary = _summarize(rows, metric, choices)
+        summary = _summarize(rows, metric, template)
         summary.update(strategy=key[0], model=key[1], k=key[2], seed=key[3],
                        label=condition_label(*key, show_seed=len(seeds) > 1))
         conditions.append(summary)
     order = {s: i for i, s in enumerate(run["strategies"])}
     conditions.sort(key=lambda c: (c["model"], order.get(c["strategy"], 99), c["k"], c["seed"]))
     return {"run_id": run["id"], "status": run["status"], "template": run["template_name"], "metric": metric,
-            "dataset": run["options"].get("dataset"), "items": run["options"].get("items"), "conditions": conditions}
+            "template_hash": run["template_hash"], "method": run["params"].get("method", "generate"),
+            "dataset": run["options"].get("dataset"), "dataset_hash": run["options"].get("dataset_hash"),
+            "items": run["options"].get("items"), "warnings": run["options"].get("warnings", []),
+            "conditions": conditions}
 
 
-def paired_test(a: dict, b: dict) -> dict:
-    """Exact McNemar test between two conditions (of one run or two) on the items both have."""
-    common = sorted(set(a["item_index"]) & set(b["item_index"]))
-    if not common:
-        raise PromptLabError("the two results share no items, so they cannot be compared item by item")
+def _identities(condition: dict) -> list:
+    return condition.get("item_key") or condition["item_index"]
+
+
+def paired_test(a: dict, b: dict, name_a: str | None = None, name_b: str | None = None) -> dict:
+    """Exact McNemar test between two conditions (of one run or two) on the items both have, matched by content
+    (item_key: hash of inputs and gold), never by position. Reports n paired, each side's accuracy and 95% CI on
+    those items, the difference with its paired bootstrap CI, p and the verdict naming both sides."""
     if "accuracy" not in a or "accuracy" not in b:
         raise PromptLabError("a paired test needs right/wrong per item (an accuracy metric)")
-    ca = dict(zip(a["item_index"], a["correct"]))
-    cb = dict(zip(b["item_index"], b["correct"]))
-    right_a = [bool(ca[i]) for i in common]
-    right_b = [bool(cb[i]) for i in common]
-    test = stats.mcnemar_exact(right_a, right_b)
+    ca = dict(zip(_identities(a), a["correct"]))
+    cb = dict(zip(_identities(b), b["correct"]))
+    common = [k for k in ca if k in cb]
+    if not common:
+        raise PromptLabError("the two results share no items, so they cannot be compared item by item")
+    right_a = [int(bool(ca[k])) for k in common]
+    right_b = [int(bool(cb[k])) for k in common]
+    test = stats.mcnemar_exact([bool(x) for x in right_a], [bool(x) for x in right_b])
     acc_a, acc_b = sum(right_a) / len(common), sum(right_b) / len(common)
-    test.update(a=a["label"], b=b["label"], accuracy_a=acc_a, accuracy_b=acc_b,
-                verdict=stats.verdict(a["label"], b["label"], acc_a, acc_b, test["p_value"]))
+    name_a, name_b = name_a or a["label"], name_b or b["label"]
+    test.update(a=name_a, b=name_b, accuracy_a=acc_a, accuracy_b=acc_b,
+                ci_a=list(stats.bootstrap_ci(right_a)), ci_b=list(stats.bootstrap_ci(right_b)),
+                difference=acc_a - acc_b,
+                difference_ci=list(stats.bootstrap_ci([x - y for x, y in zip(right_a, right_b)])),
+                verdict=stats.verdict(name_a, name_b, acc_a, acc_b, test["p_value"]))
     return test
 
 

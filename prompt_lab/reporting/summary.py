@@ -21,6 +21,9 @@ class ConditionRow:
     strict: float | None = None
     chance: float | None = None
     majority: float | None = None
+    majority_label: str | None = None  # the most common gold answer (what always answering it scores: majority)
+    beats_majority: bool | None = None  # the CI's low end above the majority-class rate (None: no baseline)
+    baseline_note: str = ""  # in words, when the condition does not beat the majority class
     no_answer: int | None = None
     wrong: int | None = None
     tokens: float = 0.0  # mean completion tokens per answer
@@ -45,10 +48,14 @@ class PairedResult:
     p_value: float
     accuracy_a: float
     accuracy_b: float
+    ci_a: list[float] = field(default_factory=list)  # 95% CI of each side's accuracy on the paired items
+    ci_b: list[float] = field(default_factory=list)
+    difference: float = 0.0  # accuracy_a - accuracy_b
+    difference_ci: list[float] = field(default_factory=list)  # paired bootstrap 95% CI of the difference
 
     @classmethod
     def from_test(cls, test: dict) -> "PairedResult":
-        return cls(**{f: test[f] for f in cls.__dataclass_fields__})
+        return cls(**{f: test[f] for f in cls.__dataclass_fields__ if f in test})
 
 
 @dataclass
@@ -63,6 +70,10 @@ class EvalReport:
     labels: list[str]
     paired: list[PairedResult]  # the first condition against each other one (accuracy metrics)
     conditions: list[dict] = field(repr=False)  # everything run_report computed, for the charts
+    template_hash: str = ""  # the template version the run used
+    method: str = "generate"  # generate (then extract) or label_probs
+    dataset_hash: str | None = None
+    warnings: list[str] = field(default_factory=list)  # said when the run started (items repeating examples)
 
     def condition(self, label: str) -> dict | None:
         return next((c for c in self.conditions if c["label"] == label), None)
@@ -70,6 +81,21 @@ class EvalReport:
     def to_dict(self) -> dict:
         """JSON-able: the rows, labels and paired tests, and each condition's full numbers."""
         return asdict(self)
+
+
+def majority_verdict(accuracy: float, low: float, high: float, majority: float | None,
+                     label: str | None) -> tuple[bool | None, str]:
+    """Whether a condition beats always answering the most common gold answer: only when its whole 95% CI lies
+    above that rate. Otherwise a sentence saying so (empty when it beats it, or there is no baseline)."""
+    if majority is None:
+        return None, ""
+    if low > majority:
+        return True, ""
+    always = f"always answering '{label}'" if label is not None else "always giving the most common answer"
+    if high < majority:
+        return False, f"worse than {always} ({majority:.0%}): {accuracy:.0%}, 95% CI {low:.0%}-{high:.0%}"
+    return False, (f"does not beat {always} ({majority:.0%}): {accuracy:.0%}, and its 95% CI "
+                   f"{low:.0%}-{high:.0%} includes {majority:.0%}")
 
 
 def condition_rows(report: dict) -> list[ConditionRow]:
@@ -82,8 +108,10 @@ def condition_rows(report: dict) -> list[ConditionRow]:
             low, high = c["accuracy_ci"]
             consistency = c.get("self_consistency")
             agreement = consistency["agreement"] if consistency else None
+            beats, note = majority_verdict(c["accuracy"], low, high, c.get("majority"), c.get("majority_label"))
             rows.append(ConditionRow(kind="accuracy", value=c["accuracy"], ci_low=low, ci_high=high,
                                      strict=c["strict_accuracy"], chance=c.get("chance"), majority=c.get("majority"),
+                                     majority_label=c.get("majority_label"), beats_majority=beats, baseline_note=note,
                                      no_answer=c["no_answer"], wrong=c["wrong_answers"],
                                      self_consistency=consistency["curve"] if consistency else None,
                                      agreement=sum(agreement) / len(agreement) if agreement else None, **common))
@@ -106,7 +134,9 @@ def build_report(report: dict) -> EvalReport:
     return EvalReport(run_id=report["run_id"], status=report["status"], template=report["template"],
                       dataset=report["dataset"], items=report["items"], metric=report["metric"],
                       rows=condition_rows(report), labels=[c["label"] for c in report["conditions"]],
-                      paired=baseline_tests(report), conditions=report["conditions"])
+                      paired=baseline_tests(report), conditions=report["conditions"],
+                      template_hash=report.get("template_hash") or "", method=report.get("method") or "generate",
+                      dataset_hash=report.get("dataset_hash"), warnings=list(report.get("warnings") or []))
 
 
 def eval_report(run_id: int, db: Database | None = None, db_path: str | Path | None = None) -> EvalReport:

@@ -82,6 +82,18 @@ def m004_token_source(db: sqlite_utils.Database) -> None:
         db["generations"].add_column("token_source", str)
 
 
+@migrations()
+def m005_item_identity(db: sqlite_utils.Database) -> None:
+    """What an evaluation item is, so two runs pair by content rather than position: its content hash (inputs and
+    gold, evaluation.datasets.item_hash), every acceptable gold answer when there are several (targets_json), and
+    the item's own answer choices when the dataset gives them (choices_json). Rows logged before have none: the
+    report computes their hash from variables_json and target."""
+    generations = db["generations"]
+    for name in ("item_hash", "targets_json", "choices_json"):
+        if name not in generations.columns_dict:
+            generations.add_column(name, str)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -229,7 +241,7 @@ GENERATION_FIELDS = ("template_name", "template_hash", "strategy", "model_spec",
                      "prompt", "params_json", "seed", "sample_index", "output", "answer", "prompt_tokens",
                      "completion_tokens", "latency_ms", "tokens_per_s", "finish_reason", "item_index", "k_shot",
                      "target", "strict_answer", "correct", "correct_strict", "score", "label_probs_json",
-                     "token_source")
+                     "token_source", "item_hash", "targets_json", "choices_json")
 
 
 def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) -> list[int]:

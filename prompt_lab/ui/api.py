@@ -13,9 +13,8 @@ from prompt_lab.compare import CompareResult, compare as run_compare, render as 
 from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.models import GenerationParams
 from prompt_lab.prompts.strategies import STRATEGIES
-from prompt_lab.reporting.pairs import compare_runs
-from prompt_lab.reporting.report import paired_test
-from prompt_lab.reporting.summary import PairedResult, eval_report
+from prompt_lab.reporting.pairs import compare_runs, pair_labels
+from prompt_lab.reporting.summary import eval_report
 from prompt_lab.runlog.queries import PERIODS, RunFilter, export_csv, generations_table, runs_table
 from prompt_lab.runlog.store import connect, get_run
 from prompt_lab.ui.common import MODEL_QUEUE, friendly
@@ -152,21 +151,21 @@ def evaluate(experiment: str, limit: int = 0) -> dict:
 
 
 def paired(run_a: int, label_a: str, run_b: int, label_b: str) -> dict:
-    """Exact McNemar test between condition label_a of run_a and label_b of run_b (the same run or two).
-    Returns {"a", "b", "verdict", "n", "both", "only_a", "only_b", "neither", "p_value", "accuracy_a",
-    "accuracy_b"}."""
+    """Exact McNemar test between condition label_a of run_a and label_b of run_b (the same run or two), on the
+    items both have by content. Returns {"a", "b" (each side named in full), "verdict", "n" (items paired), "both",
+    "only_a", "only_b", "neither", "p_value", "accuracy_a", "accuracy_b", "ci_a", "ci_b", "difference",
+    "difference_ci"}. Two runs over different datasets, or with fewer than 10 shared items, are refused."""
     a = eval_report(_run_id(run_a))
     b = a if _run_id(run_b) == a.run_id else eval_report(_run_id(run_b))
-    x, y = a.condition(label_a), b.condition(label_b)
-    if x is None or y is None:
-        raise PromptLabError(f"pick a condition of each run: run {a.run_id} has {', '.join(a.labels)}; "
-                             f"run {b.run_id} has {', '.join(b.labels)}")
-    return asdict(PairedResult.from_test(paired_test(x, y)))
+    return asdict(pair_labels(a, label_a, b, label_b).test)
 
 
 def pair_runs(run_a: int, run_b: int) -> dict:
-    """Two evaluation runs side by side. Returns {"run_a", "run_b", "report_a", "report_b" (as /run_report),
-    "pairs": [{"a", "b", "test" (as /paired_test, or null without right/wrong per item)}]}."""
+    """Two evaluation runs side by side, paired by item content. Returns {"run_a", "run_b", "report_a",
+    "report_b" (as /run_report), "paired" (items shared by content), "pairs": [{"a", "b" (each side named: run_id,
+    label, template, template_version, strategy, k, model, method, metric, dataset), "paired", "test" (as
+    /paired_test, or null without right/wrong per item or with too few items), "note"}]}. Refused (an error) when
+    the runs evaluated different datasets or fewer than 10 items pair."""
     return compare_runs(_run_id(run_a), _run_id(run_b)).to_dict()
 
 

@@ -12,7 +12,8 @@ from prompt_lab.errors import CancelledError
 from prompt_lab.evaluation.evaluate import evaluate, resume
 from prompt_lab.evaluation.experiments import METHODS, EvalSpec, load_spec
 from prompt_lab.reporting.plots import accuracy_bars, accuracy_vs_tokens, calibration, has_cost, k_sweep, self_consistency
-from prompt_lab.reporting.report import extraction_view, paired_test
+from prompt_lab.reporting.pairs import pair_labels
+from prompt_lab.reporting.report import extraction_view
 from prompt_lab.reporting.summary import EvalReport, eval_report
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
@@ -112,7 +113,11 @@ def show_results(run_id):
     report = eval_report(int(run_id))
     conditions, labels, metric = report.conditions, report.labels, report.metric
     head = (f"Run **{report.run_id}** ({report.status}) · {as_text(report.template)} on "
-            f"{as_text(report.dataset)} · {report.items} items · metric {metric}")
+            f"{as_text(report.dataset)} · {report.items} items · metric {metric} · method {report.method}")
+    notes = [f"- ⚠ {as_text(w)}" for w in report.warnings]
+    notes += [f"- **{as_text(r.condition)}** {as_text(r.baseline_note)}" for r in report.rows if r.baseline_note]
+    if notes:
+        head += "\n\n" + "\n".join(notes)
     return [summary_rows(report), accuracy_bars(conditions, metric=metric),
             gr.update(value=accuracy_vs_tokens(conditions, metric), visible=has_cost(conditions)),
             k_sweep(conditions, metric), self_consistency(conditions), calibration(conditions),
@@ -133,13 +138,13 @@ def paired(run_a, label_a, run_b, label_b, shown=None) -> str:
     """Plain-words verdict of an exact McNemar test between two conditions (of one run or two)."""
     a = _report(shown, run_a)
     b = a if int(run_b) == a.run_id else _report(shown, run_b)
-    x, y = a.condition(label_a), b.condition(label_b)
-    if x is None or y is None:
+    if a.condition(label_a) is None or b.condition(label_b) is None:
         raise error("Pick a condition from each run.")
-    test = paired_test(x, y)
-    return (f"**{test['verdict']}**\n\nExact McNemar test on {test['n']} shared items: {test['only_a']} right only "
-            f"with A, {test['only_b']} right only with B, {test['both']} right with both, {test['neither']} with "
-            f"neither; p = {test['p_value']:.4g}.")
+    t = pair_labels(a, label_a, b, label_b).test
+    return (f"**{as_text(t.verdict)}**\n\nExact McNemar test on {t.n} items paired by content: {t.only_a} right "
+            f"only with A, {t.only_b} right only with B, {t.both} right with both, {t.neither} with neither; "
+            f"p = {t.p_value:.4g}. Difference A - B {100 * t.difference:+.1f} points (95% CI "
+            f"{100 * t.difference_ci[0]:+.1f} to {100 * t.difference_ci[1]:+.1f}).")
 
 
 def class_table(run_id, label, shown=None):
@@ -238,7 +243,8 @@ def build() -> dict:
                 with gr.Row():
                     dataset = gr.Dropdown(shipped_datasets(), value="sentiment.csv", label="Shipped dataset",
                                           elem_id="eval-dataset")
-                    upload = gr.File(label="…or upload CSV / JSONL", file_types=[".csv", ".jsonl", ".json"],
+                    upload = gr.File(label="…or upload CSV / JSONL / Parquet / Arrow",
+                                     file_types=[".csv", ".jsonl", ".json", ".parquet", ".arrow"],
                                      elem_id="eval-upload", height=130)
                 dataset_info = gr.Markdown(elem_id="eval-dataset-info")
                 with gr.Row():

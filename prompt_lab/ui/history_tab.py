@@ -90,8 +90,9 @@ def compare_runs(run_a, run_b):
     if not run_a or not run_b:
         raise error("Enter two evaluation run ids.")
     pairs = pair_runs(int(run_a), int(run_b))
+    lines = [f"{pairs.paired} items have the same inputs and gold answer in both runs (paired by content)."]
     return (summary_rows(pairs.report_a), summary_rows(pairs.report_b),
-            as_text("\n".join(pairs.verdict_lines()) or "No accuracy conditions to pair."))
+            as_text("\n".join(lines + pairs.verdict_lines())))
 
 
 @gpu
