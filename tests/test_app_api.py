@@ -16,10 +16,15 @@ COMPARE_KEYS = {"run_id", "template", "template_hash", "models", "revisions", "p
                 "cancelled", "command", "outputs"}
 OUTPUT_KEYS = {"run_id", "model", "strategy", "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
                "latency_ms", "finish_reason", "samples"}
-REPORT_KEYS = {"run_id", "status", "template", "dataset", "items", "metric", "rows", "labels", "paired", "conditions"}
+REPORT_KEYS = {"run_id", "status", "template", "dataset", "items", "metric", "rows", "labels", "paired", "conditions",
+               "template_hash", "method", "dataset_hash", "warnings"}
 ROW_KEYS = {"condition", "kind", "value", "ci_low", "ci_high", "strict", "chance", "majority", "no_answer", "wrong",
-            "tokens", "latency_s", "samples", "self_consistency", "agreement", "corpus"}
-TEST_KEYS = {"a", "b", "verdict", "n", "both", "only_a", "only_b", "neither", "p_value", "accuracy_a", "accuracy_b"}
+            "tokens", "latency_s", "samples", "self_consistency", "agreement", "corpus", "majority_label",
+            "beats_majority", "baseline_note"}
+TEST_KEYS = {"a", "b", "verdict", "n", "both", "only_a", "only_b", "neither", "p_value", "accuracy_a", "accuracy_b",
+             "ci_a", "ci_b", "difference", "difference_ci"}
+SIDE_KEYS = {"run_id", "label", "template", "template_version", "strategy", "k", "model", "method", "metric",
+             "dataset"}
 
 
 def runs_db():
@@ -89,19 +94,15 @@ def test_max_new_tokens_above_the_cap_is_clamped_server_side(client):
 
 
 def test_bad_input_is_a_plain_message(client):
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception, match="variables must be a JSON object: Expecting property name"):
         client.predict("sentiment", "{not json", "default", 2, api_name="/render")
-    assert "variables must be a JSON object" in str(info.value)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception, match="unknown template 'nope'"):
         client.predict("nope", {}, "default", 2, api_name="/render")
-    assert "unknown template 'nope'" in str(info.value)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception, match="'sentiment' is a shipped template and is never overwritten"):
         client.predict("name: sentiment\ninstruction: x\nvariables: [a]\n", api_name="/save_template")
-    assert "shipped template and is never overwritten" in str(info.value)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Exception, match="unknown params temprature; known: "):
         client.predict("sentiment", {"review": "x"}, ["zero_shot"], ["default"], {"temprature": 1}, 3,
                        api_name="/compare")
-    assert "unknown params temprature" in str(info.value)
 
 
 def test_every_named_endpoint_returns_its_documented_keys(client):
@@ -134,17 +135,20 @@ def test_every_named_endpoint_returns_its_documented_keys(client):
     exported = call("/export_csv", "api-probe", "", "", "", "any time")
     assert set(exported) == {"rows", "csv"} and exported["rows"] == 2 and exported["csv"].startswith("run_id,")
 
-    report = call("/evaluate", "sentiment_label_probs", 4)
-    assert set(report) == REPORT_KEYS and report["items"] == 4 and report["status"] == "completed"
+    report = call("/evaluate", "sentiment_label_probs", 10)
+    assert set(report) == REPORT_KEYS and report["items"] == 10 and report["status"] == "completed"
     assert set(report["rows"][0]) == ROW_KEYS and len(report["labels"]) == len(report["rows"]) > 1
     assert set(report["paired"][0]) == TEST_KEYS
     run_id = report["run_id"]
     assert call("/run_report", run_id) == report
     test = call("/paired_test", run_id, report["labels"][0], run_id, report["labels"][-1])
-    assert set(test) == TEST_KEYS and test["n"] == 4
+    assert set(test) == TEST_KEYS and test["n"] == 10
     pairs = call("/compare_runs", run_id, run_id)
-    assert set(pairs) == {"run_a", "run_b", "report_a", "report_b", "pairs"}
-    assert set(pairs["report_a"]) == REPORT_KEYS and set(pairs["pairs"][0]) == {"a", "b", "test"}
+    assert set(pairs) == {"run_a", "run_b", "report_a", "report_b", "paired", "pairs"} and pairs["paired"] == 10
+    assert set(pairs["report_a"]) == REPORT_KEYS and set(pairs["pairs"][0]) == {"a", "b", "paired", "test", "note"}
+    assert set(pairs["pairs"][0]["a"]) == SIDE_KEYS and pairs["pairs"][0]["a"]["method"] == "label_probs"
+    with pytest.raises(Exception, match=r"cannot be paired: only 0 item\(s\) have the same inputs and gold"):
+        call("/compare_runs", run_id, call("/evaluate", "plausibility_zero_vs_few", 10)["run_id"])
     with runs_db() as db:  # as if it had been stopped: resuming finds nothing left to do
         db.execute("update runs set status = 'cancelled' where id = ?", [run_id])
     resumed = call("/resume_evaluation", run_id)

@@ -174,6 +174,20 @@ def test_environment_variables_are_read_only_in_settings():
     assert readers == set()
 
 
+# What each rule reports for the violation planted in prompt_lab/prompts/strategies.py (appended at its end).
+AT = r"'prompt_lab/prompts/strategies\.py:\d+"
+PLANTED_REPORTS = {
+    "test_environment_variables_are_read_only_in_settings": AT + "'",
+    "test_only_the_run_log_runs_sql": AT + "'",
+    "test_the_core_never_imports_gradio": AT + " imports gradio'",
+    "test_only_the_run_log_touches_sqlite": AT + " imports (sqlite_utils|sqlite3)'",
+    "test_the_core_never_imports_the_ui_or_the_cli": AT + r" imports prompt_lab\.ui",
+    "test_no_module_import_cycles": r"'prompt_lab\.compare'.*'prompt_lab\.prompts\.strategies'|"
+                                    r"'prompt_lab\.prompts\.strategies'.*'prompt_lab\.compare'",
+    "test_no_private_name_crosses_modules": AT + r" prompt_lab\.runlog\.store\._dumps'",
+}
+
+
 @pytest.mark.parametrize("rule, planted", [
     (test_environment_variables_are_read_only_in_settings, "import os\nX = os.environ.get('X')\n"),
     (test_only_the_run_log_runs_sql, "def f(db):\n    return db.execute('select 1')\n"),
@@ -191,7 +205,7 @@ def test_each_rule_catches_a_planted_violation(rule, planted):
     name = "prompt_lab.prompts.strategies"
     PLANTED[name] = MODULES[name].read_text() + "\n" + planted
     try:
-        with pytest.raises(AssertionError):
+        with pytest.raises(AssertionError, match=PLANTED_REPORTS[rule.__name__]):  # the rule names the planted line
             rule()
     finally:
         PLANTED.clear()

@@ -182,7 +182,7 @@ def test_unknown_model_names_the_model(served_model):
 def test_bad_key_is_refused_without_showing_it(home, gateway, served_model, monkeypatch):
     spec = f"openai:{served_model[1]}@{gateway.url}"
     monkeypatch.setenv("PROMPT_LAB_API_KEY", "sk-wrong-key-123")
-    with pytest.raises(PromptLabError) as info:
+    with pytest.raises(PromptLabError, match=r"refused the API key \(HTTP 401") as info:
         get_backend(spec).generate(["hi"], GenerationParams(max_new_tokens=4))
     message = str(info.value)
     assert "refused the API key (HTTP 401" in message and "PROMPT_LAB_API_KEY" in message

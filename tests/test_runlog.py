@@ -173,7 +173,7 @@ def test_connections_use_wal_a_busy_timeout_and_foreign_keys(home, tmp_path):
     pragmas = {name: db.execute(f"pragma {name}").fetchone()[0]
                for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")}
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "synchronous": 1}
-    with pytest.raises(sqlite3.IntegrityError):  # a generation must belong to a run
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):  # a generation needs a run
         log_generations(db, 12345, [{"strategy": "zero_shot"}])
 
 

@@ -40,7 +40,7 @@ def test_a_failed_spawn_leaves_the_job_queued(db):
     def spawn(job_id):
         raise OSError("no python")
 
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="^no python$"):
         table.claim_next_job(db, spawn)
     assert table.get_job(db, job_id)["status"] == "queued"
 
