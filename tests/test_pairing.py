@@ -164,3 +164,16 @@ def test_pair_as_a_command(home):
     assert done.returncode == 2 and done.stdout == ""
     assert "cannot be paired: only 0 item(s) have the same inputs and gold answer" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_closed_pipe_ends_the_command_quietly(home):
+    """`python -m prompt_lab pair A B --json | head -1`: the reader goes away before the output is written."""
+    db = open_db()
+    a = run(db, list(zip(REVIEWS, GOLD, GOLD)))
+    b = run(db, list(zip(REVIEWS, GOLD, ["Positive"] * 14)))
+    db.close()
+    proc = subprocess.Popen([sys.executable, "-m", "prompt_lab", "pair", str(a), str(b), "--json"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads: the first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""

@@ -61,7 +61,7 @@ def pair_lines(pairs: RunPairs) -> list[str]:
     lines = [f"runs {pairs.run_a} and {pairs.run_b}: {pairs.paired} items with the same inputs and gold answer "
              "in both (paired by content, not position)"]
     for p in pairs.pairs:
-        lines += [f"A: {p.a.describe()} · {p.a.label}", f"B: {p.b.describe()} · {p.b.label}"]
+        lines += [f"A: {p.a.describe()}", f"B: {p.b.describe()}"]
         t = p.test
         if t is None:
             lines += [f"   {p.note}", ""]
