@@ -378,3 +378,18 @@ def test_items_with_their_own_choices_and_several_gold_answers(home, tiny_model_
     (condition,) = run_report(open_db(), run_id)["conditions"]
     assert condition["correct"] == [r["correct"] for r in rows]
     assert condition["chance"] == pytest.approx((1 / 2 + 1 / 3 + 1 / 2) / 3)
+
+
+def test_a_gold_label_outside_the_choices_is_refused_before_anything_runs(home, tmp_path, monkeypatch):
+    import prompt_lab.evaluation.evaluate as module
+    from prompt_lab.errors import PromptLabError
+
+    monkeypatch.setattr(module, "get_backend", lambda *a, **k: pytest.fail("nothing is generated for a refusal"))
+    path = tmp_path / "typo.csv"
+    path.write_text('text,gold\n"Great",Positive\n"Awful",Negatve\n"Meh",neutral.\n"Fine",Good\n')
+    with pytest.raises(PromptLabError, match=r"^typo.csv: 2 item\(s\) have a gold answer that is not one of the answer "
+                                             r"choices \(line 3: 'Negatve' not in Positive, Negative, Neutral; line 5: "
+                                             r"'Good' not in Positive, Negative, Neutral\); fix the gold labels or the "
+                                             r"template's choices$"):
+        evaluate(spec_for(path, "default"))
+    assert not list(open_db().query("select id from runs"))  # no run row for a refused evaluation

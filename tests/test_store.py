@@ -98,3 +98,20 @@ def test_killed_run_is_interrupted_and_committed_work_survives(home, tiny_model_
     db = open_db()
     assert run_generations(db, 1)[0]["variables"] == {"review": "first, finished"}
     assert run_generations(db, 2) == []
+
+
+def test_a_cli_run_killed_while_the_app_runs_shows_interrupted_in_the_apps_history(home, tiny_model_dir, tmp_path):
+    """The app opened the log before the CLI run started (its once-per-process check is spent): History's list and
+    `runs` still see that the run's process died."""
+    from prompt_lab.runlog.queries import RunFilter, runs_table
+    from prompt_lab.runlog.store import list_runs
+
+    db = open_db()  # the app's first open
+    marker = tmp_path / "marker"
+
+    def while_alive():
+        assert {r["id"]: r["status"] for r in runs_table(db, RunFilter())}[2] == "running"
+
+    kill_when_marked(["-c", CRASH_SCRIPT, str(tiny_model_dir), str(marker)], marker, while_alive)
+    assert {r["id"]: r["status"] for r in runs_table(db, RunFilter())} == {1: "completed", 2: "interrupted"}
+    assert list_runs(db)[0]["error"] == "the process running it ended before it finished"

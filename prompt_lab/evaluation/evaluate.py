@@ -20,7 +20,7 @@ from prompt_lab.evaluation.experiments import EvalSpec
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.models.registry import is_local_spec
 from prompt_lab.models.base import ProgressFn
-from prompt_lab.answers.scoring import CORRECTNESS_METRICS, extract_for, extract_strict, is_correct
+from prompt_lab.answers.scoring import CORRECTNESS_METRICS, extract_for, extract_strict, is_correct, normalize_label
 from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import (connect, finishing, get_run, log_generations, logged_item_indexes, reopen_run,
                                      run_template, save_template_version, start_run)
@@ -61,6 +61,7 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
     if spec.method == "label_probs" and not (template.choices or all(i.choices for i in items)):
         raise PromptLabError(f"method label_probs needs answer choices: template '{template.name}' has none "
                              "and the dataset has no choices column")
+    check_gold_in_choices(template, items, dataset.name, spec.metric or default_metric(template))
     remote = [m for m in spec.models if not is_local_spec(m)]
     if spec.method == "label_probs" and remote:
         raise PromptLabError(f"method label_probs scores choices with the model's own forward pass, which a remote "
@@ -69,6 +70,21 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
         resolve(model)  # a bad spec or an unknown endpoint fails here, before a run row is written
     return Plan(spec, template, items, spec.metric or default_metric(template), dataset.content_hash,
                 example_duplicates(template, items, dataset.name))
+
+
+def check_gold_in_choices(template: Template, items: list[Item], dataset: str, metric: str) -> None:
+    """For a choice template scored by accuracy, every item's gold must name one of its choices: found before
+    anything is generated, with the lines, instead of after every item ran."""
+    if template.answer.type != "choice" or metric != "accuracy":
+        return
+    bad = [i for i in items if i.targets and not any(
+        normalize_label(t) in {normalize_label(c) for c in (i.choices or template.choices or [])} for t in i.targets)]
+    if bad:
+        shown = "; ".join(f"line {i.line}: {i.target!r} not in {', '.join(i.choices or template.choices or [])}"
+                          for i in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise PromptLabError(f"{dataset}: {len(bad)} item(s) have a gold answer that is not one of the answer choices "
+                             f"({shown}{more}); fix the gold labels or the template's choices")
 
 
 def example_duplicates(template: Template, items: list[Item], dataset: str) -> list[str]:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import sqlite_utils
 
 from prompt_lab.models.naming import short_model
+from prompt_lab.runlog.store import mark_interrupted
 
 # Every other package reads the log through these functions (and store.py's); only runlog/ speaks SQL.
 
@@ -56,7 +57,9 @@ RUN_HEADERS = ["run", "started (UTC)", "kind", "status", "template", "models", "
 
 def runs_table(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200) -> list[dict]:
     """Newest matching runs (one page), with their output counts and, for evaluations, the best condition's
-    accuracy (first sample of each item, e.g. "35% few_shot k=3")."""
+    accuracy (first sample of each item, e.g. "35% few_shot k=3"). Runs whose process died since the app opened
+    the log (a CLI run killed while the app runs) are marked interrupted first."""
+    mark_interrupted(db)
     where, args = filters.where()
     sql = (
         "select r.id, r.created_utc, r.kind, r.status, r.template_name, "

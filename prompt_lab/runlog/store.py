@@ -288,7 +288,9 @@ def run_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:
 
 def list_runs(db: sqlite_utils.Database, *, limit: int = 50, kind: str | None = None,
               template: str | None = None, status: str | None = None) -> list[dict]:
-    """Recent runs, newest first, with generation counts and mean latency."""
+    """Recent runs, newest first, with generation counts and mean latency (runs whose process died since are
+    marked interrupted first, so a killed CLI run does not show as running)."""
+    mark_interrupted(db)
     where, args = [], []
     for column, value in (("kind", kind), ("template_name", template), ("status", status)):
         if value:
