@@ -67,9 +67,20 @@ class Settings:
         return self.home / "templates"
 
 
+SPACE_STORAGE = Path("/data")  # a Space's persistent storage, when the Space has it
+
+
+def default_home(on_space: bool, storage: Path = SPACE_STORAGE) -> Path:
+    """Where data lives without PROMPT_LAB_HOME: on a Space with persistent storage, /data/prompt_lab (it survives
+    restarts); elsewhere ~/.prompt_lab."""
+    if on_space and storage.is_dir() and os.access(storage, os.W_OK):
+        return storage / "prompt_lab"
+    return Path.home() / ".prompt_lab"
+
+
 def get_settings() -> Settings:
     """Settings from the environment (read on each call so tests can point PROMPT_LAB_HOME elsewhere)."""
-    home = Path(os.environ.get("PROMPT_LAB_HOME") or Path.home() / ".prompt_lab").expanduser()
+    home = Path(os.environ.get("PROMPT_LAB_HOME") or default_home(bool(os.environ.get("SPACE_ID")))).expanduser()
     return Settings(
         home=home,
         max_new_tokens_cap=_env_int("PROMPT_LAB_MAX_NEW_TOKENS", 512),

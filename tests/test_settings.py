@@ -67,3 +67,16 @@ def test_every_setting_has_help():
     from prompt_lab.settings import Settings
 
     assert all(f.metadata.get("help") for f in dataclasses.fields(Settings))
+
+
+def test_on_a_space_data_lives_in_persistent_storage_when_the_space_has_it(tmp_path, monkeypatch):
+    from prompt_lab.settings import default_home, get_settings
+
+    storage = tmp_path / "data"
+    assert default_home(True, storage) == Path.home() / ".prompt_lab"  # no persistent storage attached
+    storage.mkdir()
+    assert default_home(True, storage) == storage / "prompt_lab"
+    assert default_home(False, storage) == Path.home() / ".prompt_lab"  # locally, as always
+    monkeypatch.setenv("PROMPT_LAB_HOME", str(tmp_path / "mine"))
+    monkeypatch.setenv("SPACE_ID", "someone/prompt-lab")
+    assert get_settings().home == tmp_path / "mine"  # an explicit home always wins
