@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from prompt_lab.errors import CancelledError, ModelLoadError
+from prompt_lab.errors import CancelledError, ModelLoadError, PromptLabError
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.models.base import Backend
 from prompt_lab.settings import get_settings
@@ -118,3 +118,26 @@ def test_unknown_models_say_what_was_tried(spec, message, home):
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="has no config.json"):
         resolve(str(tmp_path))
+
+
+@pytest.mark.parametrize("seed, message", [
+    (10**30, r"field 'seed': must be between 0 and 4294967295, got 1000000000000000000000000000000"),
+    (2**32, r"field 'seed': must be between 0 and 4294967295, got 4294967296"),
+    (-1, r"field 'seed': must be between 0 and 4294967295, got -1"),
+    (1.5, r"field 'seed': must be a whole number, got 1.5"),
+    ("7", r"field 'seed': must be a whole number, got '7'"),
+    (10**5000, r"field 'seed': must be between 0 and 4294967295, got a number of 16610 bits"),  # too long to print
+], ids=["10**30", "2**32", "-1", "1.5", "'7'", "10**5000"])
+def test_a_seed_outside_0_to_2_32_is_refused_with_the_range_before_anything_runs(tiny_model_dir, home, seed,
+                                                                                  message):
+    """The attack: seed=10**30 reached the sampler and failed with 'Overflow when unpacking long long'."""
+    import sqlite3
+
+    from prompt_lab.compare import compare
+
+    with pytest.raises(PromptLabError, match=message):
+        compare("sentiment", {"review": "fine"}, strategies=["zero_shot"], models=[str(tiny_model_dir)],
+                params=GenerationParams(temperature=1.0, max_new_tokens=2, seed=seed))
+    assert not (home / "runs.db").exists() or sqlite3.connect(home / "runs.db").execute(
+        "select count(*) from runs").fetchone() == (0,)
+    assert GenerationParams(seed=2**32 - 1).validate().seed == 2**32 - 1

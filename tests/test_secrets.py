@@ -1,11 +1,11 @@
 """The secret scrubber on its own: every spelling a server may echo a key in is masked, and nothing else."""
 import base64
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from prompt_lab.models.secrets import MASK, scrub, secret_forms
+from prompt_lab.models.secrets import MASK, has_secret, scrub, scrub_cut, secret_forms
 
 KEY_CHARS = st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/+.")
 keys = st.text(KEY_CHARS, min_size=6, max_size=48)
@@ -66,3 +66,36 @@ def test_nothing_to_scrub_leaves_the_text_alone():
     assert scrub("plain answer", []) == "plain answer"
     assert scrub("plain answer", [None, ""]) == "plain answer"
     assert scrub("a secret-key and another-key", ["secret-key", "another-key"]) == f"a {MASK} and {MASK}"
+
+
+def test_hex_in_either_case_and_form_encoding_are_masked():
+    key = "sk-live-0123456789abcdef"
+    assert scrub(f"h={key.encode().hex()} H={key.encode().hex().upper()}", [key]) == f"h={MASK} H={MASK}"
+    assert scrub(f"auth={quote_plus(f'Bearer {key}')}", [key]) == f"auth={MASK}"
+    assert scrub(f"path=/x/{quote('sk/live+key-1')}/", ["sk/live+key-1"]) == f"path=/x/{MASK}/"
+
+
+def test_a_key_cut_short_by_the_server_is_masked_from_twelve_characters_on():
+    key = "sk-echo-3b1f9c2d7e6a5b4c3d2e1f0a"
+    assert scrub(f"your key is {key[:-1]}", [key]) == f"your key is {MASK}"  # all but the last character
+    assert scrub(f"tail: {key[-14:]}!", [key]) == f"tail: {MASK}!"
+    assert scrub(f"hex cut: {key.encode().hex()[:30]}", [key]) == f"hex cut: {MASK}"
+    # OpenAI-style hints (a few characters of each end) stay readable
+    assert scrub(f"Incorrect API key provided: {key[:7]}****{key[-4:]}", [key]) == \
+        f"Incorrect API key provided: {key[:7]}****{key[-4:]}"
+
+
+def test_masking_keeps_its_place_in_text_whose_lower_case_is_longer():
+    key = "sk-echo-3b1f9c2d7e6a5b4c3d2e1f0a"
+    text = f"İİİ {key} after"  # 'İ'.lower() is two characters: indices must not drift
+    assert scrub(text, [key]) == f"İİİ {MASK} after"
+
+
+def test_scrub_cut_masks_a_key_that_straddles_the_cut_before_cutting():
+    key = "sk-echo-3b1f9c2d7e6a5b4c3d2e1f0a"
+    body = "x" * (301 - len(key)) + key + "y" * 40  # the key ends at character 301
+    cut = scrub_cut(body, [key], 300)
+    assert cut == "x" * (301 - len(key)) + MASK + "y" * (300 - (301 - len(key)) - len(MASK)) + "…"
+    assert scrub_cut("short " + key, [key], 300) == f"short {MASK}"
+    assert scrub_cut("z" * 10_000 + key, [key], 50) == "z" * 50 + "…"
+    assert has_secret(f"/v1/{key.upper()}", [key]) and not has_secret("/v1/models", [key, None])

@@ -10,30 +10,37 @@ from prompt_lab.settings import Settings
 from prompt_lab.specs import check_fields, failer, spec_field
 
 ProgressFn = Callable[[float, str], None]  # (fraction 0..1, message)
+SEED_MAX = 2**32 - 1  # what every sampler takes (numpy's legacy seeding, servers' 32-bit seeds)
 
 
 @dataclass
 class GenerationParams:
     """Decoding settings of one call. Out-of-range values from a UI are clamped (clamped()); values of the wrong
-    type are reported by validate()."""
+    type, and seeds outside 0..2**32-1, are reported by validate(), which clamped() runs first."""
 
     temperature: float = spec_field(0.0, help="Sampling temperature, 0 or more; 0 means greedy decoding.")
     top_p: float = spec_field(1.0, help="Nucleus sampling, in (0, 1]: keep the top tokens up to this mass.")
     max_new_tokens: int = spec_field(128, help="Most tokens generated per answer (capped server-side).")
     stop: list[str] = spec_field(default_factory=list, help="Strings that end an answer (cut before them).")
-    seed: int = spec_field(0, help="Random seed for sampling; equal seeds give equal samples.")
+    seed: int = spec_field(0, min=0, max=SEED_MAX, help="Random seed for sampling; equal seeds give equal samples "
+                                                        "(a whole number from 0 to 2**32-1).")
     n: int = spec_field(1, help="Samples per prompt (capped server-side).")
 
     def validate(self, source: str = "generation params") -> "GenerationParams":
         """Raise PromptLabError naming the first field whose value has the wrong type; returns self."""
-        check_fields(self, failer(source, None, PromptLabError))
+        fail = failer(source, None, PromptLabError)
+        if isinstance(self.seed, int) and self.seed.bit_length() > 128:  # too long to quote (or even to print)
+            fail("seed", f"must be between 0 and {SEED_MAX}, got a number of {self.seed.bit_length()} bits")
+        check_fields(self, fail)
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def clamped(self, settings: Settings) -> tuple["GenerationParams", list[str]]:
-        """Apply the server-side caps; returns the safe params and a warning per change."""
+        """Apply the server-side caps; returns the safe params and a warning per change. Values of the wrong type
+        or a seed out of range raise PromptLabError (validate())."""
+        self.validate()
         warnings = []
         params = replace(self, stop=[s for s in self.stop if s])
         if params.max_new_tokens > settings.max_new_tokens_cap:

@@ -1,5 +1,7 @@
 """Model specs -> backends, through a registry of backend factories; loaded local models are shared by the
-whole process (one copy per resolved model).
+whole process: one copy per model, however its path is spelled (real paths: `x/`, `x//y`, `./x` and symlinks are
+one model); an adapter shares its base's weights, and at most settings.max_loaded_adapters adapted models stay
+loaded (least recently used freed first).
 
 Built in: the remote backend for `openai:<model>@<base_url or endpoint name>` (see remote/) and the local
 transformers backend, which takes every spec no registered prefix claims: `default`, a folder, a `.gguf` file,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import re
 import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -30,10 +33,11 @@ from prompt_lab.errors import ModelLoadError
 from prompt_lab.models.base import Backend, ModelRef, ProgressFn
 from prompt_lab.models.local.loading import DEFAULT_SPEC, base_folder, resolve_local, weights_folder
 from prompt_lab.models.remote.endpoints import PREFIX as REMOTE_PREFIX, parse_spec
+from prompt_lab.settings import get_settings
 
 __all__ = ["DEFAULT_SPEC", "BackendEntry", "ModelRef", "backend_entry", "base_location", "get_backend",
-           "is_local_spec", "known_prefixes", "load_plugins", "loaded_specs", "register_backend", "resolve",
-           "unregister_backend"]
+           "is_local_spec", "known_prefixes", "load_plugins", "loaded_adapters", "loaded_specs", "register_backend",
+           "resolve", "unregister_backend"]
 
 ENTRY_POINT_GROUP = "prompt_lab.backends"
 Factory = Callable[[str, "ProgressFn | None"], Backend]
@@ -163,28 +167,71 @@ def _resolve_local(spec: str) -> ModelRef:
         raise
 
 
-_cache: dict[ModelRef, Backend] = {}
+# Loaded local models, keyed by what they are, not how the spec spelled them: (kind, real path or Hub id, real
+# adapter path). Oldest first: adapted models beyond settings.max_loaded_adapters are freed, least recent first.
+_cache: OrderedDict[tuple, Backend] = OrderedDict()
 _cache_lock = threading.Lock()
-_load_locks: dict[ModelRef, threading.Lock] = {}
+_load_locks: dict[tuple, threading.Lock] = {}
+
+
+def _key(ref: ModelRef) -> tuple:
+    return ref.kind, ref.location, ref.adapter
 
 
 def _local_backend(spec: str, progress: ProgressFn | None) -> Backend:
+    return _loaded(_resolve_local(spec), progress)
+
+
+def _loaded(ref: ModelRef, progress: ProgressFn | None) -> Backend:
+    """The backend of a resolved local ref, loaded once (concurrent callers wait); an adapter is applied to the
+    loaded base, whose weights it shares."""
     from prompt_lab.models.local.generation import HFBackend
 
-    ref = _resolve_local(spec)
+    key = _key(ref)
     with _cache_lock:
-        if ref in _cache:
-            return _cache[ref]
-        lock = _load_locks.setdefault(ref, threading.Lock())
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        lock = _load_locks.setdefault(key, threading.Lock())
     with lock:
         with _cache_lock:
-            if ref in _cache:
-                return _cache[ref]
+            if key in _cache:
+                _cache.move_to_end(key)
+                return _cache[key]
+        base = _loaded(ModelRef(ref.spec.rsplit("+", 1)[0].strip(), ref.kind, ref.location), progress) \
+            if ref.adapter else None
         folder, revision = weights_folder(ref, progress)
-        backend = HFBackend(ref.spec, folder, revision, progress=progress, adapter=ref.adapter)
+        backend = HFBackend(ref.spec, folder, revision, progress=progress, adapter=ref.adapter, base=base)
         with _cache_lock:
-            _cache[ref] = backend
-        return backend
+            _cache[key] = backend
+            evicted = _over_the_adapter_limit()
+    if evicted:
+        _free(evicted)
+    return backend
+
+
+def _over_the_adapter_limit() -> list[Backend]:
+    """Take the least recently used adapted models out of the cache until at most max_loaded_adapters remain."""
+    limit = max(1, get_settings().max_loaded_adapters)
+    adapted = [key for key in _cache if key[2]]
+    out = []
+    for key in adapted[:max(0, len(adapted) - limit)]:
+        out.append(_cache.pop(key))
+        _load_locks.pop(key, None)
+    return out
+
+
+def _free(backends: list[Backend]) -> None:
+    """Release evicted models now (a caller still generating with one keeps it until it is done)."""
+    import gc
+
+    device = {getattr(b, "device", "cpu") for b in backends}
+    backends.clear()
+    gc.collect()
+    if "cuda" in device:
+        from prompt_lab.models.local.loading import lazy_torch
+
+        lazy_torch().cuda.empty_cache()
 
 
 def _remote_backend(spec: str, progress: ProgressFn | None) -> Backend:
@@ -205,6 +252,12 @@ register_backend(REMOTE_PREFIX, _remote_backend, name="openai", resolve=_resolve
 
 
 def loaded_specs() -> list[str]:
-    """The specs of the local models loaded in this process."""
+    """The specs of the local models loaded in this process (as first spelled), least recently used first."""
     with _cache_lock:
-        return [ref.spec for ref in _cache]
+        return [backend.spec for backend in _cache.values()]
+
+
+def loaded_adapters() -> list[str]:
+    """The real paths of the adapters applied to loaded models, least recently used first."""
+    with _cache_lock:
+        return [key[2] for key in _cache if key[2]]

@@ -80,10 +80,11 @@ class HFBackend:
     can_tune = True  # the registry's base_location() finds the weights a tuning job trains
 
     def __init__(self, spec: str, location: str, revision: str, *, progress: ProgressFn | None = None,
-                 adapter: str | None = None):
-        self.spec, self.location, self.revision = spec, location, revision
-        self.tokenizer, self.model, self.device, self._plain = load_model(spec, location, adapter=adapter,
-                                                                          progress=progress)
+                 adapter: str | None = None, base: "HFBackend | None" = None):
+        """base: the loaded backend of the same weights without the adapter, whose weights the adapter shares."""
+        self.spec, self.location, self.revision, self.adapter = spec, location, revision, adapter
+        self.tokenizer, self.model, self.device, self._plain = load_model(
+            spec, location, adapter=adapter, progress=progress, base_model=base.model if base is not None else None)
         self._lock = threading.Lock()
         self._prefix_cache: tuple[list[int], list] | None = None  # see _shared_prefix
         self._end_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}

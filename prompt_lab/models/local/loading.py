@@ -36,16 +36,54 @@ def lazy_torch():
 
 
 # --- specs -> where the weights are ---------------------------------------------------------------------------
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
+MAX_ADAPTER_CONFIG_BYTES = 1 << 20
+
+
 def check_adapter(folder: str | Path) -> Path:
-    """A PEFT adapter folder with safetensors weights; pickled weights (.bin, .pt) are refused."""
-    folder = Path(folder).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        raise ModelLoadError(f"adapter '{folder}': no adapter_config.json, so it is not a PEFT adapter folder")
-    if not (folder / "adapter_model.safetensors").is_file():
-        pickled = [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    """A PEFT adapter folder with safetensors weights, as its real path (os.path.realpath: every spelling of a
+    folder, `x/`, `x//y`, `./x` or a symlink, names one loaded copy). Pickled weights (.bin, .pt) are refused, and
+    so are adapter files that link out of the folder or do not parse; errors name the file."""
+    given = Path(folder).expanduser()
+    real = Path(os.path.realpath(given))
+    if not (real / ADAPTER_CONFIG).is_file():
+        raise ModelLoadError(f"adapter '{folder}': no {ADAPTER_CONFIG}, so it is not a PEFT adapter folder")
+    if not (real / ADAPTER_WEIGHTS).is_file():
+        pickled = [p.name for p in real.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
         detail = f" ({', '.join(pickled)} is a pickle, which can run code when loaded)" if pickled else ""
-        raise ModelLoadError(f"adapter '{folder}': only adapter_model.safetensors weights are loaded{detail}")
-    return folder.resolve()
+        raise ModelLoadError(f"adapter '{folder}': only {ADAPTER_WEIGHTS} weights are loaded{detail}")
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
+        if not Path(os.path.realpath(real / name)).is_relative_to(real):  # where it points is not repeated
+            raise ModelLoadError(f"adapter file {given / name} is a link to a file outside the adapter folder; "
+                                 "copy the file into the folder instead")
+    config = real / ADAPTER_CONFIG
+    try:
+        if config.stat().st_size > MAX_ADAPTER_CONFIG_BYTES:
+            raise ValueError("larger than 1 MiB")
+        if not isinstance(json.loads(config.read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ModelLoadError(f"adapter file {given / ADAPTER_CONFIG} is not a PEFT adapter config "
+                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    check_safetensors(real / ADAPTER_WEIGHTS, given / ADAPTER_WEIGHTS)
+    return real
+
+
+def check_safetensors(path: Path, shown: Path | None = None) -> None:
+    """Refuse a file that is not a well-formed safetensors file (header and tensor offsets) with a ModelLoadError
+    naming it, before torch or peft meets it and fails with a SafetensorError."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            names = list(weights.keys())
+            for name in names:
+                weights.get_slice(name).get_shape()
+    except Exception as exc:  # SafetensorError, OSError, ...: whatever the file is, it is not usable weights
+        raise ModelLoadError(f"adapter file {shown or path} is not a valid safetensors file "
+                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not names:
+        raise ModelLoadError(f"adapter file {shown or path} holds no tensors")
 
 
 def embedded_gguf() -> Path | None:
@@ -64,7 +102,9 @@ def resolve_local(spec: str, known: str = "") -> ModelRef:
     if "+" in spec:
         base, adapter = spec.rsplit("+", 1)
         ref = resolve_local(base, known)
-        return ModelRef(spec, ref.kind, ref.location, str(check_adapter(adapter)))
+        if ref.adapter:
+            raise ModelLoadError(f"model '{spec}': one adapter per model (<base>+<adapter dir>), not several")
+        return ModelRef(spec, ref.kind, ref.location, str(check_adapter(adapter.strip())))
     if spec in ("", DEFAULT_SPEC):
         gguf = embedded_gguf()
         if gguf is not None:
@@ -195,15 +235,52 @@ def pick_device() -> tuple[str, object]:
     return "cpu", torch.float32
 
 
-def apply_adapter(model, adapter: str):
+def shared_copy(model):
+    """A second module tree over the same weight tensors as `model` (no memory for weights): what an adapter is
+    applied to, so every adapter of a base shares the weights it leaves alone (see apply_adapter). The copy loses
+    the CPU fast path, whose forwards point at the original's layers; load_model applies it again."""
+    import copy
+    import itertools
+
+    same = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}  # deepcopy keeps these as is
+    twin = copy.deepcopy(model, same)
+    for module in twin.modules():
+        module.__dict__.pop("forward", None)
+    return twin
+
+
+def _own_adapted_weights(model) -> None:
+    """Give every layer an adapter wraps its own copy of its weights (ties kept), so merging the adapter into
+    them leaves a base model that shares the others untouched."""
+    torch = lazy_torch()
+    fresh = {}
+    for module in model.modules():
+        wrapped = getattr(module, "base_layer", None)
+        if isinstance(wrapped, torch.nn.Module):
+            for param in wrapped.parameters(recurse=False):
+                fresh.setdefault(id(param), torch.nn.Parameter(param.detach().clone(), requires_grad=False))
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and id(param) in fresh:
+                module._parameters[name] = fresh[id(param)]
+
+
+def apply_adapter(model, adapter: str, *, shared: bool = False):
     """Apply a PEFT adapter; returns (model, plain). LoRA is merged into the weights, so the batched fast
     paths apply unchanged; a prompt-tuning adapter stays a PeftModel (its virtual tokens are prepended on
-    every forward), which needs plain one-call generation (plain=True)."""
+    every forward), which needs plain one-call generation (plain=True). shared=True: `model` shares its weights
+    with a loaded base (shared_copy), so the layers the adapter changes get their own copy before the merge."""
     from peft import PeftConfig, PeftModel
 
-    config = PeftConfig.from_pretrained(adapter)
-    model = PeftModel.from_pretrained(model, adapter)
+    try:
+        config = PeftConfig.from_pretrained(adapter)
+        model = PeftModel.from_pretrained(model, adapter)
+    except Exception as exc:  # a config peft cannot use, weights that do not fit this base: say which adapter
+        raise ModelLoadError(f"adapter '{adapter}' could not be applied to this model "
+                             f"({type(exc).__name__}: {str(exc)[:200]})") from None
     if config.peft_type.value == "LORA":
+        if shared:
+            _own_adapted_weights(model)
         return model.merge_and_unload(), False
     return model, True
 
@@ -237,9 +314,11 @@ def _speed_up_cpu_linears(model) -> None:
             module.forward = make_forward(module)
 
 
-def load_model(spec: str, location: str, *, adapter: str | None = None, progress: ProgressFn | None = None):
+def load_model(spec: str, location: str, *, adapter: str | None = None, progress: ProgressFn | None = None,
+               base_model=None):
     """(tokenizer, model, device, plain) from a weights folder, safetensors only, in eval mode on the picked
-    device; plain=True for a prompt-tuning adapter (no KV-cache tricks)."""
+    device; plain=True for a prompt-tuning adapter (no KV-cache tricks). With base_model (the same weights,
+    already loaded) the adapter is applied to a shared_copy of it instead of a second copy from disk."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -250,7 +329,8 @@ def load_model(spec: str, location: str, *, adapter: str | None = None, progress
         progress(0.5, f"Loading {spec} on {device}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True)
+        model = shared_copy(base_model) if base_model is not None else \
+            AutoModelForCausalLM.from_pretrained(location, dtype=dtype, use_safetensors=True)
     except OSError as exc:
         raise ModelLoadError(
             f"could not load model '{spec}' from {location}: {exc}. With no Hub access, pass a local folder "
@@ -258,7 +338,7 @@ def load_model(spec: str, location: str, *, adapter: str | None = None, progress
         ) from None
     plain = False
     if adapter:
-        model, plain = apply_adapter(model, adapter)
+        model, plain = apply_adapter(model, adapter, shared=base_model is not None)
     model.to(device).eval()
     if device == "cpu":
         _speed_up_cpu_linears(model)

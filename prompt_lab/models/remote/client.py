@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
-from prompt_lab.errors import CancelledError
+from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.models.base import Generation, GenerationParams, ProgressFn, StreamEvent
-from prompt_lab.models.remote.endpoints import Endpoint, RemoteModelError, parse_spec
-from prompt_lab.models.secrets import scrub
+from prompt_lab.models.remote.endpoints import Endpoint, RemoteModelError, known_keys, parse_spec
+from prompt_lab.models.secrets import scrub, scrub_cut
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -45,10 +45,6 @@ def _client_for(endpoint: Endpoint, key: str | None):
         if limit is None:
             limit = _limits[slot] = threading.BoundedSemaphore(endpoint.max_concurrency)
         return client, limit
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _reason(exc) -> str:
@@ -166,7 +162,7 @@ class OpenAIBackend:
                 detail = detail.get("message") or json.dumps(detail)
         except (ValueError, json.JSONDecodeError):
             detail = response.text
-        detail = _cut(self._scrub(str(detail).strip()), 300)  # scrubbed whole, then cut: no key prefix survives
+        detail = self._excerpt(str(detail).strip(), 300)
         where = f"{self.endpoint.base_url} (model '{self.model}')"
         if code in (401, 403):
             return RemoteModelError(f"{where} refused the API key (HTTP {code}: {detail}). Set a valid key in the "
@@ -182,12 +178,24 @@ class OpenAIBackend:
         return RemoteModelError(f"{where} rejected the request (HTTP {code}): {detail}")
 
     def _scrub(self, text: str) -> str:
-        """Every form of the endpoint's key removed from text that came from the server (see secrets.scrub)."""
-        try:
-            key = self.endpoint.api_key()
-        except RemoteModelError:
-            key = None
-        return scrub(text, [key])
+        """Every form of every key this process may send removed from text (see secrets.scrub): the one filter
+        for what came from the server, and the last one on every error this backend raises."""
+        return scrub(text, known_keys(self.endpoint.api_key_env))
+
+    def _excerpt(self, text: str, limit: int) -> str:
+        """The start of a server's text for a message: scrubbed whole first, then cut (no key prefix survives)."""
+        return scrub_cut(text, known_keys(self.endpoint.api_key_env), limit)
+
+    def _clean(self, exc: BaseException) -> BaseException:
+        """The exception to raise to callers: the same one, unless its message holds a key (a path that forgot
+        to scrub): then a RemoteModelError with the scrubbed message and no chained cause."""
+        message = str(exc)
+        clean = self._scrub(message)
+        if clean == message:
+            return exc
+        error = type(exc)(clean) if isinstance(exc, PromptLabError) else RemoteModelError(clean)
+        error.__suppress_context__ = True
+        return error
 
     def served_models(self) -> list[str]:
         """Model ids from GET /models ([] when the server lists none or cannot be asked)."""
@@ -211,10 +219,10 @@ class OpenAIBackend:
                                     f"({type(exc).__name__}); raise timeout_s for this endpoint or ask for fewer "
                                     "tokens")
         if isinstance(exc, httpx.ConnectError):
-            return RemoteModelError(f"could not reach {self.endpoint.base_url} ({_cut(self._scrub(_reason(exc)), 200)}). Is the "
-                                    "server running, and is the address (host, port, /v1 path) right?")
+            return RemoteModelError(f"could not reach {self.endpoint.base_url} ({self._excerpt(_reason(exc), 200)}). "
+                                    "Is the server running, and is the address (host, port, /v1 path) right?")
         return RemoteModelError(f"{where}: the connection failed ({type(exc).__name__}: "
-                                f"{_cut(self._scrub(_reason(exc)), 200)})")
+                                f"{self._excerpt(_reason(exc), 200)})")
 
     def _send(self, body: dict, cancel: threading.Event | None, on_text: Callable[[str], None] | None = None):
         """POST /chat/completions with bounded retries on 429/5xx (exponential backoff, Retry-After honoured).
@@ -259,15 +267,16 @@ class OpenAIBackend:
                        for c in sorted(data["choices"], key=lambda c: c.get("index", 0))]
         except (ValueError, KeyError, TypeError, AttributeError):
             raise RemoteModelError(f"{self.endpoint.base_url}: the answer is not a chat completion "
-                                   f"({_cut(self._scrub(response.text), 200)!r})") from None
+                                   f"({self._excerpt(response.text, 200)!r})") from None
         return choices, data.get("usage"), self._scrub(str(data.get("model") or "")) or None
 
     def _read_stream(self, response, cancel, on_text):
-        text, reason, usage, served = "", None, None, None
+        text, reason, usage, served, events, other = "", None, None, None, 0, ""
         for line in response.iter_lines():
             if cancel is not None and cancel.is_set():  # stopped mid-answer: keep the text so far
                 return [(self._scrub(text), "cancelled")], usage, served
             if not line.startswith("data:"):
+                other = other if len(other) > 2000 else f"{other}{line}\n"
                 continue
             payload = line[5:].strip()
             if payload == "[DONE]":
@@ -276,6 +285,9 @@ class OpenAIBackend:
                 chunk = json.loads(payload)
             except json.JSONDecodeError:
                 continue
+            if not isinstance(chunk, dict):
+                continue
+            events += 1
             served = self._scrub(str(chunk.get("model") or "")) or served
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices") or []:
@@ -285,6 +297,9 @@ class OpenAIBackend:
                     if on_text is not None:
                         on_text(self._scrub(text))
                 reason = choice.get("finish_reason") or reason
+        if not events:  # a 200 that is no event stream (a JSON body, a page): not an empty answer
+            raise RemoteModelError(f"{self.endpoint.base_url}: the answer is not a chat completion stream "
+                                   f"({self._excerpt(other.strip(), 200)!r})")
         return [(self._scrub(text), reason)], usage, served
 
     # --- generation -----------------------------------------------------------------------------------------
@@ -361,9 +376,9 @@ class OpenAIBackend:
             list(pool.map(one, range(len(texts))))
         real = [e for e in errors if not isinstance(e, CancelledError)]
         if real:  # the first real failure
-            raise real[0]
+            raise self._clean(real[0])
         if errors and not (cancel is not None and cancel.is_set()):
-            raise errors[0]
+            raise self._clean(errors[0])
         # Stopped by the user: answers that finished are kept; prompts never sent come back empty, "cancelled".
         return [r if r is not None else [Generation("", 0, 0, 0.0, "cancelled", s, "estimate") for s in range(params.n)]
                 for r in results]
@@ -388,7 +403,7 @@ class OpenAIBackend:
         while True:
             item = events.get()
             if isinstance(item, BaseException):
-                raise item
+                raise self._clean(item)
             if isinstance(item, Generation):
                 yield StreamEvent(item.text, item)
                 return

@@ -5,18 +5,21 @@ Specs: `openai:<model>@<base_url>` (e.g. `openai:llama3.2@http://localhost:11434
 
 API keys are read from the environment (through settings.secret_from_env) when a request is made and live only
 in the HTTP client's headers: they are never part of a spec, a revision, an error message, the run log or a CLI
-line. Base URLs that carry credentials (user:password@ or a query string) are refused for the same reason.
+line. Base URLs that may carry credentials (user:password@, a query string or fragment, ;key= path parameters, a
+key in the path) are refused for the same reason, with messages that do not repeat them.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
 from prompt_lab.errors import ModelLoadError
+from prompt_lab.models.secrets import has_secret, scrub
 from prompt_lab.settings import get_settings, secret_from_env
 from prompt_lab.specs import check_fields, failer, spec_field
 from prompt_lab.yamlfiles import mapping_node, parse_yaml, read_text_file
@@ -69,18 +72,59 @@ class Endpoint:
 FILE_FIELDS = {f.name: f.metadata["help"] for f in dataclasses.fields(Endpoint) if f.name != "name"}
 
 
-def normalize_base_url(url: str, where: str = "base_url") -> str:
-    """http(s) URL without credentials, query or trailing slash; a bare host gets the usual /v1 path."""
+def known_keys(*key_envs: str | None) -> list[str]:
+    """The API keys set in the environment that a remote backend may send: the generic and OpenAI variables and
+    the named ones (an endpoint's api_key_env); what the scrubber masks and what a URL must not hold."""
+    names = dict.fromkeys([GENERIC_KEY_ENV, OPENAI_KEY_ENV, *(n for n in key_envs if n)])
+    return [key for key in (secret_from_env(n) for n in names) if key]
+
+
+_KEY_LIKE_SEGMENT = re.compile(r"^((sk|rk|gsk|xai)[-_]|hf_|(api[-_]?key|bearer)\b)", re.IGNORECASE)  # common key shapes
+_PLAIN_URL = re.compile(r"^[\w.:/\[\]-]{1,200}$")  # nothing that could hold a credential (no @ ; ? # % =)
+
+
+def _shown(url: str, keys) -> str:
+    """The URL as a message may quote it: as typed when it cannot hold a credential, else a placeholder."""
+    return repr(url) if _PLAIN_URL.match(url) and not has_secret(url, keys) else "(not repeated here)"
+
+
+def _credential_problem(url: str, parts, keys) -> str | None:
+    """What in a URL carries, or may carry, a credential; None when nothing does."""
+    if "@" in parts.netloc:
+        return "user:password@"
+    if "?" in url or "#" in url:
+        return "a query string or fragment"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "spaces or control characters"
+    if ";" in parts.path or "=" in parts.path:
+        return "path parameters such as ;key="
+    for segment in unquote(parts.path).split("/"):
+        if segment and (has_secret(segment, keys) or _KEY_LIKE_SEGMENT.match(segment)):
+            return "an API key in the path"
+    return None
+
+
+def normalize_base_url(url: str, where: str = "base_url", keys=None) -> str:
+    """http(s) URL without credentials, query or trailing slash; a bare host gets the usual /v1 path.
+
+    A URL that holds a credential anywhere (user:password@, a query or fragment, ;key= path parameters, a path
+    segment equal to a key set in the environment or shaped like one) is refused, and the message does not
+    repeat it: the key belongs in an environment variable. `keys`: the keys to look for (default known_keys())."""
     url = (url or "").strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteModelError(f"{where} '{url}' is not an http(s) URL such as http://localhost:8000/v1")
-    if parts.username or parts.password:
-        raise RemoteModelError(f"{where} must not carry credentials (user:password@); put the key in an "
-                               f"environment variable ({GENERIC_KEY_ENV}, or api_key_env of a named endpoint)")
-    if parts.query or parts.fragment:
-        raise RemoteModelError(f"{where} must not have a query string or fragment (keys belong in the "
-                               "environment, not in the URL)")
+    keys = known_keys() if keys is None else keys
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number (a password, say)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = _shown(url, keys) if parts is not None else "(not repeated here)"  # a password where a port goes
+        raise RemoteModelError(f"{where} {shown} is not an http(s) URL such as http://localhost:8000/v1")
+    problem = _credential_problem(url, parts, keys)
+    if problem:
+        raise RemoteModelError(f"{where} must not carry credentials ({problem}), so it is refused and not repeated "
+                               f"here; put the key in an environment variable ({GENERIC_KEY_ENV}, or api_key_env of a "
+                               "named endpoint)")
     path = parts.path.rstrip("/")
     if path == "":
         path = "/v1"
@@ -127,7 +171,7 @@ def endpoint_from_fields(name: str, fields, source: str, lines: dict[str, int] |
     if raw.api_key_env is not None and not raw.api_key_env.strip():
         fail("api_key_env", "must be the name of an environment variable")
     url_at = f", line {lines['base_url']}" if lines and "base_url" in lines else ""
-    url = normalize_base_url(raw.base_url, f"{source}{url_at}: field 'base_url':")
+    url = normalize_base_url(raw.base_url, f"{source}{url_at}: field 'base_url':", known_keys(raw.api_key_env))
     return dataclasses.replace(raw, base_url=url, timeout_s=float(raw.timeout_s))
 
 
@@ -159,26 +203,36 @@ def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
     return out
 
 
+_ENDPOINT_NAME = re.compile(r"^[\w.-]{1,100}$")
+
+
 def parse_spec(spec: str) -> tuple[Endpoint, str]:
-    """`openai:<model>@<base_url or endpoint name>` -> (endpoint, model name)."""
+    """`openai:<model>@<base_url or endpoint name>` -> (endpoint, model name). Refusals never repeat a server
+    address or a name that could hold a credential, and mask any key set in the environment."""
     body = spec.strip()[len(PREFIX):]
     model, sep, where = body.partition("@")
     model, where = model.strip(), where.strip()
+    keys = known_keys()
+    shown = f"{PREFIX}{scrub(model, keys)}@…"  # the spec as messages name it: the model, never the address
     if not sep or not model or not where:
-        raise RemoteModelError(f"model '{spec}': a remote model is written openai:<model>@<base_url> (e.g. "
-                               "openai:llama3.2@http://localhost:11434/v1) or openai:<model>@<endpoint name>")
+        raise RemoteModelError(f"model '{scrub(spec, keys) if '@' not in spec else shown}': a remote model is "
+                               "written openai:<model>@<base_url> (e.g. openai:llama3.2@http://localhost:11434/v1) or "
+                               "openai:<model>@<endpoint name>")
     if "://" in where:
         if get_settings().public_mode:
             raise RemoteModelError("on a public Space only the endpoints its owner configured can be used "
                                    "(openai:<model>@<endpoint name>); ad-hoc server addresses are refused")
-        url = normalize_base_url(where, f"model '{spec}': server address")
+        url = normalize_base_url(where, f"model '{shown}': server address", keys)
         return Endpoint(name=url, base_url=url), model
     endpoints = load_endpoints()
-    if where not in endpoints:
-        known = ", ".join(sorted(endpoints)) or "none are configured"
-        raise RemoteModelError(f"model '{spec}': no endpoint named '{where}' in {endpoints_file()} ({known}); "
-                               "give a server address instead, e.g. openai:<model>@http://localhost:8000/v1")
-    return endpoints[where], model
+    if where in endpoints:
+        return endpoints[where], model
+    if not _ENDPOINT_NAME.match(where) or has_secret(where, keys):  # user:pass@host, a key: not repeated
+        raise RemoteModelError(f"model '{shown}': after the @ comes a server address (http://host:port/v1) or the "
+                               "name of an endpoint in the endpoints file; this is neither, so it is not repeated here")
+    known = ", ".join(sorted(endpoints)) or "none are configured"
+    raise RemoteModelError(f"model '{scrub(spec, keys)}': no endpoint named '{where}' in {endpoints_file()} "
+                           f"({known}); give a server address instead, e.g. openai:<model>@http://localhost:8000/v1")
 
 
 def remote_choices() -> list[str]:
