@@ -72,10 +72,16 @@ def cmd_templates(args) -> int:
 
 def cmd_render(args) -> int:
     from prompt_lab.compare import model_list, render
+    from prompt_lab.prompts.strategies import strategy_notes, supported_strategies
+    from prompt_lab.prompts.templates import get_template
 
+    template = get_template(args.template)  # a name, or a path the user names (the CLI reads the user's files)
+    strategies = args.strategies or supported_strategies(template)  # no --strategies: what the template supports
+    for note in [] if args.strategies else strategy_notes(template):
+        print(f"note: {note}", file=sys.stderr)
     progress = _TerminalProgress()
     models = model_list(args.model)
-    items = {m: render(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
+    items = {m: render(template, _parse_vars(args.var, args.vars_file), strategies=strategies,
                        model=m, k=args.k, seed=args.seed, progress=progress) for m in models}
     progress.close()
     if args.json:
@@ -329,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="show the final prompt of each strategy")
     prompt_args(p)
-    p.set_defaults(func=cmd_render)
+    p.set_defaults(func=cmd_render, strategies=None)  # default: every strategy the template supports
 
     p = sub.add_parser("compare", help="run the strategies side by side on a model and log the run")
     prompt_args(p)

@@ -41,6 +41,9 @@ class Settings:
     max_cell_chars: int = field(default=20_000, metadata={"help": "Longest dataset cell / variable value."})
     render_seconds: float = field(default=2.0, metadata={"help": "Time bound on rendering one template."})
     render_max_chars: int = field(default=200_000, metadata={"help": "Size bound on one rendered prompt."})
+    max_template_bytes: int = field(default=64 * 1024, metadata={
+        "help": "Largest template or other YAML file (spec, variables, endpoints) read, in bytes of UTF-8; YAML "
+                "aliases may repeat at most this much text too (PROMPT_LAB_MAX_TEMPLATE_BYTES)."})
     public_mode: bool = field(default=False, metadata={"help": "True on a hosted Space (SPACE_ID set)."})
     allow_training: bool = field(default=False, metadata={
         "help": "On a public Space, allow short tunes (PROMPT_LAB_ALLOW_TRAINING=1); elsewhere training is on."})
@@ -53,6 +56,9 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={
         "help": "Address the app serves on (PROMPT_LAB_HOST, else a Space's GRADIO_SERVER_NAME)."})
     port: int = field(default=7860, metadata={"help": "Port the app serves on (PROMPT_LAB_PORT, else GRADIO_SERVER_PORT)."})
+    max_loaded_adapters: int = field(default=2, metadata={
+        "help": "Most adapted models (<base>+<adapter dir>) kept in memory at once; the least recently used one is "
+                "freed to load another (PROMPT_LAB_MAX_ADAPTERS)."})
 
     @property
     def db_path(self) -> Path:
@@ -91,6 +97,7 @@ def get_settings() -> Settings:
         max_rows=_env_int("PROMPT_LAB_MAX_ROWS", 20_000),
         max_cell_chars=_env_int("PROMPT_LAB_MAX_CELL_CHARS", 20_000),
         render_seconds=_env_float("PROMPT_LAB_RENDER_SECONDS", 2.0),
+        max_template_bytes=_env_int("PROMPT_LAB_MAX_TEMPLATE_BYTES", 64 * 1024),
         public_mode=bool(os.environ.get("SPACE_ID")),
         allow_training=os.environ.get("PROMPT_LAB_ALLOW_TRAINING") == "1",
         public_max_steps=_env_int("PROMPT_LAB_PUBLIC_MAX_STEPS", 50),
@@ -99,6 +106,7 @@ def get_settings() -> Settings:
         hf_offline=os.environ.get("HF_HUB_OFFLINE") == "1",
         host=os.environ.get("PROMPT_LAB_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
         port=_env_int("PROMPT_LAB_PORT", _env_int("GRADIO_SERVER_PORT", 7860)),
+        max_loaded_adapters=_env_int("PROMPT_LAB_MAX_ADAPTERS", 2),
     )
 
 

@@ -47,7 +47,7 @@ def test_the_named_endpoints_are_exactly_the_documented_ones(client):
 
 def test_render_returns_every_strategy_with_token_counts(client):
     out = client.predict("sentiment", {"review": "{{7*7}} stars"}, "default", 2, api_name="/render")
-    assert set(out) == {"template", "model", "prompts"}
+    assert set(out) == {"template", "model", "prompts", "notes"} and out["notes"] == []
     items = out["prompts"]
     assert [i["strategy"] for i in items] == ["zero_shot", "few_shot", "cot", "few_shot_cot"]
     assert all(i["tokens"] > 20 for i in items)
@@ -119,7 +119,8 @@ def test_every_named_endpoint_returns_its_documented_keys(client):
                                    "choices: [yes, no]\nanswer: {type: choice}\nexamples:\n"
                                    "  - inputs: {text: great}\n    output: 'yes'\n    rationale: It praises.\n")
     assert set(saved) == {"name", "version", "source"} and saved["name"] == "api-probe"
-    assert set(call("/render", "api-probe", {"text": "good"}, "default", 1)) == {"template", "model", "prompts"}
+    assert set(call("/render", "api-probe", {"text": "good"}, "default", 1)) == {"template", "model", "prompts",
+                                                                                 "notes"}
     compared = call("/compare", "api-probe", {"text": "good"}, ["zero_shot"], ["default"], {"max_new_tokens": 2}, 1)
     assert set(compared) == COMPARE_KEYS and set(compared["outputs"][0]) == OUTPUT_KEYS
     assert set(call("/run_again", compared["run_id"])) == COMPARE_KEYS

@@ -62,7 +62,8 @@ def test_render_one_renders_within_the_bounds(source, variables, text):
     ("{{ v|upper }}", {"v": "x" * 1001}, "too_large", "a filter result passed the output limit", 1),
     ("{% for i in range(201) %}abcde{% endfor %}", {}, "too_large", "output passed 1,000 characters", None),
     ("{{ 1e200 ** 2 }}", {}, "too_large", "OverflowError", 1),
-    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", {}, "too_large", "RecursionError", 1),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", {}, "too_deep",
+     "nested or recursive too deeply (RecursionError)", 1),
     ("a\nb\n{{ 1 / 0 }}", {}, "runtime", "ZeroDivisionError: division by zero", 3),
 ])
 def test_render_one_names_the_error_and_its_line(source, variables, error, message, line):
@@ -97,7 +98,7 @@ def _run_main(monkeypatch, requests):
     return out, limits
 
 
-def test_worker_main_answers_each_request_on_its_own_flushed_line(monkeypatch):
+def test_worker_main_answers_each_item_on_its_own_flushed_line(monkeypatch):
     import resource
 
     calls = []
@@ -107,10 +108,12 @@ def test_worker_main_answers_each_request_on_its_own_flushed_line(monkeypatch):
          "max_chars": "50"},
         {"items": [{"source": "{{ 'ab' * 30 }}", "variables": {}}], "max_chars": 50},
     ])
-    first = json.dumps([{"text": "Hi Ann"}, {"error": "syntax", "message": "unexpected '}'", "line": 1}]) + "\n"
-    second = json.dumps([{"error": "too_large", "message": "repetition would make 60 items", "line": 1}]) + "\n"
-    assert out.getvalue() == first + second
-    assert out.flushed == [first, first + second]
+    # one line per item, flushed at once: a render cut off later still names the item it was on
+    first = json.dumps({"text": "Hi Ann"}) + "\n"
+    second = json.dumps({"error": "syntax", "message": "unexpected '}'", "line": 1}) + "\n"
+    third = json.dumps({"error": "too_large", "message": "repetition would make 60 items", "line": 1}) + "\n"
+    assert out.getvalue() == first + second + third
+    assert out.flushed == [first, first + second, first + second + third]
     # a 1 GiB address-space limit and a recursion limit of 400
     assert calls == [(resource.RLIMIT_AS, (1024 ** 3, 1024 ** 3))]
     assert limits == [400]
@@ -128,7 +131,7 @@ def test_worker_main_serves_where_no_memory_limit_can_be_set(monkeypatch, failur
 
         monkeypatch.setattr(resource, "setrlimit", refuse)
     out, limits = _run_main(monkeypatch, [{"items": [{"source": "{{ 6 * 7 }}", "variables": {}}], "max_chars": 9}])
-    assert out.getvalue() == '[{"text": "42"}]\n'
+    assert out.getvalue() == '{"text": "42"}\n'
     assert limits == [400]
 
 
@@ -177,6 +180,33 @@ def test_a_worker_that_dies_mid_render_reads_as_out_of_memory(worker, tmp_path, 
     assert worker.render(items, 10, 10) == [
         RenderFailure("too_large", "rendering ran out of its memory limit and was cut off")] * 2
     assert worker._proc is None
+
+
+def test_a_value_named_like_a_render_argument_stays_a_value():
+    # before: generate(**variables) took `self` as its own argument ("got multiple values for argument 'self'");
+    # in a template `self` is Jinja's own, which is why parse_template refuses it as a variable name
+    assert render_one("{{ source }}", {"self": "me", "source": "src"}, 100) == {"text": "src"}
+
+
+def test_a_cut_off_fails_the_item_it_happened_in_and_keeps_the_answers_before_it(worker, tmp_path, monkeypatch):
+    _script(tmp_path, monkeypatch, "import sys, time\nsys.stdin.readline()\n"
+                                   "sys.stdout.write('{\"text\": \"a\"}\\n{\"text\": \"b\"}\\n')\n"
+                                   "sys.stdout.flush()\ntime.sleep(60)\n")
+    timeout = RenderFailure("timeout", "rendering took longer than 0.5 s and was cut off")
+    assert worker.render([{"source": "x", "variables": {}}] * 4, 10, 0.5) == ["a", "b", timeout, timeout]
+    _script(tmp_path, monkeypatch, "import sys\nsys.stdin.readline()\nsys.stdout.write('{\"text\": \"a\"}\\n')\n")
+    assert worker.render([{"source": "x", "variables": {}}] * 2, 10, 10) == [
+        "a", RenderFailure("too_large", "rendering ran out of its memory limit and was cut off")]
+
+
+def test_the_worker_reads_answers_that_arrive_together_or_in_pieces(worker, tmp_path, monkeypatch):
+    # two answers in one write: a buffered readline would have swallowed the second and waited for the clock
+    _script(tmp_path, monkeypatch, "import sys, time\nfor line in sys.stdin:\n"
+                                   "    sys.stdout.write('{\"text\": \"a\"}\\n{\"te')\n    sys.stdout.flush()\n"
+                                   "    time.sleep(0.2)\n    sys.stdout.write('xt\": \"b\"}\\n')\n"
+                                   "    sys.stdout.flush()\n")
+    assert worker.render([{"source": "x", "variables": {}}] * 2, 10, 5) == ["a", "b"]
+    assert worker.render([{"source": "x", "variables": {}}] * 2, 10, 5) == ["a", "b"]
 
 
 def test_a_worker_that_hangs_is_cut_off_at_the_time_bound(worker, tmp_path, monkeypatch):

@@ -294,3 +294,21 @@ def test_a_template_whose_only_example_is_the_query_says_so(home):
     with pytest.raises(TemplateError, match="few_shot has no example left once the query itself is left out"):
         build_prompts(template, ["few_shot"], {"text": "fine."})
     assert len(build_prompts(template, ["few_shot"], {"text": "Bad."})[0].messages) == 4
+
+
+def test_without_strategies_named_a_template_builds_those_it_supports(home):
+    from prompt_lab.prompts.strategies import strategy_notes, supported_strategies
+
+    # before: a template without examples failed every default render ("few_shot needs 'examples'")
+    bare = parse_template("name: bare\ninstruction: Answer.\nvariables: [q]\n")
+    assert supported_strategies(bare) == ["zero_shot", "cot"]
+    assert strategy_notes(bare) == ["few_shot and few_shot_cot need examples: this template has none"]
+    assert [p.strategy for p in build_prompts(bare, None, {"q": "why?"})] == ["zero_shot", "cot"]
+    plain = parse_template("name: plain\ninstruction: Answer.\nvariables: [q]\n"
+                           "examples:\n  - {inputs: {q: a}, output: b}\n")
+    assert supported_strategies(plain) == ["zero_shot", "few_shot", "cot"]
+    assert strategy_notes(plain) == ["few_shot_cot needs examples with a 'rationale': this template has none"]
+    sentiment = get_template("sentiment")
+    assert supported_strategies(sentiment) == list(STRATEGIES) and strategy_notes(sentiment) == []
+    with pytest.raises(TemplateError, match=r"^template 'bare': few_shot needs 'examples'; this template has none$"):
+        build_prompts(bare, ["few_shot"], {"q": "why?"})  # asked for by name, it is still refused with the reason

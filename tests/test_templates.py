@@ -206,7 +206,9 @@ ALLOWED = ("answer, answer_prefix, choices, cot_trigger, description, examples, 
     (MINIMAL.replace("[question]", "[question, 2]"),
      "<template>, line 3: field 'variables': must be a list of identifiers such as [review] or [question, context]"),
     (MINIMAL.replace("[question]", "[my question]"),
-     "<template>, line 3: field 'variables': must be a list of identifiers such as [review] or [question, context]"),
+     "<template>, line 3: field 'variables': 'my question' is not a valid variable name: use a letter, then letters, "
+     "digits or '_' (1-64 chars), and none of: False, None, True, and, caller, choices, cycler, dict, else, false, "
+     "if, in, is, joiner, kwargs, lipsum, loop, namespace, none, not, or, range, self, super, true, varargs"),
     (MINIMAL.replace("[question]", "[question, context, question]"),
      "<template>, line 3: field 'variables': lists a variable twice"),
     # the line of the field, not of its first value

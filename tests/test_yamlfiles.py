@@ -68,3 +68,27 @@ def test_a_yaml_error_without_a_position_still_reads_whole():
     # a control character is refused by the YAML reader, which reports a position, not a line mark
     with pytest.raises(PromptLabError, match=r"^src: not valid YAML: unacceptable character #x0007"):
         parse_yaml("a: \x07", "src")
+
+
+def test_a_text_file_is_read_only_up_to_the_size_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPT_LAB_MAX_TEMPLATE_BYTES", "100")
+    with pytest.raises(PromptLabError, match=r"^/dev/zero: over 100 bytes; the limit is 100 bytes for a template or "
+                                             r"YAML file \(PROMPT_LAB_MAX_TEMPLATE_BYTES\)$"):
+        read_text_file("/dev/zero")  # endless: refused after reading 101 bytes, not after filling the memory
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"a" * 5000)
+    with pytest.raises(PromptLabError, match=r"big\.yaml: 5,000 bytes; the limit is 100 bytes"):
+        read_text_file(path)
+    path.write_bytes(b"a: 1\r\nb: 2\rc: 3\n")  # line ends read as text mode reads them
+    assert read_text_file(path) == "a: 1\nb: 2\nc: 3\n"
+    assert read_text_file(path, max_bytes=5000) == "a: 1\nb: 2\nc: 3\n"
+
+
+def test_a_file_over_the_limit_is_not_reported_as_a_yaml_error():
+    with pytest.raises(PromptLabError, match=r"^x\.yaml: 3 bytes; the limit is 2 bytes"):
+        parse_yaml("a: ", "x.yaml", max_bytes=2)
+    from prompt_lab.yamlfiles import key_lines, mapping_node
+
+    bomb = "a0: &a0 [" + ", ".join(["x"] * 9) + "]\n" + "".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+    assert mapping_node(bomb) is None and key_lines(bomb) == {}  # the line finder is bounded as the reader is

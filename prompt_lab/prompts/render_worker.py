@@ -98,7 +98,7 @@ def render_one(source: str, variables: dict, max_chars: int) -> dict:
     try:
         template = _compile(source, max_chars)
         parts, size = [], 0
-        for chunk in template.generate(**variables):
+        for chunk in template.generate(variables):  # a mapping, not keywords: a value named `self` stays a value
             size += len(chunk)
             if size > max_chars:
                 raise OutputTooLarge(f"output passed {max_chars:,} characters")
@@ -110,7 +110,10 @@ def render_one(source: str, variables: dict, max_chars: int) -> dict:
         return {"error": "undefined", "message": str(exc), "line": _template_line(exc)}
     except SecurityError as exc:
         return {"error": "security", "message": str(exc), "line": _template_line(exc)}
-    except (OutputTooLarge, MemoryError, OverflowError, RecursionError) as exc:
+    except RecursionError as exc:
+        return {"error": "too_deep", "message": "nested or recursive too deeply (RecursionError)",
+                "line": _template_line(exc)}
+    except (OutputTooLarge, MemoryError, OverflowError) as exc:
         message = str(exc) if isinstance(exc, OutputTooLarge) else type(exc).__name__
         return {"error": "too_large", "message": message, "line": _template_line(exc)}
     except Exception as exc:  # any other template runtime error is the template's fault, not ours
@@ -129,9 +132,9 @@ def main() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         max_chars = int(request["max_chars"])
-        results = [render_one(item["source"], item["variables"], max_chars) for item in request["items"]]
-        out.write(json.dumps(results) + "\n")
-        out.flush()
+        for item in request["items"]:  # one line per item: the parent sees which item a cut-off happened in
+            out.write(json.dumps(render_one(item["source"], item["variables"], max_chars)) + "\n")
+            out.flush()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import select
 import subprocess
 import sys
@@ -33,14 +34,47 @@ class RenderFailure:
 
 
 SANDBOX_GLOBALS = {"range", "dict"}  # what render_worker leaves of Jinja's globals
+# Jinja's parser spends about 13 Python frames per bracket and the worker runs under a recursion limit of 400, so
+# brackets are bounded well below what either process can parse; the parsed tree is bounded apart (`a + 1 + 1 ...`
+# and `x|f|f...` nest without brackets), and whatever still recurses too deep reads as a message, never a crash.
+MAX_BRACKETS = 20
+MAX_TREE_DEPTH = 50
+_OPEN, _CLOSE = set("([{"), set(")]}")
 
 
 def _parse(source: str):
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined).parse(source)
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+    depth, too_deep = 0, None
+    try:
+        for lineno, kind, value in env.lex(source):  # the lexer loops; the parser recurses
+            if kind == "operator" and value in _OPEN:
+                depth += 1
+                if depth > MAX_BRACKETS:
+                    too_deep = lineno
+                    break
+            elif kind == "operator" and value in _CLOSE:
+                depth = max(0, depth - 1)
+    except TemplateSyntaxError:
+        pass  # the parser reports it, at the first error it meets
+    if too_deep is not None:
+        raise TemplateSyntaxError(f"brackets nested more than {MAX_BRACKETS} deep (the limit)", too_deep)
+    try:
+        tree = env.parse(source)
+    except RecursionError:
+        raise TemplateSyntaxError("nested too deeply to read", None) from None
+    stack = [(tree, 1)]
+    while stack:  # a loop, not a walk that recurses as deep as the tree
+        node, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise TemplateSyntaxError(f"expression nested more than {MAX_TREE_DEPTH} levels deep (the limit)",
+                                      getattr(node, "lineno", None))
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return tree
 
 
 def check_syntax(source: str) -> TemplateSyntaxError | None:
-    """Parse (never compile or run) a template string; returns the syntax error, if any."""
+    """Parse (never compile or run) a template string; returns the syntax error, if any (nesting past the bounds
+    above is one)."""
     try:
         _parse(source)
     except TemplateSyntaxError as exc:
@@ -67,6 +101,7 @@ class _Worker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
+        self._pending = b""  # what the worker wrote past the last line read
 
     def _start(self) -> subprocess.Popen:
         proc = subprocess.Popen(
@@ -89,39 +124,52 @@ class _Worker:
             self._proc = None
 
     def render(self, items: list[dict], max_chars: int, seconds: float) -> list:
+        """One result per item; the worker answers each item on its own line, so a render cut off by the clock or
+        by memory fails on the item it was rendering (and the ones after it), and an error names that field."""
         request = json.dumps({"items": items, "max_chars": max_chars}) + "\n"
         with self._lock:
             for attempt in range(2):
                 if self._proc is None or self._proc.poll() is not None:
-                    self._proc = self._start()
+                    self._proc, self._pending = self._start(), b""
                 try:
                     self._proc.stdin.write(request)
                     self._proc.stdin.flush()
                 except (BrokenPipeError, OSError):
                     self._kill()
                     continue
-                line = self._read_line(seconds)
-                if line is None:  # timed out: the worker is stuck in the template, so end it
-                    self._kill()
-                    return [RenderFailure("timeout", f"rendering took longer than {seconds:g} s and was cut off")
-                            for _ in items]
-                if line == "":  # the worker died (memory limit, signal): start a fresh one next time
-                    self._kill()
-                    return [RenderFailure("too_large", "rendering ran out of its memory limit and was cut off")
-                            for _ in items]
-                return [self._decode(answer) for answer in json.loads(line)]
+                deadline = time.monotonic() + seconds
+                results = []
+                while len(results) < len(items):
+                    line = self._read_line(deadline)
+                    if line is None:  # timed out: the worker is stuck in the template, so end it
+                        self._kill()
+                        failure = RenderFailure("timeout", f"rendering took longer than {seconds:g} s and was cut off")
+                        return results + [failure] * (len(items) - len(results))
+                    if line == "":  # the worker died (memory limit, signal): start a fresh one next time
+                        self._kill()
+                        failure = RenderFailure("too_large", "rendering ran out of its memory limit and was cut off")
+                        return results + [failure] * (len(items) - len(results))
+                    results.append(self._decode(json.loads(line)))
+                return results
             return [RenderFailure("runtime", "the rendering process could not be started") for _ in items]
 
-    def _read_line(self, seconds: float) -> str | None:
-        deadline = time.monotonic() + seconds
-        stream = self._proc.stdout
-        while True:
+    def _read_line(self, deadline: float) -> str | None:
+        """The worker's next line; None when the deadline passes first, "" when the worker is gone. Reads the pipe
+        itself (os.read after select): a buffered readline could pull several answers at once and leave select
+        waiting for data that was already read."""
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._pending:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([stream], [], [], left)
+            ready, _, _ = select.select([fd], [], [], left)
             if ready:
-                return stream.readline()
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return ""
+                self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line.decode("utf-8") + "\n"
 
     @staticmethod
     def _decode(answer: dict):

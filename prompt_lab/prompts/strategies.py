@@ -59,6 +59,23 @@ def check_strategies(names) -> list[str]:
     return names
 
 
+def supported_strategies(template: Template) -> list[str]:
+    """The strategies a template can build, in STRATEGIES order: few_shot needs examples, few_shot_cot examples
+    with a rationale; zero_shot and cot need neither."""
+    return [s for s in STRATEGIES
+            if not (s == "few_shot" and not template.examples)
+            and not (s == "few_shot_cot" and not any(e.rationale for e in template.examples))]
+
+
+def strategy_notes(template: Template) -> list[str]:
+    """Why a strategy is missing from supported_strategies, one line each (empty when all are supported)."""
+    if not template.examples:
+        return ["few_shot and few_shot_cot need examples: this template has none"]
+    if not any(e.rationale for e in template.examples):
+        return ["few_shot_cot needs examples with a 'rationale': this template has none"]
+    return []
+
+
 def _same_text(value) -> str:
     return " ".join(str(value).split()).casefold()
 
@@ -90,9 +107,10 @@ def _pick_examples(template: Template, strategy: str, k: int, seed: int, values:
 
 def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3, seed: int = 0,
                   choices: list[str] | None = None) -> list[Prompt]:
-    """One Prompt per strategy, rendered in a single round trip to the template sandbox. `choices` (an item's own
-    answer choices) is what `{{ choices }}` shows for the query; demonstrations keep the template's choices."""
-    strategies = check_strategies(strategies)
+    """One Prompt per strategy (None: those the template supports), rendered in a single round trip to the template
+    sandbox. `choices` (an item's own answer choices) is what `{{ choices }}` shows for the query; demonstrations
+    keep the template's choices."""
+    strategies = check_strategies(supported_strategies(template) if strategies is None else strategies)
     missing = [v for v in template.variables if v not in variables]
     if missing:
         raise TemplateError(

@@ -13,11 +13,19 @@ import yaml
 from prompt_lab.errors import TemplateError, UnknownChoiceError
 from prompt_lab.prompts.rendering import RenderFailure, check_syntax, render_strings, template_variables
 from prompt_lab.settings import get_settings
-from prompt_lab.yamlfiles import mapping_node, parse_yaml, read_text_file
+from prompt_lab.yamlfiles import SIZE_SETTING, mapping_node, parse_yaml, read_text_file
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "templates"
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # always fullmatch: `$` would let a final newline through
+VARIABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # fullmatch too; `_names` are Jinja's and Python's own
+# Names a variable cannot take: Jinja's context and globals (a variable `self` broke every render), its literal and
+# operator words, and `choices`, which a template's answer choices fill.
+RESERVED_VARIABLES = frozenset({
+    "self", "loop", "caller", "varargs", "kwargs", "super", "range", "dict", "lipsum", "cycler", "joiner",
+    "namespace", "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else",
+    "choices"})
+VARIABLE_RULE = ("use a letter, then letters, digits or '_' (1-64 chars), and none of: "
+                 + ", ".join(sorted(RESERVED_VARIABLES)))
 ANSWER_TYPES = ("choice", "number", "text", "json")
 MATCH_MODES = ("first", "last")
 JINJA_FIELDS = ("instruction", "input", "output_format")
@@ -118,10 +126,17 @@ class Template:
             "security": "unsafe operation blocked",
             "too_large": "output too large, cut off",
             "timeout": "too slow, cut off",
+            "too_deep": "nested or recursive too deeply, cut off",
             "syntax": "syntax error",
             "runtime": "error",
         }
         return f"{where}: {labels.get(failure.kind, failure.kind)}: {failure.message}"
+
+
+def _shown(value: str) -> str:
+    """A name as a message quotes it: control characters (a newline, a tab) escaped, and long ones cut."""
+    value = value if len(value) <= 200 else value[:200] + "..."
+    return f"'{value}'" if value.isprintable() else repr(value)
 
 
 def _as_text(value) -> str:
@@ -153,7 +168,22 @@ def _key_lines(text: str) -> dict:
 
 
 def parse_template(text: str, source: str = "<template>") -> Template:
-    """Parse and validate template YAML; errors name the source, the line and the field."""
+    """Parse and validate template YAML; errors name the source, the line and the field. Bounded: the YAML reader
+    refuses oversized text, deep nesting and alias bombs, and the template written out in full (as the run log
+    keeps it) must fit the same size limit."""
+    try:
+        template = _parse_template(text, source)
+    except RecursionError:  # the bounds should prevent it; a person never sees it as a traceback
+        raise TemplateError(f"{source}: nested too deeply to read") from None
+    limit = get_settings().max_template_bytes
+    size = len(template.to_yaml().encode("utf-8"))
+    if size > limit:
+        raise TemplateError(f"{source}: written out in full (aliases expanded) this template is {size:,} bytes; "
+                            f"the limit is {limit:,} ({SIZE_SETTING})")
+    return template
+
+
+def _parse_template(text: str, source: str) -> Template:
     data = parse_yaml(text, source, TemplateError)
     lines = _key_lines(text)
 
@@ -176,11 +206,16 @@ def parse_template(text: str, source: str = "<template>") -> Template:
         if key in data and data[key] is not None and not isinstance(data[key], str):
             fail(key, f"must be text, got {type(data[key]).__name__}")
     name = data["name"]
-    if not NAME_RE.match(name):
-        fail("name", f"'{name}' is not a valid name: use lowercase letters, digits, '-' and '_' (1-64 chars)")
+    if not NAME_RE.fullmatch(name):
+        fail("name", f"{_shown(name)} is not a valid name: use lowercase letters, digits, '-' and '_' (1-64 chars)")
     variables = data["variables"]
-    if not isinstance(variables, list) or not all(isinstance(v, str) and VARIABLE_RE.match(v) for v in variables):
+    if not isinstance(variables, list) or not all(isinstance(v, str) for v in variables):
         fail("variables", "must be a list of identifiers such as [review] or [question, context]")
+    for v in variables:
+        if v in RESERVED_VARIABLES:
+            fail("variables", f"{_shown(v)} is a reserved name; {VARIABLE_RULE}")
+        if not VARIABLE_RE.fullmatch(v):
+            fail("variables", f"{_shown(v)} is not a valid variable name: {VARIABLE_RULE}")
     if len(set(variables)) != len(variables):
         fail("variables", "lists a variable twice")
     choices = data.get("choices")
@@ -283,6 +318,32 @@ def template_names() -> list[str]:
 def list_templates() -> list[Template]:
     """All shipped and user templates, by name."""
     return [load_template(path) for _, path in sorted(_template_files().items())]
+
+
+def template_path(name: str) -> Path:
+    """The file of a shipped or saved template, found by name only; a saved file that links outside its folder
+    is not read."""
+    files = _template_files()
+    if name not in files:
+        raise UnknownChoiceError(f"unknown template {_shown(name)}; available: {', '.join(sorted(files)) or '(none)'}")
+    path = files[name]
+    if path.resolve().parent != path.parent.resolve():
+        raise TemplateError(f"template '{name}' links outside the templates folder and is not read")
+    return path
+
+
+def template_from_request(value) -> Template:
+    """The template a visitor (the app, the API) asks for: a shipped or saved template's name, or the template's own
+    YAML text; never a file path, so a request can neither read a server file nor learn whether one exists (the
+    CLI's get_template still reads the paths its user names)."""
+    value = value if isinstance(value, str) else ""
+    if NAME_RE.fullmatch(value):
+        return load_template(template_path(value))
+    if "\n" in value or ":" in value:
+        return parse_template(value, source="<template text>")
+    raise TemplateError(f"{_shown(value)} is not a template name or template YAML: give the name of a shipped or "
+                        "saved template (see the template list) or the template's own YAML text; file paths are not "
+                        "read")
 
 
 def get_template(name_or_path: str) -> Template:

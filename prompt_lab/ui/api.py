@@ -12,7 +12,8 @@ import gradio as gr
 from prompt_lab.compare import CompareResult, compare as run_compare, render as render_prompts, rerun
 from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.models import GenerationParams
-from prompt_lab.prompts.strategies import STRATEGIES
+from prompt_lab.prompts.strategies import STRATEGIES, strategy_notes, supported_strategies
+from prompt_lab.prompts.templates import template_from_request
 from prompt_lab.reporting.pairs import compare_runs, pair_labels
 from prompt_lab.reporting.summary import eval_report
 from prompt_lab.runlog.queries import PERIODS, RunFilter, export_csv, generations_table, runs_table
@@ -62,11 +63,16 @@ def compare_dict(result: CompareResult) -> dict:
 
 
 def render(template: str, variables: dict | str, model: str = "default", k: int = 3) -> dict:
-    """The final prompt of every strategy for a template and its variables (a JSON object, or its text).
-    Returns {"template", "model", "prompts": [{"strategy", "prompt", "tokens"}]}."""
-    items = render_prompts(template, _variables(variables), model=model or "default", k=int(k))
-    return {"template": template, "model": model or "default",
-            "prompts": [{key: item[key] for key in ("strategy", "prompt", "tokens")} for item in items]}
+    """The final prompt of every strategy the template supports, for a template (a shipped or saved template's name,
+    or its YAML text; never a server path) and its variables (a JSON object, or its text). Returns {"template",
+    "model", "prompts": [{"strategy", "prompt", "tokens"}], "notes" (why a strategy is left out, e.g. few-shot
+    without examples)}."""
+    chosen = template_from_request(template)
+    items = render_prompts(chosen, _variables(variables), strategies=supported_strategies(chosen),
+                           model=model or "default", k=int(k))
+    return {"template": chosen.name, "model": model or "default",
+            "prompts": [{key: item[key] for key in ("strategy", "prompt", "tokens")} for item in items],
+            "notes": strategy_notes(chosen)}
 
 
 def compare(template: str, variables: dict | str, strategies: list[str] | None = None,
@@ -82,8 +88,9 @@ def compare(template: str, variables: dict | str, strategies: list[str] | None =
         raise PromptLabError(f"unknown params {', '.join(unknown)}; known: {', '.join(PARAM_KEYS)}")
     if isinstance(params.get("stop"), str):
         params["stop"] = [params["stop"]]
-    result = run_compare(template, _variables(variables), strategies=strategies or list(STRATEGIES),
-                         models=models or "default", params=GenerationParams(**params), k=int(k))
+    result = run_compare(template_from_request(template), _variables(variables),
+                         strategies=strategies or list(STRATEGIES), models=models or "default",
+                         params=GenerationParams(**params), k=int(k))
     return compare_dict(result)
 
 
@@ -187,7 +194,8 @@ def export(template: str = "", strategy: str = "", model: str = "", kind: str = 
 
 
 def save_template(yaml_text: str) -> dict:
-    """Save a template (YAML) to the user templates and log its version. Returns {"name", "version", "source"}."""
+    """Save a template (YAML text, within the max_template_bytes limit, aliases bounded) to the user templates and
+    log its version. Returns {"name", "version", "source"}."""
     from prompt_lab.ui.templates_tab import save_template_text
 
     template = save_template_text(yaml_text)

@@ -6,8 +6,9 @@ import gradio as gr
 from prompt_lab.errors import PromptLabError
 from prompt_lab.compare import render
 from prompt_lab.runlog.store import connect, save_template_version
-from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
-from prompt_lab.prompts.templates import ANSWER_TYPES, get_template, parse_template, save_user_template, template_names
+from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS, supported_strategies
+from prompt_lab.prompts.templates import (ANSWER_TYPES, parse_template, save_user_template, template_names,
+                                          template_path)
 from prompt_lab.yamlfiles import read_text_file
 from prompt_lab.ui.common import as_text, error, friendly, info, on
 from prompt_lab.prompts.form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
@@ -18,11 +19,13 @@ HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview 
 
 
 def template_text(name: str) -> str:
-    return read_text_file(get_template(name).source, "template file")
+    """The YAML of a shipped or saved template, by name (never a path a visitor sends)."""
+    return read_text_file(template_path(name), "template file")
 
 
 def save_template_text(text: str):
-    """Save a template to the user templates and log its version; returns the Template."""
+    """Save a template to the user templates and log its version; returns the Template. The text is bounded before
+    it is read (size, nesting, aliases), and the logged version is the template written out, within the same cap."""
     template = save_user_template(text)
     with connect() as db:
         save_template_version(db, template.name, template.content_hash, template.to_yaml())
@@ -39,9 +42,7 @@ def preview(text: str, model: str, k: int, example: int):
         values = template.examples[max(0, min(int(example or 1), len(template.examples)) - 1)].inputs
     else:
         values = {v: f"<{v}>" for v in template.variables}
-    usable = [s for s in STRATEGIES
-              if not (s == "few_shot" and not template.examples)
-              and not (s == "few_shot_cot" and not any(e.rationale for e in template.examples))]
+    usable = supported_strategies(template)
     try:
         items = {i["strategy"]: i for i in render(template, values, strategies=usable, model=model or "default",
                                                   k=int(k))}
