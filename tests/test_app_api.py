@@ -119,6 +119,7 @@ def test_every_named_endpoint_returns_its_documented_keys(client):
                                    "choices: [yes, no]\nanswer: {type: choice}\nexamples:\n"
                                    "  - inputs: {text: great}\n    output: 'yes'\n    rationale: It praises.\n")
     assert set(saved) == {"name", "version", "source"} and saved["name"] == "api-probe"
+    assert saved["source"] == "api-probe.yaml"  # the file's name, not where the server keeps it
     assert set(call("/render", "api-probe", {"text": "good"}, "default", 1)) == {"template", "model", "prompts",
                                                                                  "notes"}
     compared = call("/compare", "api-probe", {"text": "good"}, ["zero_shot"], ["default"], {"max_new_tokens": 2}, 1)

@@ -195,11 +195,12 @@ def export(template: str = "", strategy: str = "", model: str = "", kind: str = 
 
 def save_template(yaml_text: str) -> dict:
     """Save a template (YAML text, within the max_template_bytes limit, aliases bounded) to the user templates and
-    log its version. Returns {"name", "version", "source"}."""
+    log its version. Returns {"name", "version", "source"} (source: the saved file's name among the user
+    templates, never a server path)."""
     from prompt_lab.ui.templates_tab import save_template_text
 
     template = save_template_text(yaml_text)
-    return {"name": template.name, "version": template.content_hash, "source": str(template.source)}
+    return {"name": template.name, "version": template.content_hash, "source": Path(str(template.source)).name}
 
 
 def jobs_list(limit: int = 50) -> dict:
