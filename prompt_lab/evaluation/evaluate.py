@@ -20,7 +20,7 @@ from prompt_lab.evaluation.experiments import EvalSpec
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.models.registry import is_local_spec
 from prompt_lab.models.base import ProgressFn
-from prompt_lab.answers.scoring import CORRECTNESS_METRICS, extract_for, extract_strict, is_correct, normalize_label
+from prompt_lab.answers.scoring import CORRECTNESS_METRICS, extract_for, extract_strict, is_correct, same_answer
 from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import (connect, finishing, get_run, log_generations, logged_item_indexes, reopen_run,
                                      run_template, save_template_version, start_run)
@@ -77,8 +77,8 @@ def check_gold_in_choices(template: Template, items: list[Item], dataset: str, m
     anything is generated, with the lines, instead of after every item ran."""
     if template.answer.type != "choice" or metric != "accuracy":
         return
-    bad = [i for i in items if i.targets and not any(
-        normalize_label(t) in {normalize_label(c) for c in (i.choices or template.choices or [])} for t in i.targets)]
+    bad = [i for i in items
+           if i.targets and not any(same_answer(template, c, i.targets) for c in i.choices or template.choices or [])]
     if bad:
         shown = "; ".join(f"line {i.line}: {i.target!r} not in {', '.join(i.choices or template.choices or [])}"
                           for i in bad[:5])

@@ -105,18 +105,22 @@ def pair_conditions(a: EvalReport, b: EvalReport, condition: str | None = None) 
     return pairs
 
 
-def _refusal(a: EvalReport, b: EvalReport, shared: int, only_a: int, only_b: int) -> str | None:
-    """Why two runs cannot be paired, in words, or None when they can."""
+def _shared_items(a: EvalReport, b: EvalReport) -> int:
+    """How many items (by content) two runs share; raises UnpairableError, in words, when they cannot be paired:
+    fewer than MIN_PAIRED shared items, or each run has items the other lacks (two datasets)."""
+    keys_a, keys_b = _keys(a), _keys(b)
+    shared, only_a, only_b = len(keys_a & keys_b), len(keys_a - keys_b), len(keys_b - keys_a)
     where = (f"run {a.run_id} has {only_a} item(s) run {b.run_id} lacks and run {b.run_id} has {only_b} "
              f"run {a.run_id} lacks")
     datasets = f"{a.dataset or '?'} and {b.dataset or '?'}"
     if shared < MIN_PAIRED:
-        return (f"runs {a.run_id} and {b.run_id} cannot be paired: only {shared} item(s) have the same inputs and "
-                f"gold answer in both (datasets {datasets}; {where}), and a paired test needs at least {MIN_PAIRED}")
+        raise UnpairableError(f"runs {a.run_id} and {b.run_id} cannot be paired: only {shared} item(s) have the same "
+                              f"inputs and gold answer in both (datasets {datasets}; {where}), and a paired test "
+                              f"needs at least {MIN_PAIRED}")
     if only_a and only_b:
-        return (f"runs {a.run_id} and {b.run_id} evaluated different datasets ({datasets}): {shared} items are the "
-                f"same but {where}; evaluate both on the same file to compare them")
-    return None
+        raise UnpairableError(f"runs {a.run_id} and {b.run_id} evaluated different datasets ({datasets}): {shared} "
+                              f"items are the same but {where}; evaluate both on the same file to compare them")
+    return shared
 
 
 def compare_runs(run_a: int, run_b: int, db_path: str | Path | None = None, *,
@@ -128,11 +132,7 @@ def compare_runs(run_a: int, run_b: int, db_path: str | Path | None = None, *,
         raise PromptLabError("enter two evaluation run ids")
     with connect(db_path) as db:
         a, b = eval_report(int(run_a), db), eval_report(int(run_b), db)
-    keys_a, keys_b = _keys(a), _keys(b)
-    shared = len(keys_a & keys_b)
-    refusal = _refusal(a, b, shared, len(keys_a - keys_b), len(keys_b - keys_a))
-    if refusal:
-        raise UnpairableError(refusal)
+    shared = _shared_items(a, b)
     pairs = [_pair(a, b, x, y) for x, y in pair_conditions(a, b, condition)]
     return RunPairs(int(run_a), int(run_b), a, b, shared, pairs)
 
@@ -159,10 +159,7 @@ def pair_labels(a: EvalReport, label_a: str, b: EvalReport, label_b: str) -> Con
         raise UnpairableError(f"pick a condition of each run: run {a.run_id} has {', '.join(a.labels)}; "
                               f"run {b.run_id} has {', '.join(b.labels)}")
     if a.run_id != b.run_id:
-        keys_a, keys_b = _keys(a), _keys(b)
-        refusal = _refusal(a, b, len(keys_a & keys_b), len(keys_a - keys_b), len(keys_b - keys_a))
-        if refusal:
-            raise UnpairableError(refusal)
+        _shared_items(a, b)
     pair = _pair(a, b, x, y)
     if pair.test is None:
         raise UnpairableError(pair.note)
