@@ -98,8 +98,16 @@ def _check_value(value, hint, meta) -> str | None:
         low, high, above, below = meta.get("min"), meta.get("max"), meta.get("above"), meta.get("below")
         if (low is not None and value < low) or (high is not None and value > high) or (
                 above is not None and value <= above) or (below is not None and value >= below):
-            return f"must be {_range_words(low, high, above, below)}, got {value!r}"
+            return f"must be {_range_words(low, high, above, below)}, got {_quoted(value)}"
     return None
+
+
+def _quoted(value) -> str:
+    """A number as a message quotes it: a whole number too long to print (Python refuses past 4300 digits) by
+    its size."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"a number of {value.bit_length()} bits"
+    return repr(value)
 
 
 def _range_words(low, high, above, below=None) -> str:

@@ -52,8 +52,10 @@ EVAL_BAD = [
     ("samples", "33", "must be between 1 and 32, got 33"),
     ("samples", "'2'", "must be a whole number, got '2'"),
     ("samples", "2", "several samples need temperature > 0 (greedy samples are all the same)"),
-    ("seeds", "[-1]", "each value must be at least 0, got -1"),
+    ("seeds", "[-1]", "each value must be between 0 and 4294967295, got -1"),
     ("seeds", "[a]", "each value must be a whole number, got 'a'"),
+    ("seeds", "[0, 4294967296]", "each value must be between 0 and 4294967295, got 4294967296"),  # 2**32
+    ("seeds", f"[{2**200}]", "each value must be between 0 and 4294967295, got a number of 201 bits"),
     ("k_shot", "[3, 0]", "each value must be at least 1, got 0"),
     ("k_shot", "[1.5]", "each value must be a whole number, got 1.5"),
     ("limit", "-1", "must be at least 0, got -1"),
@@ -76,7 +78,7 @@ def test_every_experiment_field_names_file_line_and_field(tmp_path, key, value, 
 
 EVAL_EDGES = [
     ("temperature", "0"), ("temperature", "2"), ("top_p", "1"), ("top_p", "0.01"), ("max_new_tokens", "1"),
-    ("samples", "1"), ("seeds", "[0]"), ("k_shot", "[1]"), ("limit", "0"), ("limit", "null"), ("batch_size", "1"),
+    ("samples", "1"), ("seeds", "[0]"), ("seeds", "[4294967295]"), ("k_shot", "[1]"), ("limit", "0"), ("limit", "null"), ("batch_size", "1"),
     ("batch_size", "64"), ("metric", "null"), ("metric", "regex"), ("columns", "null"), ("strategies", "cot"),
     ("method", "label_probs"), ("name", "mine"), ("models", "[default, other]"),
 ]
@@ -131,8 +133,9 @@ TUNE_BAD = [
     ("warmup_steps", "0.5", "must be a whole number, got 0.5"),
     ("weight_decay", "-0.1", "must be at least 0, got -0.1"),
     ("max_seq_len", "0", "must be at least 1, got 0"),
-    ("seed", "-1", "must be at least 0, got -1"),
+    ("seed", "-1", "must be between 0 and 4294967295, got -1"),
     ("seed", "x", "must be a whole number, got 'x'"),
+    ("seed", "4294967296", "must be between 0 and 4294967295, got 4294967296"),  # 2**32: what samplers take
     ("val_fraction", "0", "must be between 0 and 1 (both excluded), got 0"),
     ("val_fraction", "1", "must be between 0 and 1 (both excluded), got 1"),
     ("val_fraction", "half", "must be a number, got 'half'"),
@@ -155,7 +158,7 @@ def test_every_tune_field_names_file_line_and_field(tmp_path, key, value, says):
 TUNE_EDGES = [
     ("dropout", "0"), ("dropout", "0.99"), ("val_fraction", "0.01"), ("val_fraction", "0.99"), ("epochs", "1"),
     ("learning_rate", "0.000001"), ("max_steps", "-1"), ("max_steps", "0"), ("max_steps", "1"),
-    ("warmup_steps", "0"), ("weight_decay", "0"), ("seed", "0"), ("early_stopping_patience", "0"), ("limit", "0"),
+    ("warmup_steps", "0"), ("weight_decay", "0"), ("seed", "0"), ("seed", "4294967295"), ("early_stopping_patience", "0"), ("limit", "0"),
     ("limit", "null"), ("r", "1"), ("alpha", "1"), ("batch_size", "1"), ("grad_accum", "1"), ("max_seq_len", "1"),
     ("eval_steps", "1"), ("save_steps", "1"), ("num_virtual_tokens", "1"), ("target_modules", "all-linear"),
     ("template", "null"), ("method", "prompt_tuning"), ("strategy", "few_shot_cot"), ("columns", "{target: t}"),

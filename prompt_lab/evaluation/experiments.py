@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prompt_lab.errors import PromptLabError
+from prompt_lab.models.base import SEED_MAX
 from prompt_lab.prompts.strategies import STRATEGIES
 from prompt_lab.specs import check_fields, failer, spec_field
 from prompt_lab.yamlfiles import load_spec_lines
@@ -45,7 +46,8 @@ class EvalSpec:
     max_new_tokens: int = spec_field(48, min=1, help="Most tokens generated per answer (the server caps it).")
     samples: int = spec_field(1, min=1, max=32, help="Samples per item; > 1 with temperature > 0 is "
                                                      "self-consistency (majority vote).")
-    seeds: list[int] = spec_field(default_factory=lambda: [0], min=0, help="Seeds; each one is a condition.")
+    seeds: list[int] = spec_field(default_factory=lambda: [0], min=0, max=SEED_MAX,
+                                  help="Seeds, each from 0 to 2**32-1; each one is a condition.")
     k_shot: list[int] = spec_field(default_factory=lambda: [3], min=1,
                                    help="Examples in the few-shot strategies; a list sweeps k.")
     limit: int | None = spec_field(None, min=0, help="Run the first N items only; empty or 0: all of them.")

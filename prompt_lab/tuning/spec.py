@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prompt_lab.errors import PromptLabError
+from prompt_lab.models.base import SEED_MAX
 from prompt_lab.models.registry import is_local_spec
 from prompt_lab.prompts.strategies import STRATEGIES
 from prompt_lab.specs import check_fields, failer, spec_field
@@ -47,7 +48,8 @@ class TuneSpec:
     warmup_steps: int = spec_field(0, min=0, help="Steps of linear learning-rate warmup.")
     weight_decay: float = spec_field(0.0, min=0, help="AdamW weight decay.")
     max_seq_len: int = spec_field(256, min=1, help="Tokens kept per pair (prompt + completion), from the end.")
-    seed: int = spec_field(0, min=0, help="Seed of the split, the initialisation and the data order.")
+    seed: int = spec_field(0, min=0, max=SEED_MAX, help="Seed of the split, the initialisation and the data order "
+                                                         "(0 to 2**32-1).")
     val_fraction: float = spec_field(0.2, above=0, below=1, help="Share held out for validation, between 0 and 1 "
                                                                "(both excluded).")
     eval_steps: int = spec_field(10, min=1, help="Validation loss every N steps.")
