@@ -76,6 +76,8 @@ class EchoServer:
                 if server.get_mode == "404":  # GET /models unknown here: the 404 echoes every request header
                     return self.send(404, json.dumps({"detail": f"no route {self.path}",
                                                       "headers": dict(self.headers)}))
+                if server.get_mode == "401":  # the model list refused: the message names the key it got
+                    return self.send(401, json.dumps({"error": {"message": f"invalid API key {auth}, try again"}}))
                 # the model list names the key too (a server that logs the caller into its ids)
                 self.send(200, json.dumps({"data": [{"id": "served-model"}, {"id": f"model-of {auth}"}]}))
 
@@ -183,6 +185,29 @@ def test_a_404_model_list_that_echoes_the_headers_is_not_quoted(echo, home):
     message = failure(f"openai:m@{echo.url}")
     assert leaks(message) == [], message
     assert message.endswith("(HTTP 404: no such model for [key]); it did not list its models"), message
+
+
+def test_endpoints_check_says_why_a_server_lists_no_models_without_the_key(echo, home, monkeypatch):
+    """`endpoints --check` against servers whose GET /models answers 401 (the message repeats the key it got) and 404:
+    each line gives the status and the server's own words, scrubbed, instead of "(none)"."""
+    monkeypatch.setenv("ECHO_KEY", KEY)
+    (home / "endpoints.yaml").write_text(f"echo:\n  base_url: {echo.url}\n  api_key_env: ECHO_KEY\n  models: [m]\n")
+    said = {}
+    for mode in ("401", "404", "list"):
+        echo.get_mode = mode
+        for flag in ([], ["--json"]):
+            done = subprocess.run([sys.executable, "-m", "prompt_lab", "endpoints", "--check", *flag], cwd=ROOT,
+                                  capture_output=True, text=True, env=dict(os.environ), timeout=120)
+            assert done.returncode == 0, done.stderr
+            assert leaks(done.stdout + done.stderr) == [], done.stdout + done.stderr
+            said[mode, bool(flag)] = done.stdout
+    assert "server lists: error: 401 Unauthorized: invalid API key Bearer [key], try again" in said["401", False]
+    assert "server lists: error: 404 Not Found: no route /v1/models" in said["404", False]
+    assert "server lists: served-model, model-of Bearer [key]" in said["list", False]
+    served = {mode: json.loads(said[mode, True])["endpoints"][0]["served"] for mode in ("401", "404", "list")}
+    assert served == {"401": "error: 401 Unauthorized: invalid API key Bearer [key], try again",
+                      "404": "error: 404 Not Found: no route /v1/models",
+                      "list": ["served-model", "model-of Bearer [key]"]}
 
 
 ELSEWHERE = "hunter2-not-the-key"  # a password that is not a configured key: refused all the same, never repeated

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.models.base import Generation, GenerationParams, ProgressFn, StreamEvent
 from prompt_lab.models.remote.endpoints import Endpoint, RemoteModelError, known_keys, parse_spec
+from prompt_lab.models.remote.replies import ModelListing, error_detail, list_models, root_reason
 from prompt_lab.models.secrets import scrub, scrub_cut
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -45,13 +46,6 @@ def _client_for(endpoint: Endpoint, key: str | None):
         if limit is None:
             limit = _limits[slot] = threading.BoundedSemaphore(endpoint.max_concurrency)
         return client, limit
-
-
-def _reason(exc) -> str:
-    cause = exc
-    while cause.__cause__ is not None or cause.__context__ is not None:
-        cause = cause.__cause__ or cause.__context__
-    return str(cause) or type(cause).__name__
 
 
 def _finish_reason(server_reason: str | None, text: str, stop: list[str]) -> tuple[str, str]:
@@ -155,14 +149,7 @@ class OpenAIBackend:
     def _error(self, response) -> RemoteModelError:
         """A plain message for an HTTP error answer; the key is never part of it."""
         code = response.status_code
-        try:
-            data = response.json()
-            detail = data.get("error", data.get("detail", data)) if isinstance(data, dict) else data
-            if isinstance(detail, dict):
-                detail = detail.get("message") or json.dumps(detail)
-        except (ValueError, json.JSONDecodeError):
-            detail = response.text
-        detail = self._excerpt(str(detail).strip(), 300)
+        detail = self._excerpt(error_detail(response), 300)
         where = f"{self.endpoint.base_url} (model '{self.model}')"
         if code in (401, 403):
             return RemoteModelError(f"{where} refused the API key (HTTP {code}: {detail}). Set a valid key in the "
@@ -199,16 +186,12 @@ class OpenAIBackend:
 
     def served_models(self) -> list[str]:
         """Model ids from GET /models ([] when the server lists none or cannot be asked)."""
-        import httpx
+        return self.model_listing().ids
 
+    def model_listing(self) -> ModelListing:
+        """GET /models: the ids the server lists, or why it lists none (its status and words, scrubbed)."""
         client, _ = _client_for(self.endpoint, self.endpoint.api_key())
-        try:
-            response = client.get("models", timeout=5)
-            if not response.is_success:
-                return []
-            return [self._scrub(str(m["id"])) for m in response.json().get("data", [])][:20]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
-            return []
+        return list_models(client, known_keys(self.endpoint.api_key_env))
 
     def _transport_error(self, exc) -> RemoteModelError:
         import httpx
@@ -219,10 +202,11 @@ class OpenAIBackend:
                                     f"({type(exc).__name__}); raise timeout_s for this endpoint or ask for fewer "
                                     "tokens")
         if isinstance(exc, httpx.ConnectError):
-            return RemoteModelError(f"could not reach {self.endpoint.base_url} ({self._excerpt(_reason(exc), 200)}). "
-                                    "Is the server running, and is the address (host, port, /v1 path) right?")
+            return RemoteModelError(f"could not reach {self.endpoint.base_url} "
+                                    f"({self._excerpt(root_reason(exc), 200)}). Is the server running, and is the "
+                                    "address (host, port, /v1 path) right?")
         return RemoteModelError(f"{where}: the connection failed ({type(exc).__name__}: "
-                                f"{self._excerpt(_reason(exc), 200)})")
+                                f"{self._excerpt(root_reason(exc), 200)})")
 
     def _send(self, body: dict, cancel: threading.Event | None, on_text: Callable[[str], None] | None = None):
         """POST /chat/completions with bounded retries on 429/5xx (exponential backoff, Retry-After honoured).
