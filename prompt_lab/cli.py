@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from prompt_lab.access import visitors
 from prompt_lab.errors import PromptLabError
 from prompt_lab.prompts.strategies import STRATEGIES as STRATEGY_CHOICES
 from prompt_lab.yamlfiles import load_vars_file
@@ -140,8 +141,9 @@ def cmd_endpoints(args) -> int:
         key_set = bool(secret_from_env(e.api_key_env)) if e.api_key_env else None
         served: list[str] | str = []
         if args.check:
-            try:
-                served = OpenAIBackend(f"openai:{(e.models or ('?',))[0]}@{name}").served_models()
+            try:  # a refusal (401, 404, ...) says why, in the server's scrubbed words
+                listing = OpenAIBackend(f"openai:{(e.models or ('?',))[0]}@{name}").model_listing()
+                served = f"error: {listing.problem}" if listing.problem else listing.ids
             except Exception as exc:  # reported per endpoint, never with the key
                 served = f"error: {exc}"
         rows.append({"name": name, "base_url": e.base_url, "api_key_env": e.api_key_env, "api_key_set": key_set,
@@ -397,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tune" and not (args.spec or args.resume):
         parser.error("tune needs a tune file or --resume JOB_ID")
     try:
-        return args.func(args)
+        with visitors.acting_as(visitors.LOCAL):  # whoever runs the CLI has the data dir: they see every run
+            return args.func(args)
     except PromptLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

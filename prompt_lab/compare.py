@@ -2,16 +2,20 @@
 model's prompts in one batched call, the models side by side, every generation logged."""
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import shlex
 import threading
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from prompt_lab.access import visitors
 from prompt_lab.errors import CancelledError, PromptLabError
-from prompt_lab.models import GenerationParams, get_backend
+from prompt_lab.models import GenerationParams, get_backend, resolve
+from prompt_lab.models.registry import using
 from prompt_lab.models.base import Generation, ProgressFn
 from prompt_lab.answers.scoring import extract_for
 from prompt_lab.settings import get_settings
@@ -95,7 +99,8 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
             progress: ProgressFn | None = None, cancel: threading.Event | None = None,
             on_update: Callable[[list[list[str]]], None] | None = None) -> CompareResult:
     """Render the template with each strategy, run the prompts on every model (each model's prompts as one
-    batch, the models at the same time), extract answers, log the run.
+    batch, the models at the same time, adapted models at most settings.max_loaded_adapters at a time: each is
+    loaded when its turn comes and let go when it is done), extract answers, log the run.
 
     on_update(grid) receives, as tokens arrive, the text so far of each model's strategies (first sample):
     grid[model_index][strategy_index]. A model that fails (an unreachable server, say) does not sink the
@@ -111,8 +116,7 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
     params, warnings = (params or GenerationParams()).clamped(get_settings())
     prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed)
     check_batch(len(prompts), params.n)
-    backends = {m: get_backend(m, progress) for m in models}
-    texts = {m: [b.format_prompt(p) for p in prompts] for m, b in backends.items()}
+    adapted = {m for m in models if resolve(m).adapter}  # a mistyped spec fails here, before the run row
     values = {v: variables[v] for v in template.variables}
     command = cli_command(template.name, values, strategies, models, params, k)
     with connect(db_path) as db:
@@ -122,24 +126,39 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                            variables=values, command=command)
         results: dict[str, list[list[Generation]]] = {}
         errors: dict[str, BaseException] = {}
+        texts: dict[str, list[str]] = {}  # model -> the exact text of each prompt (its chat template applied)
+        revisions = dict.fromkeys(models, "")
         grid = [[""] * len(prompts) for _ in models]
         grid_lock = threading.Lock()
+        # Adapted models take turns, so no more are alive than the registry keeps (it frees the idle ones first).
+        adapter_turns = threading.BoundedSemaphore(max(1, get_settings().max_loaded_adapters))
 
-        def run_model(index: int, model: str) -> None:
+        def generate_on(index: int, model: str) -> None:  # the model is let go when this returns
             def partial(row_texts: list[str]) -> None:
                 with grid_lock:
                     grid[index] = list(row_texts)
                     snapshot = [list(r) for r in grid]
                 on_update(snapshot)
 
-            try:
-                results[model] = backends[model].generate(texts[model], params, progress=progress, cancel=cancel,
-                                                          on_partial=partial if on_update else None)
-            except BaseException as exc:  # reported per model below
-                errors[model] = exc
+            with using(model, progress) as backend:
+                try:
+                    texts[model] = [backend.format_prompt(p) for p in prompts]
+                    results[model] = backend.generate(texts[model], params, progress=progress, cancel=cancel,
+                                                      on_partial=partial if on_update else None)
+                finally:
+                    revisions[model] = backend.revision
+
+        def run_model(index: int, model: str) -> None:
+            with adapter_turns if model in adapted else contextlib.nullcontext():
+                try:
+                    generate_on(index, model)
+                except BaseException as exc:  # reported per model below
+                    traceback.clear_frames(exc.__traceback__)  # its frames would keep the model alive
+                    errors[model] = exc
 
         with finishing(db, run_id):
-            threads = [threading.Thread(target=run_model, args=(i, m), daemon=True, name=f"compare-{i}")
+            threads = [threading.Thread(target=visitors.in_thread(run_model), args=(i, m), daemon=True,
+                                        name=f"compare-{i}")
                        for i, m in enumerate(models)]
             for thread in threads:
                 thread.start()
@@ -152,21 +171,20 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                 raise errors[models[0]]
             outputs, rows = [], []
             for model in models:
-                for prompt, text, gens in zip(prompts, texts[model], results.get(model, [])):
+                for prompt, text, gens in zip(prompts, texts.get(model, []), results.get(model, [])):
                     # an answer cut off by Stop is unfinished: nothing is extracted from it
                     answers = [None if g.finish_reason == "cancelled" else extract_for(template, g.text).answer
                                for g in gens]
                     outputs.append(StrategyOutput(prompt.strategy, text, gens, answers, model))
-                    rows += [_row(template, prompt.strategy, model, backends[model].revision, values, text, params,
+                    rows += [_row(template, prompt.strategy, model, revisions[model], values, text, params,
                                   gen, answer) for gen, answer in zip(gens, answers)]
             log_generations(db, run_id, rows)
         if cancelled:
             finish_run(db, run_id, "cancelled", "stopped by the user")
         elif errors:
             finish_run(db, run_id, "failed", "; ".join(f"{m}: {e}" for m, e in errors.items()))
-    return CompareResult(run_id, template.name, template.content_hash, models,
-                         {m: b.revision for m, b in backends.items()}, params, outputs, warnings, command,
-                         {m: _message(e) for m, e in errors.items()}, cancelled)
+    return CompareResult(run_id, template.name, template.content_hash, models, revisions, params, outputs, warnings,
+                         command, {m: _message(e) for m, e in errors.items()}, cancelled)
 
 
 def check_batch(prompts: int, samples: int = 1) -> None:
@@ -228,7 +246,7 @@ def compare_events(template: str | Template, variables: dict, **kwargs) -> Itera
         except BaseException as exc:  # re-raised in the consumer
             events.put(exc)
 
-    threading.Thread(target=work, daemon=True, name="compare").start()
+    threading.Thread(target=visitors.in_thread(work), daemon=True, name="compare").start()  # as this visitor
     while True:
         event = events.get()
         while isinstance(event, CompareEvent) and event.kind == "partial" and not events.empty():

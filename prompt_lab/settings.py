@@ -59,6 +59,29 @@ class Settings:
     max_loaded_adapters: int = field(default=2, metadata={
         "help": "Most adapted models (<base>+<adapter dir>) kept in memory at once; the least recently used one is "
                 "freed to load another (PROMPT_LAB_MAX_ADAPTERS)."})
+    admins: tuple[str, ...] = field(default=(), metadata={
+        "help": "On a public Space, the Hugging Face users who see every visitor's runs and jobs: the Space's "
+                "author (SPACE_AUTHOR_NAME) and the comma-separated names in PROMPT_LAB_ADMINS."})
+    oauth: bool = field(default=False, metadata={
+        "help": "Sign-in with Hugging Face is offered: a Space with `hf_oauth: true` (Spaces then set "
+                "OAUTH_CLIENT_ID)."})
+    public_models: tuple[str, ...] = field(default=("default",), metadata={
+        "help": "On a public Space, the local models visitors may run, besides the owner's endpoints and their own "
+                "tuned adapters (PROMPT_LAB_PUBLIC_MODELS, comma-separated; default: default)."})
+    max_waiting: int = field(default=16, metadata={
+        "help": "Most model actions (compare, evaluate, run again) waiting for the model at once, all visitors "
+                "together; more are refused with a time to retry (PROMPT_LAB_MAX_WAITING)."})
+    max_queued_per_visitor: int = field(default=0, metadata={
+        "help": "Most model actions one visitor may have waiting or running; 0 = no limit (local default; 2 on a "
+                "public Space) (PROMPT_LAB_MAX_QUEUED_PER_VISITOR)."})
+    actions_per_minute: int = field(default=0, metadata={
+        "help": "Most model actions one visitor may start per minute; 0 = no limit (local default; 6 on a public "
+                "Space) (PROMPT_LAB_ACTIONS_PER_MINUTE)."})
+    saves_per_minute: int = field(default=0, metadata={
+        "help": "Most saves (templates, tune jobs) one visitor may make per minute; 0 = no limit (local default; "
+                "10 on a public Space) (PROMPT_LAB_SAVES_PER_MINUTE)."})
+    max_templates_per_visitor: int = field(default=100, metadata={
+        "help": "On a public Space, most templates one visitor may keep (PROMPT_LAB_MAX_TEMPLATES_PER_VISITOR)."})
 
     @property
     def db_path(self) -> Path:
@@ -84,8 +107,16 @@ def default_home(on_space: bool, storage: Path = SPACE_STORAGE) -> Path:
     return Path.home() / ".prompt_lab"
 
 
+def _env_list(name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    return tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+
+
 def get_settings() -> Settings:
     """Settings from the environment (read on each call so tests can point PROMPT_LAB_HOME elsewhere)."""
+    public = bool(os.environ.get("SPACE_ID"))
     home = Path(os.environ.get("PROMPT_LAB_HOME") or default_home(bool(os.environ.get("SPACE_ID")))).expanduser()
     return Settings(
         home=home,
@@ -98,7 +129,7 @@ def get_settings() -> Settings:
         max_cell_chars=_env_int("PROMPT_LAB_MAX_CELL_CHARS", 20_000),
         render_seconds=_env_float("PROMPT_LAB_RENDER_SECONDS", 2.0),
         max_template_bytes=_env_int("PROMPT_LAB_MAX_TEMPLATE_BYTES", 64 * 1024),
-        public_mode=bool(os.environ.get("SPACE_ID")),
+        public_mode=public,
         allow_training=os.environ.get("PROMPT_LAB_ALLOW_TRAINING") == "1",
         public_max_steps=_env_int("PROMPT_LAB_PUBLIC_MAX_STEPS", 50),
         endpoints_file=Path(os.environ["PROMPT_LAB_ENDPOINTS"]).expanduser()
@@ -107,6 +138,14 @@ def get_settings() -> Settings:
         host=os.environ.get("PROMPT_LAB_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
         port=_env_int("PROMPT_LAB_PORT", _env_int("GRADIO_SERVER_PORT", 7860)),
         max_loaded_adapters=_env_int("PROMPT_LAB_MAX_ADAPTERS", 2),
+        admins=_env_list("SPACE_AUTHOR_NAME") + _env_list("PROMPT_LAB_ADMINS"),
+        oauth=bool(os.environ.get("OAUTH_CLIENT_ID")) and os.environ.get("SYSTEM") == "spaces",
+        public_models=_env_list("PROMPT_LAB_PUBLIC_MODELS", ("default",)),
+        max_waiting=_env_int("PROMPT_LAB_MAX_WAITING", 16),
+        max_queued_per_visitor=_env_int("PROMPT_LAB_MAX_QUEUED_PER_VISITOR", 2 if public else 0),
+        actions_per_minute=_env_int("PROMPT_LAB_ACTIONS_PER_MINUTE", 6 if public else 0),
+        saves_per_minute=_env_int("PROMPT_LAB_SAVES_PER_MINUTE", 10 if public else 0),
+        max_templates_per_visitor=_env_int("PROMPT_LAB_MAX_TEMPLATES_PER_VISITOR", 100),
     )
 
 

@@ -22,6 +22,13 @@ ARTIFACTS = ROOT / "test-artifacts"
 MODEL_FIXTURES = {"tiny_model_dir", "default_model_dir", "served_model", "app_url"}
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """The session's data dir holds a converted copy of the default model (about 500 MB): remove it."""
+    import shutil
+
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark every test that needs a model (tiny, embedded, served, or the app) as `model`, so mutation testing can
     select the model-free ones: each mutant is a fresh pytest session, and a model fixture costs a conversion."""
@@ -169,3 +176,71 @@ def served_model(default_model_dir, tmp_path_factory):
             proc.wait(timeout=15)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fair_use():
+    """Each test starts with an empty model line and fresh rate windows (they are per process)."""
+    from prompt_lab.access import fair_use
+
+    fair_use.reset()
+    yield
+    fair_use.reset()
+
+
+OAUTH_SECRET = "test-oauth-secret"  # what a Space's OAUTH_CLIENT_SECRET would be; signs Gradio's session cookie
+
+
+@pytest.fixture(scope="module")
+def public_app(default_model_dir, tiny_model_dir, tmp_path_factory):
+    """The app as a public Space runs it (`python app.py` with SPACE_ID, SYSTEM=spaces and OAuth variables set), in
+    its own process on a free loopback port. Visitors may run the default model and the tiny one (for speed).
+    Yields (url, home, process)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    home = tmp_path_factory.mktemp("space-home")
+    (home / "models").symlink_to(_SESSION_HOME / "models", target_is_directory=True)
+    port = free_port()
+    env = dict(os.environ, SPACE_ID="owner/prompt-lab", SPACE_AUTHOR_NAME="owner", SYSTEM="spaces",
+               OAUTH_CLIENT_ID="test-client", OAUTH_CLIENT_SECRET=OAUTH_SECRET, OAUTH_SCOPES="openid profile",
+               OPENID_PROVIDER_URL="http://127.0.0.1:9", PROMPT_LAB_HOME=str(home), PROMPT_LAB_PORT=str(port),
+               PROMPT_LAB_PUBLIC_MODELS=f"default,{tiny_model_dir}", PROMPT_LAB_MAX_NEW_TOKENS="64",
+               GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("space-gradio-tmp")))
+    log = open(home / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read(100)
+            break
+        except OSError:
+            assert proc.poll() is None, (home / "app.log").read_text()
+            assert time.monotonic() < deadline, "the public app did not start"
+            time.sleep(0.3)
+    yield url, home, proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def session_cookie(username: str) -> str:
+    """The value of Gradio's session cookie for a visitor signed in with Hugging Face as `username`: what the OAuth
+    callback stores, signed with the Space's OAuth secret (as Starlette's SessionMiddleware signs it)."""
+    import base64
+    import hashlib
+    import json
+    import time
+
+    import itsdangerous
+
+    info = {"oauth_info": {"access_token": "x", "token_type": "bearer", "scope": "openid profile",
+                           "expires_at": int(time.time()) + 3600,
+                           "userinfo": {"preferred_username": username, "name": username}}}
+    signer = itsdangerous.TimestampSigner(hashlib.sha256(f"{OAUTH_SECRET}-v4".encode()).hexdigest())
+    return signer.sign(base64.b64encode(json.dumps(info).encode())).decode()

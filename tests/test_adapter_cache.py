@@ -160,3 +160,61 @@ def test_adapter_files_that_link_out_of_their_folder_are_refused_without_saying_
     shutil.move(inside / "adapter_model.safetensors", inside / "weights.safetensors")
     (inside / "adapter_model.safetensors").symlink_to("weights.safetensors")
     assert get_backend(f"{tiny_model_dir}+{inside}").adapter == str(inside.resolve())
+
+
+def test_a_compare_over_more_adapters_than_the_cap_holds_at_most_the_cap_at_a_time(tiny_model_dir, adapters, home,
+                                                                                  tmp_path, monkeypatch):
+    """The attack: one compare naming N adapted models loaded all N at once and kept them until it ended, whatever
+    max_loaded_adapters said. Counted while tokens are generated: the adapted models alive in the process (the
+    registry's and any the compare still holds), never more than the cap; and the answers are those of a compare
+    allowed to hold all three."""
+    from prompt_lab.compare import compare
+    from prompt_lab.models.local.generation import HFBackend
+    from prompt_lab.models.registry import loaded_adapters
+
+    ours = [shutil.copytree(a, tmp_path / f"compared{i}") for i, a in enumerate(adapters)]  # new to this process
+    real = {str(a.resolve()) for a in ours}
+    specs = [f"{tiny_model_dir}+{a}" for a in ours]
+
+    def alive() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, HFBackend) and o.adapter in real)
+
+    def run(cap: int):
+        monkeypatch.setenv("PROMPT_LAB_MAX_ADAPTERS", str(cap))
+        seen = []
+        result = compare("sentiment", {"review": "Fine."}, strategies=["zero_shot", "cot"], models=specs,
+                         params=GenerationParams(max_new_tokens=8),
+                         progress=lambda fraction, message: seen.append(alive()) if message.startswith("generating")
+                         else None)
+        assert not result.errors and len(result.outputs) == 6
+        return {(o.model, o.strategy): (o.prompt, [g.text for g in o.generations]) for o in result.outputs}, seen
+
+    one_at_a_time, seen = run(1)
+    assert seen and max(seen) == 1, seen
+    assert len([p for p in loaded_adapters() if p in real]) == 1
+    two_at_a_time, seen = run(2)
+    assert seen and max(seen) <= 2, seen
+    all_at_once, seen = run(3)
+    assert one_at_a_time == two_at_a_time == all_at_once
+    assert len({texts[0] for _, texts in all_at_once.values()}) > 1  # the adapters do answer differently
+
+
+def test_making_room_frees_an_idle_adapted_model_before_one_in_use(tiny_model_dir, adapters, home, tmp_path,
+                                                                  monkeypatch):
+    """Room for a new adapted model is made before it loads (never cap + 1 alive), and from the idle models: the
+    least recent one may still be generating for someone, and evicting it would free nothing."""
+    from prompt_lab.models.registry import loaded_adapters, using
+
+    monkeypatch.setenv("PROMPT_LAB_MAX_ADAPTERS", "2")
+    ours = [shutil.copytree(a, tmp_path / f"room{i}") for i, a in enumerate(adapters)]
+    mine = lambda: [p for p in loaded_adapters() if p in {str(a.resolve()) for a in ours}]  # noqa: E731
+    with using(f"{tiny_model_dir}+{ours[0]}") as held:  # the least recent, but in use
+        idle = weakref.ref(get_backend(f"{tiny_model_dir}+{ours[1]}").model)
+        at_load = []  # whether the idle model was still alive when the new one had loaded, before it was cached
+        get_backend(f"{tiny_model_dir}+{ours[2]}", lambda fraction, message: at_load.append(
+            gc.collect() >= 0 and idle() is not None) if message.startswith("Loaded") else None)
+        gc.collect()
+        assert mine() == [str(ours[0].resolve()), str(ours[2].resolve())] and idle() is None
+        assert at_load == [False]
+        assert held.generate(["hi"], GenerationParams(max_new_tokens=2))[0][0].completion_tokens > 0

@@ -7,6 +7,8 @@ import sqlite3
 import pytest
 from gradio_client import Client
 
+from conftest import ROOT
+
 pytestmark = pytest.mark.integration
 
 ENDPOINTS = {"/render", "/compare", "/runs", "/run_generations", "/run_report", "/evaluate", "/paired_test",
@@ -171,3 +173,87 @@ def test_every_named_endpoint_returns_its_documented_keys(client):
     call("/stop_job", job_id)
     assert job_id in [j["id"] for j in call("/jobs", 10)["jobs"]]
     assert seen == ENDPOINTS
+
+
+def sentiment_rows(count: int) -> list[str]:
+    """The first `count` rows of the shipped sentiment data (header excluded)."""
+    return (ROOT / "experiments" / "data" / "sentiment.csv").read_text(encoding="utf-8").splitlines()[1:count + 1]
+
+
+def test_evaluate_runs_a_template_on_an_uploaded_dataset_and_logs_it(client, tmp_path):
+    from gradio_client import handle_file
+
+    upload = tmp_path / "reviews.csv"
+    upload.write_text("review,label\n" + "\n".join(sentiment_rows(12)) + "\n", encoding="utf-8")
+    report = client.predict(template="sentiment", dataset=handle_file(str(upload)),
+                            strategies=["zero_shot", "few_shot"], models=["default"], method="label_probs", k_shot=[1],
+                            api_name="/evaluate")
+    assert set(report) == REPORT_KEYS and report["status"] == "completed"
+    assert (report["items"], report["dataset"], report["template"], report["method"]) == (
+        12, "reviews.csv", "sentiment", "label_probs")
+    assert len(report["rows"]) == 2  # zero_shot and few_shot k=1, on the default model
+    with runs_db() as db:
+        assert db.execute("select kind, status, template_name from runs where id = ?", [report["run_id"]]).fetchone() \
+            == ("eval", "completed", "sentiment")
+        assert db.execute("select count(*) from generations where run_id = ?", [report["run_id"]]).fetchone() == (24,)
+    assert client.predict(report["run_id"], api_name="/run_report") == report
+
+    # other column names, mapped as JSON text; a template given as its YAML text; the first 5 items
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text("".join(json.dumps({"text": r.rsplit(",", 1)[0].strip('"'), "gold": r.rsplit(",", 1)[1]}) + "\n"
+                               for r in sentiment_rows(12)), encoding="utf-8")
+    template = (ROOT / "templates" / "sentiment.yaml").read_text().replace("name: sentiment", "name: sentiment-x", 1)
+    report = client.predict(template=template, dataset=handle_file(str(renamed)),
+                            columns=json.dumps({"variables": {"review": "text"}, "target": "gold"}), limit=5,
+                            method="label_probs", api_name="/evaluate")
+    assert (report["items"], report["dataset"], report["template"]) == (5, "renamed.jsonl", "sentiment-x")
+    assert [r["condition"] for r in report["rows"]] == ["zero_shot · default"]  # the default strategy and model
+
+
+def test_evaluate_refuses_a_bad_upload_or_request_with_a_plain_message(client, tmp_path):
+    from gradio_client import handle_file
+
+    with runs_db() as db:
+        before = db.execute("select count(*) from runs").fetchone()
+    no_review = tmp_path / "texts.csv"
+    no_review.write_text("text,label\n" + "\n".join(sentiment_rows(3)) + "\n", encoding="utf-8")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("review,label\nfine,Positive\n", encoding="utf-8")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"review": "fine", "label": "Positive"}\n{not json\n', encoding="utf-8")
+    refusals = [  # (what is sent, the message)
+        (dict(template="sentiment", dataset=handle_file(str(no_review))),
+         "texts.csv: no column for the template variable 'review' (columns: text, label)"),
+        (dict(template="sentiment", dataset=handle_file(str(no_review)),
+              columns={"variables": {"review": "body"}, "target": "label"}),
+         "texts.csv: no column 'body' (columns: text, label)"),
+        (dict(template="sentiment", dataset=handle_file(str(no_review)), columns={"variables": {"review": "text"},
+                                                                                   "target": "gold"}),
+         "texts.csv: no column 'gold' (columns: text, label)"),
+        (dict(template="sentiment", dataset=handle_file(str(notes))), "notes.txt: file type '.txt'; use a .csv"),
+        (dict(template="sentiment", dataset=handle_file(str(broken))), "broken.jsonl, line 2: "),
+        (dict(template="sentiment", dataset="/etc/passwd"), "dataset must be a file uploaded with gradio_client's "
+                                                             "handle_file(path)"),
+        (dict(template="sentiment", dataset={"path": "/etc/passwd"}), "dataset must be a file uploaded with "),
+        (dict(template="/etc/passwd", dataset=handle_file(str(no_review))), "file paths are not read"),
+        (dict(template="sentiment", dataset=handle_file(str(no_review)), columns="{review: text"),
+         "columns must be a JSON object: Expecting property name enclosed in double quotes at character 1"),
+        (dict(template="sentiment", dataset=handle_file(str(no_review)), columns=["text"]),
+         "columns must be a JSON object such as "),
+        (dict(template="sentiment", dataset=handle_file(str(no_review)), columns={"input": "text"}),
+         "/evaluate: field 'columns': unknown key 'input'; allowed: variables, target, choices, aliases"),
+        (dict(template="sentiment", dataset=handle_file(str(no_review)), strategies=["magic"]),
+         "/evaluate: field 'strategies': 'magic' is not one of: zero_shot, few_shot, cot, few_shot_cot"),
+        (dict(template="sentiment"), "give a dataset too: a file uploaded with gradio_client's handle_file(path)"),
+        (dict(dataset=handle_file(str(no_review))), "give a template too"),
+        (dict(experiment="sentiment_label_probs", template="sentiment"),
+         "an experiment file brings its own template, dataset and settings"),
+        (dict(), "give an experiment file's name, or a template and an uploaded dataset"),
+    ]
+    for sent, says in refusals:
+        with pytest.raises(Exception) as refused:
+            client.predict(**sent, api_name="/evaluate")
+        assert says in str(refused.value), (sent, str(refused.value))
+        assert "Traceback" not in str(refused.value) and "/tmp/" not in str(refused.value), str(refused.value)
+    with runs_db() as db:
+        assert db.execute("select count(*) from runs").fetchone() == before  # nothing ran

@@ -285,6 +285,43 @@ def test_render_over_the_api_never_reads_a_server_path(home, tmp_path):
             "(see the template list) or the template's own YAML text; file paths are not read"), probe
 
 
+PATH_REFUSAL = ("'PATH' is not a template name or template YAML: give the name of a shipped or saved template (see "
+                "the template list) or the template's own YAML text; file paths are not read")
+
+
+def test_the_tabs_handlers_never_read_a_server_path(home, tmp_path):
+    """The Compare, Evaluate and Tune tabs' handlers take the template dropdown's value, which a crafted request can
+    set to anything: each refuses a path, with the same words whether the file exists or not."""
+    import inspect
+
+    from prompt_lab.ui import compare_tab, evaluate_tab, tune_tab
+
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("name: secret\ninstruction: the secret is swordfish\nvariables: [q\n")
+    tune_values = ("sentiment_codes.csv", "code", "review", "zero_shot", "default", "lora", 8, 16, "q_proj, v_proj",
+                   0.002, 2, 8, 160, 0)
+    handlers = {
+        "compare form": lambda t: compare_tab.variable_updates(t),
+        "compare run": lambda t: next(inspect.unwrap(compare_tab.run_compare)(
+            t, "x", "", "", "", ["zero_shot"], 1, "default", 0, 1, 8, 0, "")),
+        "evaluate columns": lambda t: evaluate_tab.columns_for(t, "sentiment.csv", None),
+        "evaluate run": lambda t: inspect.unwrap(evaluate_tab.run_eval)(
+            t, "sentiment.csv", None, "review", None, None, None, "label", ["zero_shot"], "default", "generate", "3",
+            1, 0, 8, 2),
+        "tune start": lambda t: tune_tab._spec(t, *tune_values),
+        "tune CLI line": lambda t: tune_tab.cli_line(t, *tune_values),
+    }
+    for probe in (str(secret), str(tmp_path / "missing.yaml"), "/etc/passwd", "../../etc/passwd",
+                  "../templates/sentiment.yaml"):
+        for name, handler in handlers.items():
+            with pytest.raises(PromptLabError) as info:
+                handler(probe)
+            assert str(info.value).replace(probe, "PATH") == PATH_REFUSAL, (name, probe, str(info.value))
+    assert tune_tab._spec("sentiment-codes", *tune_values).template == "sentiment-codes"  # names still work
+    with pytest.raises(PromptLabError, match="a tuning job takes its template by name"):
+        tune_tab._spec(MINIMAL, *tune_values)
+
+
 def test_a_saved_template_that_links_outside_its_folder_is_not_read(home, tmp_path):
     outside = tmp_path / "outside.yaml"
     outside.write_text(MINIMAL.replace("probe", "sneaky"))
@@ -378,3 +415,25 @@ def test_the_app_refuses_paths_and_bombs_over_http(app_url, tmp_path):
     assert time.perf_counter() - start < 5
     out = client.predict(MINIMAL, {"question": "Why?"}, "default", 1, api_name="/render")
     assert [p["strategy"] for p in out["prompts"]] == ["zero_shot", "cot"] and out["notes"]
+
+
+@pytest.mark.integration
+def test_tune_over_http_never_reads_a_server_path_and_queues_nothing(app_url, tmp_path):
+    """/tune's template reaches a job that loads it in its own process: a path must be refused before any job is
+    queued, in the same words whether the file exists or not."""
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("name: secret\ninstruction: the secret is swordfish\nvariables: [q\n")
+    before = client.predict(50, api_name="/jobs")["jobs"]
+    spec = {"dataset": "sentiment_codes.csv", "max_steps": 1, "columns": {"variables": {"review": "review"},
+                                                                           "target": "code"}}
+    for probe in (str(secret), str(tmp_path / "missing.yaml"), "/etc/passwd", "../../etc/passwd",
+                  "../templates/sentiment-codes.yaml"):
+        with pytest.raises(Exception) as refused:
+            client.predict({**spec, "template": probe}, api_name="/tune")
+        assert str(refused.value).replace(probe, "PATH") == PATH_REFUSAL, (probe, str(refused.value))
+    with pytest.raises(Exception, match="a tuning job takes its template by name: save this template first"):
+        client.predict({**spec, "template": MINIMAL}, api_name="/tune")
+    assert client.predict(50, api_name="/jobs")["jobs"] == before  # nothing was queued

@@ -93,6 +93,6 @@ def test_a_job_whose_process_is_gone_is_interrupted_and_requeues_from_its_checkp
 
 def test_the_job_process_takes_ownership_and_reads_its_spec(db):
     job_id = table.insert_job(db, "tune", "x", {"model": "m", "r": 4})
-    assert table.own_job(db, job_id) == ({"model": "m", "r": 4}, False)
+    assert table.own_job(db, job_id) == ({"model": "m", "r": 4}, False, "")
     job = table.get_job(db, job_id)
     assert owner_alive(job["pid"], job["owner_start"])

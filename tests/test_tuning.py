@@ -131,8 +131,12 @@ def test_public_space_mode_gates_training(home, tiny_model_dir, monkeypatch):
         jobs.submit(tiny_spec(tiny_model_dir), start=False)
     monkeypatch.setenv("PROMPT_LAB_ALLOW_TRAINING", "1")
     monkeypatch.setenv("PROMPT_LAB_PUBLIC_MAX_STEPS", "4")
-    job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=1000), start=False)
-    spec = json.loads(read(jobs.get_job, job_id)["spec_json"])
+    monkeypatch.setenv("PROMPT_LAB_PUBLIC_MODELS", str(tiny_model_dir))
+    from prompt_lab.access import visitors
+
+    with visitors.acting_as(visitors.anonymous(visitors.new_browser_token())):  # a visitor of the Space
+        job_id = jobs.submit(tiny_spec(tiny_model_dir, max_steps=1000), start=False)
+        spec = json.loads(read(jobs.get_job, job_id)["spec_json"])
     assert spec["max_steps"] == 4
 
 
@@ -207,10 +211,14 @@ def test_public_space_caps_steps_from_settings(home, monkeypatch):
     monkeypatch.setenv("SPACE_ID", "someone/prompt-lab")
     monkeypatch.setenv("PROMPT_LAB_ALLOW_TRAINING", "1")
     monkeypatch.setenv("PROMPT_LAB_PUBLIC_MAX_STEPS", "7")
-    for asked, kept in ((-1, 7), (0, 7), (3, 3), (100, 7)):
-        job_id = jobs.submit(TuneSpec(dataset="d.csv", max_steps=asked), start=False)
-        assert json.loads(read(jobs.get_job, job_id)["spec_json"])["max_steps"] == kept
-    with pytest.raises(PromptLabError, match="field 'max_steps': must be a whole number"):
+    from prompt_lab.access import visitors
+
+    for i, (asked, kept) in enumerate(((-1, 7), (0, 7), (3, 3), (100, 7))):
+        with visitors.acting_as(visitors.Visitor(f"anon:{i}", f"visitor {i}")):  # one job at a time per visitor
+            job_id = jobs.submit(TuneSpec(dataset="d.csv", max_steps=asked), start=False)
+            assert json.loads(read(jobs.get_job, job_id)["spec_json"])["max_steps"] == kept
+    with visitors.acting_as(visitors.Visitor("anon:x", "x")), \
+            pytest.raises(PromptLabError, match="field 'max_steps': must be a whole number"):
         jobs.submit(TuneSpec(dataset="d.csv", max_steps="lots"), start=False)
 
 

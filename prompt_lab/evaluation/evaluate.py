@@ -53,6 +53,11 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
     template = template or get_template(spec.template)
     dataset = load_dataset(spec.dataset, split=spec.split)
     mapping = mapping_for(dataset, template.variables, spec.columns)
+    unmapped = [v for v in template.variables if v not in mapping.variables]
+    if unmapped:  # found now, not when the first prompt is built with a variable missing
+        raise PromptLabError(f"{dataset.name}: no column for the template variable{'s' if len(unmapped) > 1 else ''} "
+                             f"{', '.join(repr(v) for v in unmapped)} (columns: {', '.join(dataset.columns)}); name "
+                             f"it in columns: {{variables: {{{unmapped[0]}: <column>}}}}")
     if mapping.target is None:
         raise PromptLabError(f"{dataset.name}: which column holds the gold answer? None is named like one "
                              f"(columns: {', '.join(dataset.columns)}); pick it as the 'gold answer column' in the "
@@ -208,10 +213,11 @@ def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, canc
     return run_id
 
 
-def evaluate(spec: EvalSpec, *, db_path: str | Path | None = None, progress: ProgressFn | None = None,
-             cancel: threading.Event | None = None, command: str = "") -> int:
-    """Run an evaluation; returns its run id. Every generation is logged with its score."""
-    p = plan(spec)
+def evaluate(spec: EvalSpec, *, template: Template | None = None, db_path: str | Path | None = None,
+             progress: ProgressFn | None = None, cancel: threading.Event | None = None, command: str = "") -> int:
+    """Run an evaluation; returns its run id. Every generation is logged with its score. `template`: the template
+    already loaded (the app's, from a name or YAML text), instead of spec.template looked up by name or path."""
+    p = plan(spec, template)
     with connect(db_path) as db:
         save_template_version(db, p.template.name, p.template.content_hash, p.template.to_yaml())
         run_id = start_run(db, kind="eval", template_name=p.template.name, template_hash=p.template.content_hash,

@@ -20,24 +20,27 @@ plugins). Each entry point names a function that gets `register_backend` and reg
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
+from prompt_lab.access import visitors
 from prompt_lab.errors import ModelLoadError
 from prompt_lab.models.base import Backend, ModelRef, ProgressFn
 from prompt_lab.models.local.loading import DEFAULT_SPEC, base_folder, resolve_local, weights_folder
 from prompt_lab.models.remote.endpoints import PREFIX as REMOTE_PREFIX, parse_spec
 from prompt_lab.settings import get_settings
 
-__all__ = ["DEFAULT_SPEC", "BackendEntry", "ModelRef", "backend_entry", "base_location", "get_backend",
-           "is_local_spec", "known_prefixes", "load_plugins", "loaded_adapters", "loaded_specs", "register_backend",
-           "resolve", "unregister_backend"]
+__all__ = ["DEFAULT_SPEC", "BackendEntry", "ModelRef", "backend_entry", "base_location", "check_public_model",
+           "get_backend", "is_local_spec", "known_prefixes", "load_plugins", "loaded_adapters", "loaded_specs", "register_backend",
+           "resolve", "unregister_backend", "using"]
 
 ENTRY_POINT_GROUP = "prompt_lab.backends"
 Factory = Callable[[str, "ProgressFn | None"], Backend]
@@ -145,6 +148,23 @@ def get_backend(spec: str, progress: ProgressFn | None = None) -> Backend:
     return backend_entry(spec).factory((spec or "").strip(), progress)
 
 
+@contextmanager
+def using(spec: str, progress: ProgressFn | None = None):
+    """get_backend for the length of a block, marked in use meanwhile: when an adapted model must be freed to make
+    room, idle ones go first (freeing one in use would free nothing until it is done)."""
+    backend = get_backend(spec, progress)
+    with _cache_lock:
+        key = next((k for k, b in _cache.items() if b is backend), None)
+        _in_use[key] = _in_use.get(key, 0) + 1
+    try:
+        yield backend
+    finally:
+        with _cache_lock:
+            _in_use[key] -= 1
+            if not _in_use[key]:
+                del _in_use[key]
+
+
 def base_location(spec: str, progress: ProgressFn | None = None) -> str:
     """The local folder holding a spec's base weights (converting a GGUF first), for training."""
     if backend_entry(spec) is not LOCAL:
@@ -154,7 +174,27 @@ def base_location(spec: str, progress: ProgressFn | None = None) -> str:
 
 
 # --- the built-in backends ------------------------------------------------------------------------------------
+def check_public_model(spec: str) -> None:
+    """On a public Space visitors run the models the owner offers (PROMPT_LAB_PUBLIC_MODELS, default: default),
+    each optionally with an adapter from one of their own tuning jobs; no other folder, file or Hub id is read."""
+    settings = get_settings()
+    if not settings.public_mode:
+        return
+    base, plus, adapter = (spec or "").strip().rpartition("+") if "+" in (spec or "") else (spec, "", "")
+    base = base.strip() or "default"
+    if base not in settings.public_models:
+        raise ModelLoadError(f"this public Space runs the local model{'s' if len(settings.public_models) > 1 else ''} "
+                             f"{', '.join(settings.public_models)} (each with your own tuned adapters) and its owner's "
+                             "endpoints; other folders, files and Hub ids are not loaded")
+    if plus:
+        mine = os.path.realpath(visitors.home())
+        if not os.path.realpath(os.path.expanduser(adapter.strip())).startswith(mine + os.sep):  # as check_adapter
+            raise ModelLoadError("on a public Space an adapter is one of your own tuning jobs' (pick it from the model "
+                                 "list); this one is not, so it is not read")
+
+
 def _resolve_local(spec: str) -> ModelRef:
+    check_public_model(spec)
     try:
         return resolve_local(spec, ", ".join(known_prefixes()))
     except ModelLoadError:
@@ -172,6 +212,8 @@ def _resolve_local(spec: str) -> ModelRef:
 _cache: OrderedDict[tuple, Backend] = OrderedDict()
 _cache_lock = threading.Lock()
 _load_locks: dict[tuple, threading.Lock] = {}
+_adapted_loading = 0  # adapted models being loaded now: room is made for them before, not after, they load
+_in_use: dict[tuple | None, int] = {}  # cache key -> callers holding the model through using()
 
 
 def _key(ref: ModelRef) -> tuple:
@@ -185,6 +227,7 @@ def _local_backend(spec: str, progress: ProgressFn | None) -> Backend:
 def _loaded(ref: ModelRef, progress: ProgressFn | None) -> Backend:
     """The backend of a resolved local ref, loaded once (concurrent callers wait); an adapter is applied to the
     loaded base, whose weights it shares."""
+    global _adapted_loading
     from prompt_lab.models.local.generation import HFBackend
 
     key = _key(ref)
@@ -200,8 +243,18 @@ def _loaded(ref: ModelRef, progress: ProgressFn | None) -> Backend:
                 return _cache[key]
         base = _loaded(ModelRef(ref.spec.rsplit("+", 1)[0].strip(), ref.kind, ref.location), progress) \
             if ref.adapter else None
-        folder, revision = weights_folder(ref, progress)
-        backend = HFBackend(ref.spec, folder, revision, progress=progress, adapter=ref.adapter, base=base)
+        if ref.adapter:  # free the least recent first, so the new one never makes max_loaded_adapters + 1
+            with _cache_lock:
+                _adapted_loading += 1
+                evicted = _over_the_adapter_limit()
+            _free(evicted)
+        try:
+            folder, revision = weights_folder(ref, progress)
+            backend = HFBackend(ref.spec, folder, revision, progress=progress, adapter=ref.adapter, base=base)
+        finally:
+            if ref.adapter:
+                with _cache_lock:
+                    _adapted_loading -= 1
         with _cache_lock:
             _cache[key] = backend
             evicted = _over_the_adapter_limit()
@@ -211,11 +264,13 @@ def _loaded(ref: ModelRef, progress: ProgressFn | None) -> Backend:
 
 
 def _over_the_adapter_limit() -> list[Backend]:
-    """Take the least recently used adapted models out of the cache until at most max_loaded_adapters remain."""
+    """Take the least recently used adapted models out of the cache, idle ones first, until at most
+    max_loaded_adapters remain, counting those being loaded."""
     limit = max(1, get_settings().max_loaded_adapters)
     adapted = [key for key in _cache if key[2]]
+    adapted = [k for k in adapted if k not in _in_use] + [k for k in adapted if k in _in_use]  # idle ones first
     out = []
-    for key in adapted[:max(0, len(adapted) - limit)]:
+    for key in adapted[:max(0, len(adapted) + _adapted_loading - limit)]:
         out.append(_cache.pop(key))
         _load_locks.pop(key, None)
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from prompt_lab.access import fair_use, visitors
 from prompt_lab.errors import TemplateError, UnknownChoiceError
 from prompt_lab.prompts.rendering import RenderFailure, check_syntax, render_strings, template_variables
 from prompt_lab.settings import get_settings
@@ -304,7 +305,7 @@ def load_template(path: str | Path) -> Template:
 
 def _template_files() -> dict[str, Path]:
     files: dict[str, Path] = {}
-    for folder in (SHIPPED_DIR, get_settings().user_templates_dir):
+    for folder in (SHIPPED_DIR, visitors.templates_dir()):
         if folder.is_dir():
             for path in sorted(folder.glob("*.yaml")):
                 files[path.stem] = path  # a user template of the same name shadows the shipped one
@@ -363,17 +364,28 @@ def shipped_names() -> set[str]:
 
 
 def save_user_template(text: str) -> Template:
-    """Validate template YAML and save it as <user templates>/<name>.yaml (atomically).
+    """Validate template YAML and save it as <user templates>/<name>.yaml (atomically): the data dir's templates
+    folder locally, the visitor's own on a public Space (within saves_per_minute and max_templates_per_visitor).
 
     Shipped templates are never overwritten: their names are refused. The name is checked against
     NAME_RE, so the path cannot leave the folder.
     """
+    if get_settings().public_mode:
+        if visitors.current() == visitors.NOBODY:
+            raise TemplateError("open the page first: a request that names no visitor cannot save a template here")
+        fair_use.check_save(visitors.current().key)
     template = parse_template(text, source="<editor>")
     if template.name in shipped_names():
         raise TemplateError(f"'{template.name}' is a shipped template and is never overwritten; "
                             f"save your version under a new name, e.g. '{template.name}-v2'")
-    folder = get_settings().user_templates_dir.resolve()
+    folder = visitors.templates_dir()
+    if get_settings().public_mode:
+        cap = get_settings().max_templates_per_visitor
+        if not (folder / f"{template.name}.yaml").exists() and len(list(folder.glob("*.yaml"))) >= cap:
+            raise TemplateError(f"you have {cap} saved templates, the most one visitor may keep on this Space; "
+                                "save over one of yours instead")
     folder.mkdir(parents=True, exist_ok=True)
+    folder = folder.resolve()
     path = (folder / f"{template.name}.yaml").resolve()
     if path.parent != folder:  # unreachable with NAME_RE; kept as the last line of defence
         raise TemplateError(f"template name '{template.name}' would leave the templates folder")

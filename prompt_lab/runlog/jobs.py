@@ -11,16 +11,30 @@ from typing import Callable
 
 from sqlite_utils import Database
 
-from prompt_lab.runlog.store import owner_alive, process_start, utc_now
+from prompt_lab.access import visitors
+from prompt_lab.runlog.store import owner_alive, process_start, utc_now, visible
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 
 
 def insert_job(db: Database, kind: str, name: str, spec: dict) -> int:
-    """Queue a job; returns its id."""
+    """Queue a job for the current visitor; returns its id."""
     with db.conn:
-        return db.conn.execute("insert into jobs (kind, name, status, spec_json, created_utc, step) values "
-                               "(?, ?, 'queued', ?, ?, 0)", (kind, name, json.dumps(spec), utc_now())).lastrowid
+        return db.conn.execute("insert into jobs (kind, name, status, spec_json, created_utc, step, visitor) values "
+                               "(?, ?, 'queued', ?, ?, 0, ?)", (kind, name, json.dumps(spec), utc_now(),
+                                                                visitors.current().key)).lastrowid
+
+
+def job_visitor(db: Database, job_id: int) -> str:
+    """The key of the visitor who queued a job (where its files live), whoever asks."""
+    row = db.execute("select visitor from jobs where id = ?", [job_id]).fetchone()
+    return (row[0] or "") if row else ""
+
+
+def queued_jobs(db: Database, visitor: str) -> int:
+    """How many jobs a visitor has queued or running."""
+    return db.execute("select count(*) from jobs where coalesce(visitor, '') = ? and status in ('queued', 'running')",
+                      [visitor]).fetchone()[0]
 
 
 def mark_interrupted_jobs(db: Database) -> list[int]:
@@ -54,8 +68,9 @@ def claim_next_job(db: Database, spawn: Callable[[int], int]) -> int | None:
 
 def cancel_job(db: Database, job_id: int) -> tuple[str | None, int | None]:
     """Mark a queued, interrupted or running job `cancelled`; returns its status before and its pid
-    ((None, None) when there is no such job). Other statuses are left as they are."""
-    row = db.execute("select status, pid from jobs where id = ?", [job_id]).fetchone()
+    ((None, None) when there is no such job, or it is another visitor's). Other statuses are left as they are."""
+    where, args = visible("jobs")
+    row = db.execute(f"select status, pid from jobs where id = ? and {where}", [job_id] + args).fetchone()
     if row is None:
         return None, None
     status, pid = row
@@ -76,13 +91,14 @@ def requeue_job(db: Database, job_id: int, step: int) -> None:
                         "step = ?, eta_s = null where id = ?", [step, job_id])
 
 
-def own_job(db: Database, job_id: int) -> tuple[dict, bool]:
-    """Called by the job's own process: record it as the owner; returns the job's spec and whether it resumes."""
-    row = db.execute("select spec_json, resume from jobs where id = ?", [job_id]).fetchone()
+def own_job(db: Database, job_id: int) -> tuple[dict, bool, str]:
+    """Called by the job's own process: record it as the owner; returns the job's spec, whether it resumes and the
+    visitor who queued it (whom the process acts as)."""
+    row = db.execute("select spec_json, resume, visitor from jobs where id = ?", [job_id]).fetchone()
     pid = os.getpid()
     with db.conn:
         db.conn.execute("update jobs set pid = ?, owner_start = ? where id = ?", (pid, process_start(pid), job_id))
-    return json.loads(row[0]), bool(row[1])
+    return json.loads(row[0]), bool(row[1]), row[2] or ""
 
 
 def log_progress(db: Database, job_id: int, *, step: int, max_steps: int, loss: float | None,
@@ -111,21 +127,27 @@ def finish_job(db: Database, job_id: int, status: str, *, error: str | None, ada
 
 
 def get_job(db: Database, job_id: int) -> dict | None:
-    rows = list(db.query("select * from jobs where id = ?", [job_id]))
+    """A job the current visitor may see (None for another visitor's job, as for a missing one)."""
+    where, args = visible("jobs")
+    rows = list(db.query(f"select * from jobs where id = ? and {where}", [job_id] + args))
     return rows[0] if rows else None
 
 
 def latest_job(db: Database) -> int | None:
-    """The job a returning visitor wants to see: the running one, else the newest."""
-    row = db.execute("select id from jobs order by status = 'running' desc, id desc limit 1").fetchone()
+    """The job a returning visitor wants to see: their running one, else their newest."""
+    where, args = visible("jobs")
+    row = db.execute(f"select id from jobs where {where} order by status = 'running' desc, id desc limit 1",
+                     args).fetchone()
     return row[0] if row else None
 
 
 def list_jobs(db: Database, limit: int = 50) -> list[dict]:
+    where, args = visible("jobs")
     return list(db.query("select id, name, status, step, max_steps, loss, val_loss, eta_s, created_utc, "
-                         "adapter_path, eval_run_id from jobs order by id desc limit ?", [limit]))
+                         f"adapter_path, eval_run_id from jobs where {where} order by id desc limit ?", args + [limit]))
 
 
 def job_events(db: Database, job_id: int) -> list[dict]:
-    return list(db.query("select step, loss, val_loss, learning_rate from job_events where job_id = ? "
-                         "order by id", [job_id]))
+    where, args = visible("jobs")
+    return list(db.query("select step, loss, val_loss, learning_rate from job_events where job_id = ? and job_id in "
+                         f"(select id from jobs where {where}) order by id", [job_id] + args))

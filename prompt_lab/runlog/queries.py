@@ -12,8 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import sqlite_utils
 
+from prompt_lab.access import visitors
 from prompt_lab.models.naming import short_model
-from prompt_lab.runlog.store import mark_interrupted
+from prompt_lab.runlog.store import mark_interrupted, visible
 
 # Every other package reads the log through these functions (and store.py's); only runlog/ speaks SQL.
 
@@ -31,7 +32,9 @@ class RunFilter:
     period: str = "any time"  # one of PERIODS
 
     def where(self, alias: str = "r") -> tuple[str, list]:
-        clauses, args = [], []
+        """The SQL condition for these filters, always within the runs the current visitor may see."""
+        mine, args = visible(alias)
+        clauses = [mine]
         for column, value in (("kind", self.kind), ("template_name", self.template), ("status", self.status)):
             if value:
                 clauses.append(f"{alias}.{column} = ?")
@@ -46,7 +49,7 @@ class RunFilter:
             since = datetime.now(timezone.utc) - PERIODS[self.period]
             clauses.append(f"{alias}.created_utc >= ?")
             args.append(since.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-        return (" where " + " and ".join(clauses)) if clauses else "", args
+        return " where " + " and ".join(clauses), args
 
 
 RUN_COLUMNS = ["id", "created_utc", "kind", "status", "template_name", "models", "strategies", "generations",
@@ -97,8 +100,10 @@ GENERATION_HEADERS = ["id", "item", "strategy", "model", "sample", "answer", "go
 
 def generations_table(db: sqlite_utils.Database, run_id: int, limit: int = 500) -> list[dict]:
     """A run's outputs (one page): answer, and for evaluations the item, gold answer and whether it was right."""
-    sql = f"select {', '.join(GENERATION_COLUMNS)} from generations where run_id = ? order by id limit ?"
-    rows = list(db.query(sql, [int(run_id), int(limit)]))
+    where, args = visible()
+    sql = (f"select {', '.join(GENERATION_COLUMNS)} from generations where run_id = ? and run_id in "
+           f"(select id from runs where {where}) order by id limit ?")
+    rows = list(db.query(sql, [int(run_id)] + args + [int(limit)]))
     for row in rows:
         row["model_spec"] = short_model(row["model_spec"] or "")
         row["item_index"] = "" if row["item_index"] is None else row["item_index"] + 1
@@ -125,14 +130,18 @@ def strategy_stats(db: sqlite_utils.Database, filters: RunFilter) -> list[dict]:
 
 def filter_choices(db: sqlite_utils.Database) -> dict[str, list[str]]:
     """Values present in the log, for the History filters."""
-    def distinct(sql):
-        return [r[0] for r in db.execute(sql).fetchall() if r[0]]
+    where, args = visible("r")
+
+    def distinct(column):
+        return [r[0] for r in db.execute(f"select distinct {column} from runs r where {where} order by 1",
+                                         args).fetchall() if r[0]]
 
     return {
-        "template": distinct("select distinct template_name from runs order by 1"),
-        "kind": distinct("select distinct kind from runs order by 1"),
-        "status": distinct("select distinct status from runs order by 1"),
-        "model": distinct("select distinct j.value from runs r, json_each(r.models_json) j order by 1"),
+        "template": distinct("template_name"),
+        "kind": distinct("kind"),
+        "status": distinct("status"),
+        "model": [r[0] for r in db.execute(f"select distinct j.value from runs r, json_each(r.models_json) j where "
+                                           f"{where} order by 1", args).fetchall() if r[0]],
     }
 
 
@@ -165,23 +174,46 @@ EVAL_ROW_COLUMNS = ("strategy, model_spec, k_shot, seed, item_index, sample_inde
 
 def eval_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:
     """An evaluation run's scored generations, by item then sample (what a report is computed from)."""
-    return list(db.query(f"select {EVAL_ROW_COLUMNS} from generations where run_id = ? "
-                         "order by item_index, sample_index", [int(run_id)]))
+    where, args = visible()
+    return list(db.query(f"select {EVAL_ROW_COLUMNS} from generations where run_id = ? and run_id in "
+                         f"(select id from runs where {where}) order by item_index, sample_index",
+                         [int(run_id)] + args))
 
 
 def extraction_rows(db: sqlite_utils.Database, run_id: int, limit: int) -> list[dict]:
     """Outputs with their strict and flexible answers, gold and verdict, by item then sample (at most `limit`)."""
+    where, args = visible()
     return list(db.query("select strategy, model_spec, k_shot, seed, item_index, sample_index, output, answer, "
-                         "strict_answer, target, correct from generations where run_id = ? order by item_index, "
-                         "sample_index limit ?", [int(run_id), int(limit)]))
+                         "strict_answer, target, correct from generations where run_id = ? and run_id in "
+                         f"(select id from runs where {where}) order by item_index, sample_index limit ?",
+                         [int(run_id)] + args + [int(limit)]))
+
+
+SAMPLE_COLUMNS = ("id, strategy, model_spec, model_revision, k_shot, seed, item_index, variables_json, prompt, output, "
+                  "answer, target, targets_json, correct, score, completion_tokens, latency_ms, finish_reason")
+
+
+def sample_generations(db: sqlite_utils.Database, run_id: int, per_condition: int = 30) -> list[dict]:
+    """At most `per_condition` first-sample rows of each condition (strategy, model, k, seed) of a run: wrong ones
+    first (then unscored ones, lowest score first, then right ones), by item within each group. A report's sample,
+    never every row of a large run."""
+    where, args = visible()
+    return list(db.query(
+        f"select * from (select {SAMPLE_COLUMNS}, row_number() over (partition by strategy, model_spec, k_shot, seed "
+        "order by case when correct = 0 then 0 when correct is null then 1 else 2 end, score, item_index, id) as rank "
+        f"from generations where run_id = ? and coalesce(sample_index, 0) = 0 and run_id in (select id from runs where "
+        f"{where})) where rank <= ? order by model_spec, strategy, k_shot, seed, rank",
+        [int(run_id)] + args + [int(per_condition)]))
 
 
 def adapter_jobs(db: sqlite_utils.Database, limit: int = 20) -> list[dict]:
     """The newest tuning jobs that left an adapter (spec_json, adapter_path), for the model pickers."""
-    return list(db.query("select spec_json, adapter_path from jobs where adapter_path is not null "
-                         "order by id desc limit ?", [int(limit)]))
+    # the visitor's own only (an admin sees others' jobs, but a visitor's model may only use their own adapters)
+    return list(db.query("select spec_json, adapter_path from jobs where adapter_path is not null and "
+                         "coalesce(visitor, '') = ? order by id desc limit ?", [visitors.current().key, int(limit)]))
 
 
 def finished_job_count(db: sqlite_utils.Database) -> int:
     """How many tuning jobs have left an adapter (its change means a new tuned model to offer)."""
-    return db.execute("select count(*) from jobs where adapter_path is not null").fetchone()[0]
+    where, args = visible("jobs")
+    return db.execute(f"select count(*) from jobs where adapter_path is not null and {where}", args).fetchone()[0]

@@ -18,6 +18,7 @@ from typing import Iterator
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from prompt_lab.access import visitors
 from prompt_lab.errors import CancelledError
 from prompt_lab.settings import get_settings
 
@@ -92,6 +93,26 @@ def m005_item_identity(db: sqlite_utils.Database) -> None:
     for name in ("item_hash", "targets_json", "choices_json"):
         if name not in generations.columns_dict:
             generations.add_column(name, str)
+
+
+@migrations()
+def m006_visitors(db: sqlite_utils.Database) -> None:
+    """Who made each run and job (access.visitors: "" is the local user, and every row logged before), so a public
+    Space shows each visitor only their own."""
+    for table in ("runs", "jobs"):
+        if "visitor" not in db[table].columns_dict:
+            db[table].add_column("visitor", str)
+        db[table].create_index(["visitor", "id"], if_not_exists=True)
+
+
+def visible(alias: str = "runs") -> tuple[str, list]:
+    """A SQL condition (and its arguments) on `alias`.visitor: the rows the current visitor may see."""
+    visitor = visitors.current()
+    if visitor.sees_all:
+        return "1 = 1", []
+    if visitor == visitors.NOBODY:  # a request that names no visitor sees nothing, not what other such requests made
+        return "0 = 1", []
+    return f"coalesce({alias}.visitor, '') = ?", [visitor.key]
 
 
 def utc_now() -> str:
@@ -194,11 +215,11 @@ def start_run(db: sqlite_utils.Database, *, kind: str, template_name: str = "", 
     with db.conn:
         cursor = db.conn.execute(
             "insert into runs (kind, status, created_utc, template_name, template_hash, models_json, "
-            "strategies_json, params_json, options_json, variables_json, command, owner_pid, owner_start) "
-            "values (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "strategies_json, params_json, options_json, variables_json, command, owner_pid, owner_start, visitor) "
+            "values (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (kind, utc_now(), template_name, template_hash, _dumps(list(models)), _dumps(list(strategies)),
              _dumps(params or {}), _dumps(options or {}), _dumps(variables or {}), command, pid,
-             process_start(pid)))
+             process_start(pid), visitors.current().key))
         return cursor.lastrowid
 
 
@@ -278,12 +299,17 @@ def run_template(db: sqlite_utils.Database, run: dict):
 
 
 def get_run(db: sqlite_utils.Database, run_id: int) -> dict | None:
-    rows = list(db.query("select * from runs where id = ?", [run_id]))
+    """A run the current visitor may see (None for another visitor's run, as for a missing one)."""
+    where, args = visible()
+    rows = list(db.query(f"select * from runs where id = ? and {where}", [run_id] + args))
     return _decode(rows[0]) if rows else None
 
 
 def run_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:
-    return [_decode(r) for r in db.query("select * from generations where run_id = ? order by id", [run_id])]
+    where, args = visible()
+    return [_decode(r) for r in db.query(
+        f"select * from generations where run_id = ? and run_id in (select id from runs where {where}) order by id",
+        [run_id] + args)]
 
 
 def list_runs(db: sqlite_utils.Database, *, limit: int = 50, kind: str | None = None,
@@ -291,13 +317,13 @@ def list_runs(db: sqlite_utils.Database, *, limit: int = 50, kind: str | None = 
     """Recent runs, newest first, with generation counts and mean latency (runs whose process died since are
     marked interrupted first, so a killed CLI run does not show as running)."""
     mark_interrupted(db)
-    where, args = [], []
+    where, args = [visible("r")[0]], visible("r")[1]
     for column, value in (("kind", kind), ("template_name", template), ("status", status)):
         if value:
             where.append(f"r.{column} = ?")
             args.append(value)
     sql = ("select r.*, (select count(*) from generations g where g.run_id = r.id) as generations "
-           f"from runs r {'where ' + ' and '.join(where) if where else ''} order by r.id desc limit ?")
+           f"from runs r where {' and '.join(where)} order by r.id desc limit ?")
     return [_decode(r) for r in db.query(sql, args + [int(limit)])]
 
 

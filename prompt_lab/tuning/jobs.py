@@ -18,6 +18,8 @@ from pathlib import Path
 from prompt_lab.errors import PromptLabError
 from prompt_lab.runlog import jobs as table
 from prompt_lab.runlog.jobs import JOB_STATUSES, get_job, job_events, latest_job, list_jobs  # noqa: F401 - the API
+from prompt_lab.access import fair_use, visitors
+from prompt_lab.models.registry import check_public_model
 from prompt_lab.runlog.store import connect
 from prompt_lab.settings import get_settings
 from prompt_lab.tuning.checkpoints import resume_step
@@ -32,12 +34,9 @@ def _reap() -> None:
             _children.pop(pid, None)
 
 
-def jobs_dir() -> Path:
-    return get_settings().home / "jobs"
-
-
-def adapters_dir() -> Path:
-    return get_settings().home / "adapters"
+def jobs_dir(visitor: visitors.Visitor | None = None) -> Path:
+    """A visitor's job folders: <home>/jobs locally, under the visitor's own folder on a public Space."""
+    return visitors.home(visitor) / "jobs"
 
 
 def mark_interrupted_jobs(db) -> None:
@@ -53,6 +52,14 @@ def submit(spec: TuneSpec, kind: str = "tune", start: bool = True) -> int:
         if not settings.allow_training:
             raise PromptLabError("training is switched off on this public Space (set PROMPT_LAB_ALLOW_TRAINING=1 "
                                  "to allow short tunes)")
+        if visitors.current() == visitors.NOBODY:
+            raise PromptLabError("open the page first: a request that names no visitor cannot queue a job here")
+        fair_use.check_save(visitors.current().key)
+        check_public_model(spec.model or "default")  # a model a visitor may not run is refused now, not in the job
+        with connect() as db:
+            if table.queued_jobs(db, visitors.current().key):
+                raise PromptLabError("you already have a tuning job queued or running; on a public Space each "
+                                     "visitor has one at a time (stop it, or wait until it ends)")
         spec.validate()  # before the cap compares max_steps
         cap = settings.public_max_steps
         spec.max_steps = cap if spec.max_steps <= 0 else min(spec.max_steps, cap)
@@ -73,7 +80,7 @@ def start_next() -> int | None:
 
 
 def _spawn(job_id: int) -> subprocess.Popen:
-    folder = jobs_dir() / str(job_id)
+    folder = job_folder(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     root = Path(__file__).resolve().parents[2]
     # `python -m` run in the project folder puts that folder first on sys.path; the environment is inherited
@@ -123,8 +130,11 @@ def _end_group(pid: int, grace_s: float) -> None:
 
 
 def job_folder(job_id: int) -> Path:
-    """Where a job keeps its log, checkpoints, validation split and adapter."""
-    return jobs_dir() / str(job_id)
+    """Where a job keeps its log, checkpoints, validation split and adapter: in the folder of the visitor who
+    queued it, whichever process asks (the next job is started by whoever finishes the last)."""
+    with connect() as db:
+        owner = table.job_visitor(db, job_id)
+    return jobs_dir(visitors.from_key(owner)) / str(job_id)
 
 
 def checkpoint_step(job_id: int) -> int:
@@ -176,11 +186,15 @@ def wait(job_id: int, on_update=None, poll_s: float = 0.5, timeout_s: float | No
 def run_job(job_id: int) -> None:
     """The job's own process (python -m prompt_lab.tuning.jobs ID): train, evaluate base vs tuned, record how
     it ended, start the next queued job."""
+    with connect() as db:
+        spec_dict, resuming, owner = table.own_job(db, job_id)
+    with visitors.acting_as(visitors.from_key(owner)):  # its runs and adapter belong to who queued it
+        _run_job(job_id, TuneSpec(**spec_dict), resuming)
+
+
+def _run_job(job_id: int, spec: TuneSpec, resuming: bool) -> None:
     from prompt_lab.tuning.train import base_vs_tuned, train
 
-    with connect() as db:
-        spec_dict, resuming = table.own_job(db, job_id)
-    spec = TuneSpec(**spec_dict)
     folder = job_folder(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     status, error, meta, eval_run = "completed", None, {}, None

@@ -18,7 +18,7 @@ from prompt_lab.reporting.pairs import compare_runs, pair_labels
 from prompt_lab.reporting.summary import eval_report
 from prompt_lab.runlog.queries import PERIODS, RunFilter, export_csv, generations_table, runs_table
 from prompt_lab.runlog.store import connect, get_run
-from prompt_lab.ui.common import MODEL_QUEUE, friendly
+from prompt_lab.ui.common import friendly, in_line, model_event
 
 PARAM_KEYS = ("temperature", "top_p", "max_new_tokens", "seed", "stop", "n")
 
@@ -134,10 +134,38 @@ def run_report(run_id: int) -> dict:
     return eval_report(_run_id(run_id)).to_dict()
 
 
-def evaluate(experiment: str, limit: int = 0) -> dict:
-    """Run a shipped experiment file (experiments/NAME.yaml; `limit` items, 0 = the file's own) and return
-    its report, as /run_report does."""
+def evaluate(experiment: str = "", limit: int = 0, template: str = "", dataset: gr.FileData | None = None,
+             columns: dict | str | None = None, strategies: list[str] | str | None = None,
+             models: list[str] | str | None = None, method: str = "", k_shot: list[int] | int | None = None) -> dict:
+    """Run an evaluation, a shipped experiment file or a template on a dataset you upload; returns its report.
+    The report is /run_report's. experiment: experiments/NAME.yaml (`limit` items, 0 = the file's own). Or template
+    (a shipped or saved template's name, or its YAML text; never a server path) with dataset (a .csv, .jsonl, .json,
+    .parquet or .arrow file sent with gradio_client's handle_file(path)), columns ({"variables": {var: column},
+    "target": column}, or its JSON text; empty: each variable's own column and a column named like target, label or
+    answer), strategies (default [zero_shot]), models (default [default]), method (generate, the default, or
+    label_probs), k_shot (default [3]) and limit (the first N items; 0 = all)."""
     from prompt_lab.evaluation.evaluate import evaluate as run_evaluation
+
+    asked = {"template": template, "dataset": dataset, "columns": columns, "strategies": strategies,
+             "models": models, "method": method, "k_shot": k_shot}
+    if experiment:
+        if any(v not in (None, "", [], {}) for v in asked.values()):
+            raise PromptLabError(f"an experiment file brings its own template, dataset and settings (only limit "
+                                 f"applies to it); leave {', '.join(k for k, v in asked.items() if v)} empty, or "
+                                 "leave experiment empty to run a template on an uploaded dataset")
+        spec, chosen, command = _experiment_spec(experiment, limit)
+    else:
+        spec, chosen = _upload_spec(limit=limit, **asked)
+        command = ""  # the dataset is the caller's upload: no command line here repeats it
+    try:
+        run_id = run_evaluation(spec, template=chosen, command=command)
+    except CancelledError as exc:
+        raise PromptLabError(f"the evaluation was stopped; run {getattr(exc, 'run_id', '?')} keeps its items") from None
+    return eval_report(run_id).to_dict()
+
+
+def _experiment_spec(experiment: str, limit: int):
+    """(spec, None, command) of a shipped experiment file, found by name only."""
     from prompt_lab.evaluation.experiments import load_spec
     from prompt_lab.ui.evaluate_tab import EXPERIMENTS
 
@@ -149,12 +177,53 @@ def evaluate(experiment: str, limit: int = 0) -> dict:
     spec = load_spec(path)
     if int(limit or 0) > 0:
         spec.limit = int(limit)
-    try:
-        run_id = run_evaluation(spec, command=f"python -m prompt_lab eval experiments/{path.name}"
-                                + (f" --limit {int(limit)}" if limit else ""))
-    except CancelledError as exc:
-        raise PromptLabError(f"the evaluation was stopped; run {getattr(exc, 'run_id', '?')} keeps its items") from None
-    return eval_report(run_id).to_dict()
+    return spec, None, (f"python -m prompt_lab eval experiments/{path.name}"
+                        + (f" --limit {int(limit)}" if limit else ""))
+
+
+def _upload_spec(*, template, dataset, columns, strategies, models, method, k_shot, limit):
+    """(spec, template) for a template (name or YAML text) on an uploaded dataset; every field checked here, each
+    error naming it, before anything is loaded or logged."""
+    from prompt_lab.compare import model_list
+    from prompt_lab.evaluation.experiments import EvalSpec
+
+    if not template and not dataset:
+        raise PromptLabError("give an experiment file's name, or a template and an uploaded dataset")
+    if not dataset:
+        raise PromptLabError("give a dataset too: a file uploaded with gradio_client's handle_file(path)")
+    if not template:
+        raise PromptLabError("give a template too: a shipped or saved template's name, or its YAML text")
+    chosen = template_from_request(template)
+    spec = EvalSpec(template=chosen.name, dataset=_uploaded(dataset), columns=_columns(columns),
+                    strategies=[strategies] if isinstance(strategies, str) else list(strategies or ["zero_shot"]),
+                    models=model_list(models), method=method or "generate",
+                    k_shot=[k_shot] if isinstance(k_shot, int) else list(k_shot or [3]),
+                    limit=limit or None)
+    return spec.validate("/evaluate"), chosen
+
+
+def _uploaded(dataset) -> str:
+    """The server copy of a file the caller uploaded (gradio checked that it is one of its uploads); text, or a
+    file object gradio did not check, is never taken as a path."""
+    meta = dataset.get("meta") if isinstance(dataset, dict) else None
+    if not (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData" and dataset.get("path")):
+        raise PromptLabError("dataset must be a file uploaded with gradio_client's handle_file(path) (a .csv, .jsonl, "
+                             ".json, .parquet or .arrow file); server paths are not read")
+    return str(dataset["path"])
+
+
+def _columns(columns) -> dict | None:
+    if columns in (None, "", {}):
+        return None
+    if isinstance(columns, str):
+        try:
+            columns = json.loads(columns)
+        except json.JSONDecodeError as exc:
+            raise PromptLabError(f"columns must be a JSON object: {exc.msg} at character {exc.pos}") from None
+    if not isinstance(columns, dict):
+        raise PromptLabError('columns must be a JSON object such as {"variables": {"review": "text"}, "target": '
+                             '"label"}')
+    return columns
 
 
 def paired(run_a: int, label_a: str, run_b: int, label_b: str) -> dict:
@@ -215,10 +284,11 @@ def jobs_list(limit: int = 50) -> dict:
 
 def tune(spec: dict) -> dict:
     """Queue a tuning job from a tune spec (the fields of experiments/tune_*.yaml; dataset is a shipped dataset
-    name). Returns {"job_id", "message"}."""
+    name, template a shipped or saved template's name). Returns {"job_id", "message"}."""
     from prompt_lab.tuning import jobs
     from prompt_lab.tuning.spec import TuneSpec as spec_class
     from prompt_lab.ui.evaluate_tab import DATA_DIR
+    from prompt_lab.ui.tune_tab import tune_template
 
     fields = dict(spec or {})
     unknown = sorted(set(fields) - set(spec_class.__dataclass_fields__))
@@ -227,6 +297,8 @@ def tune(spec: dict) -> dict:
     if not fields.get("dataset"):
         raise PromptLabError("a tune spec needs a dataset (a shipped dataset name such as sentiment_codes.csv)")
     fields["dataset"] = str(DATA_DIR / Path(str(fields["dataset"])).name)
+    if fields.get("template") is not None:  # a name, checked here: the job reads it by name, never a path
+        tune_template(fields["template"])
     job_id = jobs.submit(spec_class(**fields))
     return {"job_id": job_id, "message": f"job {job_id} started (or queued behind the running one)"}
 
@@ -285,5 +357,9 @@ ENDPOINTS = [  # (function, api_name, runs a model)
 def register() -> None:
     """Publish every endpoint (inside a gr.Blocks context); model-running ones share the page's model queue."""
     for fn, name, model in ENDPOINTS:
-        extra = dict(concurrency_id=MODEL_QUEUE, concurrency_limit=1) if model else {}
-        gr.api(friendly(fn), api_name=name, api_description=(fn.__doc__ or "").split("\n")[0], **extra)
+        if model:  # waits its turn in the fair line (or is refused with a time to retry)
+            fn, extra = in_line(name)(fn), model_event()
+        else:
+            extra = {}
+        gr.api(friendly(fn, html_toast=False), api_name=name, api_description=(fn.__doc__ or "").split("\n")[0],
+               **extra)

@@ -14,6 +14,7 @@ import prompt_lab.ui.api as api  # noqa: E402
 import prompt_lab.ui.compare_tab as compare_tab  # noqa: E402
 import prompt_lab.ui.evaluate_tab as evaluate_tab  # noqa: E402
 import prompt_lab.ui.history_tab as history_tab  # noqa: E402
+import prompt_lab.ui.identity as identity  # noqa: E402
 import prompt_lab.ui.templates_tab as templates_tab  # noqa: E402
 import prompt_lab.ui.tune_tab as tune_tab  # noqa: E402
 from prompt_lab.ui.common import CSS, friendly, on, theme  # noqa: E402
@@ -23,7 +24,7 @@ TITLE = "Prompt Lab"
 INTRO = ("# Prompt Lab\nWrite a prompt template, see it as zero-shot, few-shot and chain-of-thought prompts, "
          "and run them side by side on local models and on remote ones (any OpenAI-compatible server). Every run "
          "is kept in a SQLite run log.")
-QUEUE_MAX = 32
+QUEUE_MAX = 64  # requests Gradio holds before its first handler step; model actions then meet the fair line at once
 MAX_FILE_SIZE = "20mb"
 
 
@@ -35,9 +36,11 @@ def model_choices() -> list[str]:
     from prompt_lab.tuning.jobs import tuned_spec
 
     with connect() as db:
-        adapters = [tuned_spec(j) for j in adapter_jobs(db, 20)]
-    return list(dict.fromkeys(["default"] + [s for s in loaded_specs() if s != "default"] + adapters
-                              + remote_choices()))
+        adapters = [tuned_spec(j) for j in adapter_jobs(db, 20)]  # this visitor's own, on a public Space
+    settings = get_settings()
+    loaded = [s for s in loaded_specs() if s != "default"
+              and not (settings.public_mode and ("+" in s or s not in settings.public_models))]
+    return list(dict.fromkeys(["default"] + loaded + adapters + remote_choices()))
 
 
 def picker_choices() -> list:
@@ -56,6 +59,11 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         api.register()  # first, so the named endpoints keep their names (the page's own events are private)
         gr.Markdown(INTRO)
+        browser = identity.browser_state()
+        with gr.Row():
+            who = gr.Markdown(visible=False, elem_id="visitor")
+            if get_settings().oauth:
+                gr.LoginButton(scale=0)
         with gr.Tabs() as tabs:
             compare = compare_tab.build(choices)
             evaluation = evaluate_tab.build()
@@ -73,15 +81,17 @@ def build_demo() -> gr.Blocks:
         on(tune["to_compare"].click, lambda job: gr.update(choices=model_choices(), value=[tune["adapter_spec"](job)]),
            tune["job_id"], compare["model"],
            api_visibility="private").success(lambda: gr.Tabs(selected="compare"), None, tabs, api_visibility="private")
-        demo.load(*tune["cli"], api_visibility="private")
-        demo.load(**refresh)
-        demo.load(*tune["reopen"], api_visibility="private")
-        demo.load(compare["show_vars"], compare["template"], compare["var_boxes"] + compare["example_buttons"],
-                  api_visibility="private")
-        demo.load(editor["load"], editor["pick"], [editor["yaml"]] + editor["form"], api_visibility="private").then(
+        # Who is asking comes first: everything the page loads is that visitor's own.
+        loaded = demo.load(identity.bind, browser, [browser, who], api_visibility="private", queue=False)
+        loaded.then(*tune["cli"], api_visibility="private")
+        loaded.then(**refresh)
+        loaded.then(*tune["reopen"], api_visibility="private")
+        loaded.then(compare["show_vars"], compare["template"], compare["var_boxes"] + compare["example_buttons"],
+                    api_visibility="private")
+        loaded.then(editor["load"], editor["pick"], [editor["yaml"]] + editor["form"], api_visibility="private").then(
             editor["preview"], editor["preview_inputs"], editor["preview_outputs"], api_visibility="private")
-        demo.load(*evaluation["init"], api_visibility="private")
-        demo.load(history["refresh"], history["filters"], history["outs"], api_visibility="private")
+        loaded.then(*evaluation["init"], api_visibility="private")
+        loaded.then(history["refresh"], history["filters"], history["outs"], api_visibility="private")
     return demo
 
 
@@ -94,5 +104,6 @@ def launch(demo: gr.Blocks, **overrides) -> None:
                    show_error=False, footer_links=[])
     options.update(overrides)
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
+    options.setdefault("max_threads", 40 + settings.max_waiting)  # model actions wait in the fair line in threads
     print(f"Prompt Lab: data in {settings.home}; serving on http://{host}:{port}", flush=True)
     demo.launch(**options)

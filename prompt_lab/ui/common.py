@@ -10,10 +10,20 @@ import threading
 
 import gradio as gr
 
+from prompt_lab.access import fair_use, visitors
 from prompt_lab.errors import CancelledError, PromptLabError
+from prompt_lab.settings import get_settings
+from prompt_lab.ui.identity import visitor_for
 
 log = logging.getLogger("prompt_lab.ui")
 MODEL_QUEUE = "model"  # concurrency_id shared by every event that runs a model
+
+
+def model_event() -> dict:
+    """Event options of every model action: they share one Gradio concurrency group wide enough that each request
+    reaches the fair line at once (which runs one at a time and says where each waits, or refuses with a time to
+    retry), instead of waiting unseen in Gradio's queue."""
+    return dict(concurrency_id=MODEL_QUEUE, concurrency_limit=max(1, get_settings().max_waiting) + 2)
 
 
 def _message(exc: BaseException) -> str:
@@ -41,30 +51,95 @@ def error(message: str) -> gr.Error:
     return gr.Error(as_text(message), print_exception=False)
 
 
-def friendly(fn):
-    """Core errors become gr.Error with the core's plain message (as text); nothing shows a stack trace."""
+def _request() -> gr.Request | None:
+    """The request of the event being handled (Gradio keeps it in a context variable around each call and step)."""
+    from gradio.context import LocalContext
+
+    return LocalContext.request.get(None)
+
+
+def friendly(fn, *, html_toast: bool = True):
+    """Run fn as the visitor who sent the request (identity.visitor_for); core errors become gr.Error with the
+    core's plain message, escaped for the page's HTML toast (html_toast) or as written for API callers; nothing
+    shows a stack trace."""
+    def fail(exc: Exception) -> gr.Error:
+        message = _message(exc)
+        return error(message) if html_toast else gr.Error(message, print_exception=False)
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
+            visitor = visitor_for(_request())
+            steps = fn(*args, **kwargs)
             try:
-                yield from fn(*args, **kwargs)
+                while True:
+                    with visitors.acting_as(visitor):  # set around every step: each may run in another thread
+                        try:
+                            item = next(steps)
+                        except StopIteration:
+                            return
+                    yield item
             except gr.Error:
                 raise
             except CancelledError:
                 warn("Stopped.")
             except Exception as exc:
-                raise error(_message(exc)) from None
+                raise fail(exc) from None
+            finally:
+                steps.close()
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with visitors.acting_as(visitor_for(_request())):
+                return fn(*args, **kwargs)
         except gr.Error:
             raise
         except Exception as exc:
-            raise error(_message(exc)) from None
+            raise fail(exc) from None
     return wrapper
+
+
+def in_line(action: str):
+    """Wait for the model in the fair line (access.fair_use) before fn runs: refused at once when a fair-use limit
+    is reached (the message says when to retry); while waiting, the place in line and the expected wait show in
+    the progress bar; Stop gives the place up. The GPU (on ZeroGPU) is taken only once the turn has come."""
+    def decorate(fn):
+        run = gpu(action)(fn)
+
+        def waited(args, kwargs):
+            line = fair_use.model_line()
+            ticket = line.admit(visitors.current().key, action)
+            progress = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Progress)), None)
+            try:
+                for place in line.wait(ticket, cancel=stop_switches.fresh(_request())):
+                    if progress is not None:
+                        progress(0, desc=place.message())
+            except BaseException:
+                line.leave(ticket)
+                raise
+            return line, ticket
+
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen(*args, **kwargs):
+                line, ticket = waited(args, kwargs)
+                try:
+                    yield from run(*args, **kwargs)
+                finally:
+                    line.leave(ticket)
+            return gen
+
+        @functools.wraps(fn)
+        def plain(*args, **kwargs):
+            line, ticket = waited(args, kwargs)
+            try:
+                return run(*args, **kwargs)
+            finally:
+                line.leave(ticket)
+        return plain
+    return decorate
 
 
 def on(trigger, fn, inputs, outputs, *, failed: dict | None = None, **kwargs):
@@ -111,13 +186,40 @@ def _session(request: gr.Request | None) -> str:
 stop_switches = StopSwitches()
 
 
-def gpu(fn):
-    """spaces.GPU on a ZeroGPU Space (the `spaces` package is present), the function itself elsewhere."""
-    if importlib.util.find_spec("spaces") is None:
-        return fn
-    import spaces
+# ZeroGPU time asked for per action (seconds): a compare generates a few hundred tokens at most; an evaluation of
+# the default model over a shipped dataset takes a few minutes (ZeroGPU queues longer requests behind shorter ones).
+GPU_SECONDS = {"compare": 60, "run_again": 60, "evaluate": 300, "resume_evaluation": 300}
 
-    return spaces.GPU(fn)
+
+def gpu(action: str):
+    """spaces.GPU(duration=GPU_SECONDS[action]) on a ZeroGPU Space (the `spaces` package is present), the function
+    itself elsewhere. The visitor is passed in, since ZeroGPU may run the function in another process."""
+    def decorate(fn):
+        if importlib.util.find_spec("spaces") is None:
+            return fn
+        import spaces
+
+        if inspect.isgeneratorfunction(fn):
+            def inner_gen(visitor, *args, **kwargs):
+                with visitors.acting_as(visitor):
+                    yield from fn(*args, **kwargs)
+            on_gpu = spaces.GPU(duration=GPU_SECONDS[action])(inner_gen)
+
+            @functools.wraps(fn)
+            def outer_gen(*args, **kwargs):
+                yield from on_gpu(visitors.current(), *args, **kwargs)
+            return outer_gen
+
+        def inner(visitor, *args, **kwargs):
+            with visitors.acting_as(visitor):
+                return fn(*args, **kwargs)
+        on_gpu = spaces.GPU(duration=GPU_SECONDS[action])(inner)
+
+        @functools.wraps(fn)
+        def outer(*args, **kwargs):
+            return on_gpu(visitors.current(), *args, **kwargs)
+        return outer
+    return decorate
 
 
 def theme() -> gr.themes.Base:

@@ -10,9 +10,9 @@ from prompt_lab.models import GenerationParams, resolve
 from prompt_lab.compare import check_batch, check_inputs, compare_events, model_list
 from prompt_lab.settings import get_settings
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
-from prompt_lab.prompts.templates import get_template, template_names
+from prompt_lab.prompts.templates import template_from_request, template_names
 from prompt_lab.errors import CancelledError
-from prompt_lab.ui.common import MODEL_QUEUE, error, friendly, gpu, on, stop_switches, warn
+from prompt_lab.ui.common import error, friendly, in_line, model_event, on, stop_switches, warn
 
 MAX_VARS = 4
 MAX_MODELS = 3
@@ -25,7 +25,7 @@ HELP = ("Fill in the template's inputs, pick strategies and one to three models 
 
 def variable_updates(template_name: str, example: int | None = 0) -> list:
     """Labels, visibility and (optionally) example values for the variable boxes, then the example buttons."""
-    template = get_template(template_name)
+    template = template_from_request(template_name)  # a name or YAML text, never a server path
     if len(template.variables) > MAX_VARS:
         raise error(f"template '{template.name}' has {len(template.variables)} variables; this form shows "
                        f"up to {MAX_VARS}. Use the CLI for it.")
@@ -80,11 +80,11 @@ def _keep(count: int) -> list:
     return [gr.update() for _ in range(count)]
 
 
-@gpu
+@in_line("compare")
 def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature, top_p, max_new_tokens, seed,
                 stop, request: gr.Request = None, progress=gr.Progress()):
     """Stream one compare run into the grid: a row per model, a column per strategy."""
-    template = get_template(template_name)
+    template = template_from_request(template_name)  # a name or YAML text, never a server path
     strategies = [s for s in STRATEGIES if s in (strategies or [])]
     if not strategies:
         raise error("Pick at least one strategy.")
@@ -246,8 +246,8 @@ def build(model_choices: list[str]) -> dict:
         on(button.click, lambda name, i=i: variable_updates(name, i)[:MAX_VARS], template, var_boxes,
            api_visibility="private")
     not_run = "Not run: see the message at the top right."
-    run_event = on(run.click, run_compare, inputs, outputs_all, api_visibility="private", concurrency_id=MODEL_QUEUE,
-                   concurrency_limit=1, failed={status: not_run, **{c: "" for c in stats}})
+    run_event = on(run.click, run_compare, inputs, outputs_all, api_visibility="private", **model_event(),
+                   failed={status: not_run, **{c: "" for c in stats}})
     run.click(None, None, None, js=SCROLL_TO_RESULTS, api_visibility="private", queue=False)
     stop_btn.click(stop_switches.stop, None, None, api_visibility="private", queue=False)
     return {"tab": tab, "template": template, "var_boxes": var_boxes, "example_buttons": example_buttons,

@@ -17,8 +17,8 @@ from prompt_lab.reporting.report import extraction_view
 from prompt_lab.reporting.summary import EvalReport, eval_report
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
-from prompt_lab.prompts.templates import get_template, template_names
-from prompt_lab.ui.common import MODEL_QUEUE, as_text, error, friendly, gpu, on, stop_switches, warn
+from prompt_lab.prompts.templates import template_from_request, template_names
+from prompt_lab.ui.common import as_text, error, friendly, in_line, model_event, on, stop_switches, warn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = ROOT / "experiments" / "data"
@@ -51,7 +51,7 @@ def _dataset_path(choice: str, upload) -> str:
 
 def columns_for(template_name: str, choice: str, upload):
     """Column dropdowns for the template's variables and the target, guessed from the dataset."""
-    template = get_template(template_name)
+    template = template_from_request(template_name)  # a name or YAML text, never a server path
     dataset = load_dataset(_dataset_path(choice, upload))
     guess = guess_mapping(dataset, template.variables)
     options = [NONE] + dataset.columns
@@ -188,11 +188,11 @@ def extraction_html(run_id, label) -> str:
     return "".join(lines)
 
 
-@gpu
+@in_line("evaluate")
 def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, strategies, models, method, k_values,
              samples, temperature, max_new_tokens, limit, request: gr.Request = None, progress=gr.Progress()):
     """Run an evaluation; returns (status line, run id)."""
-    template = get_template(template_name)
+    template = template_from_request(template_name)  # a name or YAML text, never a server path
     columns = {"variables": {v: c for v, c in zip(template.variables, [c0, c1, c2, c3]) if c},
                "target": None if target in (None, "", NONE) else target}
     try:
@@ -208,7 +208,7 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
     cancel = stop_switches.fresh(request)
     progress(0, desc="Starting")
     try:
-        run_id = evaluate(spec, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+        run_id = evaluate(spec, template=template, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
     except CancelledError as exc:
         warn("Stopped. Finished items are saved: 'Resume run' continues it.")
         run_id = getattr(exc, "run_id", None)
@@ -217,7 +217,7 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
     return f"Run **{run_id}** finished.", run_id
 
 
-@gpu
+@in_line("resume_evaluation")
 def resume_eval(run_id, request: gr.Request = None, progress=gr.Progress()):
     if not run_id:
         raise error("Enter the id of the evaluation run to resume.")
@@ -311,11 +311,11 @@ def build() -> dict:
     results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head, verdict,
                shown]
     not_run = {run_status: "Not run: see the message at the top right."}
-    on(run.click, run_eval, inputs, [run_status, run_id], api_visibility="private", concurrency_id=MODEL_QUEUE,
-       concurrency_limit=1, failed=not_run)
+    on(run.click, run_eval, inputs, [run_status, run_id], api_visibility="private", **model_event(),
+       failed=not_run)
     stop.click(stop_switches.stop, None, None, api_visibility="private", queue=False)
     on(resume_btn.click, resume_eval, run_id, [run_status, run_id], api_visibility="private",
-       concurrency_id=MODEL_QUEUE, concurrency_limit=1, failed=not_run).then(
+       **model_event(), failed=not_run).then(
         friendly(show_results), run_id, results, api_visibility="private")
     on(run_id.change, show_results, run_id, results, api_visibility="private")
     b_from = lambda a, b: b if b not in (None, 0, "") else a  # noqa: E731

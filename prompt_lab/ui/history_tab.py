@@ -13,12 +13,13 @@ from prompt_lab.compare import rerun
 from prompt_lab.reporting.pairs import compare_runs as pair_runs
 from prompt_lab.runlog.store import connect, get_run
 from prompt_lab.prompts.strategies import STRATEGIES
-from prompt_lab.ui.common import MODEL_QUEUE, as_text, error, friendly, gpu, info, on
+from prompt_lab.ui.common import as_text, error, friendly, in_line, info, model_event, on
 from prompt_lab.ui.evaluate_tab import SUMMARY_HEADERS, summary_rows
 
 ANY = "(any)"
-HELP = ("Every run is here, newest first. Filter, click a row to see its generations, export what you see as "
-        "CSV, or run a compare again with its exact template version and settings.")
+HELP = ("Every run is here (on a public Space: every run of yours), newest first. Filter, click a row to see its "
+        "generations, export what you see as CSV, or run a compare again with its exact template version and "
+        "settings.")
 
 
 def _filters(template, strategy, model, kind, period) -> RunFilter:
@@ -42,7 +43,8 @@ def refresh(template, strategy, model, kind, period):
                            "tokens per answer (mean)", fmt=".0f")
     return (rows, latency, tokens,
             gr.update(choices=[ANY] + choices["template"]), gr.update(choices=[ANY] + choices["model"]),
-            gr.update(choices=[ANY] + choices["kind"]), f"{len(rows)} runs shown (newest first, at most 200)")
+            gr.update(choices=[ANY] + choices["kind"]),
+            f"{len(rows)} run{'' if len(rows) == 1 else 's'} shown (newest first, at most 200)")
 
 
 def show_run(run_id):
@@ -95,7 +97,7 @@ def compare_runs(run_a, run_b):
             as_text("\n".join(lines + pairs.verdict_lines())))
 
 
-@gpu
+@in_line("run_again")
 def run_again(run_id, progress=gr.Progress()):
     if run_id in (None, "", 0):
         raise error("Select a run first.")
@@ -152,8 +154,8 @@ def build() -> dict:
     on(selected.change, show_run, selected, [generations, run_info, again_btn], api_visibility="private")
     on(export_btn.click, export, filters, export_file, api_visibility="private").success(
         None, None, None, js=DOWNLOAD_EXPORT, api_visibility="private", queue=False)
-    on(again_btn.click, run_again, selected, [selected, run_info], api_visibility="private", concurrency_id=MODEL_QUEUE,
-       concurrency_limit=1, failed={run_info: "Not run again: see the message at the top right."}).then(
+    on(again_btn.click, run_again, selected, [selected, run_info], api_visibility="private", **model_event(),
+       failed={run_info: "Not run again: see the message at the top right."}).then(
         safe_refresh, filters, outs, api_visibility="private")
     on(pair_btn.click, compare_runs, [run_a, run_b], [table_a, table_b, pair_verdict], api_visibility="private")
     return {"tab": tab, "refresh": safe_refresh, "filters": filters, "outs": outs}

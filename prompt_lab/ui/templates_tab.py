@@ -1,6 +1,8 @@
 """Templates tab: pick, edit (form and YAML, kept in sync), preview every strategy, save."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from prompt_lab.errors import PromptLabError
@@ -129,7 +131,7 @@ def build(model_choices: list[str]) -> dict:
     def save(text):
         template = save_template_text(text)
         info(f"Saved '{template.name}' (version {template.content_hash}). It is in every template list now.")
-        return (f"**Saved** to `{template.source}` · version `{template.content_hash}`",
+        return (f"**Saved** as `{Path(str(template.source)).name}` · version `{template.content_hash}`",
                 gr.update(choices=template_names(), value=template.name))
 
     safe_preview = friendly(preview)

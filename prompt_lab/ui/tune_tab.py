@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 import plotly.graph_objects as go
 
+from prompt_lab.errors import PromptLabError
 from prompt_lab.tuning import jobs
 from prompt_lab.reporting.plots import accuracy_bars, empty_figure, loss_curve
 from prompt_lab.reporting.summary import eval_report
@@ -15,7 +16,7 @@ from prompt_lab.runlog.queries import finished_job_count
 from prompt_lab.settings import get_settings
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES
-from prompt_lab.prompts.templates import template_names
+from prompt_lab.prompts.templates import NAME_RE, Template, template_from_request, template_names
 from prompt_lab.tuning.spec import METHODS, TuneSpec
 from prompt_lab.ui.common import as_text, error, friendly, info, on
 from prompt_lab.ui.evaluate_tab import DATA_DIR, shipped_datasets
@@ -27,12 +28,20 @@ JOB_HEADERS = ["id", "name", "status", "step", "max_steps", "loss", "val_loss", 
 JOB_LABELS = ["job", "name", "status", "step", "of steps", "loss", "validation loss", "seconds left", "created (UTC)"]
 
 
+def tune_template(value) -> Template:
+    """The template of a tuning job started from the app: a shipped or saved template's name (the job reads it by
+    name in its own process), never a server path; YAML text is refused, to be saved first."""
+    template = template_from_request(value)
+    if not NAME_RE.fullmatch(value):
+        raise PromptLabError("a tuning job takes its template by name: save this template first (Templates tab, or "
+                             "the /save_template endpoint), then give its name")
+    return template
+
+
 def _spec(template, dataset, target, variable_column, strategy, model, method, r, alpha, target_modules, lr,
           max_steps, batch_size, max_seq_len, seed) -> TuneSpec:
     modules = "all-linear" if target_modules == "all-linear" else [m.strip() for m in target_modules.split(",")]
-    from prompt_lab.prompts.templates import get_template
-
-    variables = get_template(template).variables
+    variables = tune_template(template).variables
     return TuneSpec(template=template, dataset=str(DATA_DIR / Path(dataset).name), name=f"{template}-{method}",
                     columns={"variables": {variables[0]: variable_column or variables[0]}, "target": target},
                     strategy=strategy, model=model or "default", method=method, r=int(r), alpha=int(alpha),
