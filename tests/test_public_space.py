@@ -86,7 +86,7 @@ def test_two_visitors_see_only_their_own_runs_and_templates_and_the_author_sees_
     alice.tab("Templates")
     expect(alice.page.locator("#tpl-status")).to_contain_text("Valid", timeout=60_000)
     alice.page.get_by_role("button", name="New template").click()
-    expect(alice.page.locator("#tpl-status")).to_contain_text("Valid", timeout=60_000)
+    expect(alice.page.locator("#tpl-status")).to_contain_text("· 1 example", timeout=60_000)  # the starter, valid
     alice.type_into(alice.page.locator("#tpl-name textarea, #tpl-name input").first, "alices-template")
     alice.page.get_by_role("tab", name="YAML").click()
     expect(alice.page.locator("#tpl-yaml .cm-content")).to_contain_text("name: alices-template", timeout=30_000)

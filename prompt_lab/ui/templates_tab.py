@@ -40,9 +40,9 @@ def preview(text: str, model: str, k: int, example: int):
         template = parse_template(text, source="YAML")
     except PromptLabError as exc:
         return [f"**Not valid:** {as_text(exc)}"] + [gr.update() for _ in STRATEGIES]
-    if template.examples:
+    if len(template.examples) > 1:  # an example as the query; the others are the demonstrations
         values = template.examples[max(0, min(int(example or 1), len(template.examples)) - 1)].inputs
-    else:
+    else:  # a lone example is never its own demonstration: the query is a placeholder, so few-shot shows it
         values = {v: f"<{v}>" for v in template.variables}
     usable = supported_strategies(template)
     try:
