@@ -9,32 +9,8 @@ import sys
 from prompt_lab.access import visitors
 from prompt_lab.errors import PromptLabError
 from prompt_lab.prompts.strategies import STRATEGIES as STRATEGY_CHOICES
+from prompt_lab.terminal import TerminalProgress
 from prompt_lab.yamlfiles import load_vars_file
-
-
-class _TerminalProgress:
-    """A tqdm bar on stderr for model loading and generation (silent when stderr is not a terminal)."""
-
-    def __init__(self) -> None:
-        self.bar = None
-        self.label = None
-
-    def __call__(self, fraction: float, message: str) -> None:
-        from tqdm import tqdm
-
-        label = message.split(":")[0]
-        if self.bar is None or label != self.label:
-            self.close()
-            self.bar = tqdm(total=100, desc=label, file=sys.stderr, leave=False, disable=None,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-            self.label = label
-        self.bar.n = int(fraction * 100)
-        self.bar.set_postfix_str(message[len(label) + 1:].strip() if ":" in message else message, refresh=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _parse_vars(pairs: list[str], vars_file: str | None) -> dict:
@@ -80,7 +56,7 @@ def cmd_render(args) -> int:
     strategies = args.strategies or supported_strategies(template)  # no --strategies: what the template supports
     for note in [] if args.strategies else strategy_notes(template):
         print(f"note: {note}", file=sys.stderr)
-    progress = _TerminalProgress()
+    progress = TerminalProgress()
     models = model_list(args.model)
     items = {m: render(template, _parse_vars(args.var, args.vars_file), strategies=strategies,
                        model=m, k=args.k, seed=args.seed, progress=progress) for m in models}
@@ -100,7 +76,7 @@ def cmd_render(args) -> int:
 def cmd_compare(args) -> int:
     from prompt_lab.compare import compare
 
-    progress = _TerminalProgress()
+    progress = TerminalProgress()
     result = compare(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
                      models=args.model, params=_params(args), k=args.k, progress=progress)
     progress.close()
@@ -200,7 +176,7 @@ def cmd_eval(args) -> int:
     from prompt_lab.evaluation.experiments import load_spec
     from prompt_lab.reporting.summary import eval_report
 
-    progress = _TerminalProgress()
+    progress = TerminalProgress()
     if args.resume:
         run_id = resume(args.resume, progress=progress)
     else:
@@ -286,6 +262,17 @@ def cmd_tune(args) -> int:
 
 
 SPEC_KINDS = ("eval", "tune", "endpoint", "params", "settings")
+
+
+def cmd_report(args) -> int:
+    from prompt_lab.reporting.export import export_report, job_run_id, write_report
+
+    ids = ([job_run_id(args.job)] if args.job is not None else []) + list(args.run_ids)
+    if args.output:
+        print(f"wrote {write_report(ids, args.output, args.format)}")
+    else:  # to the terminal: Markdown unless asked otherwise (an HTML page is ~5 MB of embedded plotly)
+        sys.stdout.write(export_report(ids, args.format or "md")[0])
+    return 0
 
 
 def cmd_spec(args) -> int:
@@ -384,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_runs)
 
+    p = sub.add_parser("report", help="a shareable report of one run, two evaluation runs or a tune: one "
+                                      "self-contained HTML file (charts included) or a Markdown summary")
+    p.add_argument("run_ids", nargs="*", type=int, metavar="RUN_ID", help="a run, or two evaluation runs to pair")
+    p.add_argument("--job", type=int, help="a tuning job: report its base-vs-tuned evaluation with the loss curve")
+    p.add_argument("-o", "--output", help="write to this file (.md: Markdown); without it Markdown is printed")
+    p.add_argument("--format", choices=("html", "md"), help="html or md (default: from -o's suffix, else html)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("spec", help="list the fields of a spec with type, default and help")
     p.add_argument("kind", choices=SPEC_KINDS, help="eval (experiment file), tune, endpoint, params, settings")
     common(p)
