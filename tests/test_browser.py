@@ -233,6 +233,11 @@ def test_new_template_saved_and_used_in_compare_and_evaluate_without_a_restart(w
     expect(page.locator("#eval-head")).to_contain_text("trivia-quiz on trivia.csv · 4 items", timeout=180_000)
     expect(page.locator("#eval-status")).to_contain_text("finished")
     walk.shot("used-in-evaluate")
+    with page.expect_download() as download:  # the run just shown, as a self-contained report, in one click
+        page.locator("#eval-report").click()
+    with open(download.value.path(), encoding="utf-8") as fh:
+        report = fh.read()
+    assert report.startswith("<!DOCTYPE html>") and "template trivia-quiz on trivia.csv (4 items)" in report
     walk.no_error_badges()
 
 
@@ -445,6 +450,12 @@ def test_history_filter_open_export_run_again_and_compare_two_runs(walk, tiny_mo
     for header in ("gold", "correct"):
         expect(generations.get_by_role("columnheader", name=header)).to_be_visible()
     walk.shot("evaluation-outputs")
+    with page.expect_download() as download:  # one click: a self-contained report of the selected run
+        page.locator("#hist-report").click()
+    assert download.value.suggested_filename == f"prompt-lab-run-{eval_a}.html"
+    with open(download.value.path(), encoding="utf-8") as fh:
+        report = fh.read()
+    assert report.startswith("<!DOCTYPE html>") and f"Evaluation run {eval_a}: template sentiment" in report
     page.locator("#hist-eval-a input").fill(str(eval_a))
     page.locator("#hist-eval-b input").fill(str(eval_b))
     page.locator("#hist-pair").click()
@@ -453,6 +464,10 @@ def test_history_filter_open_export_run_again_and_compare_two_runs(walk, tiny_mo
     expect(verdict).to_contain_text(f"run {eval_a} (sentiment@")  # each side named in full
     expect(verdict).to_contain_text(f"label_probs, accuracy) and run {eval_b} (sentiment@")
     walk.shot("two-runs")
+    with page.expect_download() as download:  # both runs filled in: the paired report
+        page.locator("#hist-report").click()
+    with open(download.value.path(), encoding="utf-8") as fh:
+        assert f"Evaluation runs {eval_a} and {eval_b} compared on the same 12 items" in fh.read()
     walk.close_toasts()
     page.locator("#hist-eval-b input").fill(str(eval_other))
     page.locator("#hist-pair").click()

@@ -18,6 +18,7 @@ from prompt_lab.reporting.summary import EvalReport, eval_report
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import template_from_request, template_names
+from prompt_lab.ui.downloads import click_link, report_file
 from prompt_lab.ui.common import as_text, error, friendly, in_line, model_event, on, stop_switches, warn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -274,7 +275,10 @@ def build() -> dict:
                     stop = gr.Button("Stop", variant="stop", elem_id="eval-stop")
                     resume_btn = gr.Button("Resume run", elem_id="eval-resume")
                 run_status = gr.Markdown(elem_id="eval-status", elem_classes="status-line")
-        run_id = gr.Number(label="Evaluation run", precision=0, elem_id="eval-run-id")
+        with gr.Row():
+            run_id = gr.Number(label="Evaluation run", precision=0, elem_id="eval-run-id", scale=3)
+            report_btn = gr.Button("Download report", elem_id="eval-report", scale=1)
+            report_out = gr.File(elem_id="eval-report-file", interactive=False, visible=False)
         head = gr.Markdown(elem_id="eval-head")
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, elem_id="eval-summary", wrap=True)
         with gr.Row():
@@ -318,6 +322,8 @@ def build() -> dict:
        **model_event(), failed=not_run).then(
         friendly(show_results), run_id, results, api_visibility="private")
     on(run_id.change, show_results, run_id, results, api_visibility="private")
+    on(report_btn.click, report_file, run_id, report_out, api_visibility="private").success(
+        None, None, None, js=click_link("eval-report-file"), api_visibility="private", queue=False)
     b_from = lambda a, b: b if b not in (None, 0, "") else a  # noqa: E731
     on(test_btn.click, lambda a, la, b, lb, rep: paired(a, la, b_from(a, b), lb, rep),
        [run_id, cond_a, other_run, cond_b, shown], verdict, api_visibility="private")

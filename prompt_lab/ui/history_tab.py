@@ -13,6 +13,7 @@ from prompt_lab.compare import rerun
 from prompt_lab.reporting.pairs import compare_runs as pair_runs
 from prompt_lab.runlog.store import connect, get_run
 from prompt_lab.prompts.strategies import STRATEGIES
+from prompt_lab.ui.downloads import click_link, report_file
 from prompt_lab.ui.common import as_text, error, friendly, in_line, info, model_event, on
 from prompt_lab.ui.evaluate_tab import SUMMARY_HEADERS, summary_rows
 
@@ -124,8 +125,11 @@ def build() -> dict:
             selected = gr.Number(label="Selected run", precision=0, elem_id="hist-selected")
             again_btn = gr.Button("Run again", elem_id="hist-again", interactive=False)
             export_btn = gr.Button("Export CSV", elem_id="hist-export")
+            report_btn = gr.Button("Download report", elem_id="hist-report")
             export_file = gr.File(label="Last export", elem_id="hist-export-file", interactive=False, height=60,
                                   visible=False)
+            report_out = gr.File(label="Last report", elem_id="hist-report-file", interactive=False, height=60,
+                                 visible=False)
         run_info = gr.Markdown(elem_id="hist-run-info")
         generations = gr.Dataframe(headers=GENERATION_HEADERS, interactive=False, wrap=True, max_height=420,
                                    elem_id="hist-generations",
@@ -158,4 +162,8 @@ def build() -> dict:
        failed={run_info: "Not run again: see the message at the top right."}).then(
         safe_refresh, filters, outs, api_visibility="private")
     on(pair_btn.click, compare_runs, [run_a, run_b], [table_a, table_b, pair_verdict], api_visibility="private")
+    # the two evaluation runs when both are filled in (a paired report), else the selected run
+    on(report_btn.click, lambda sel, a, b: report_file(a, b) if a and b else report_file(sel), [selected, run_a, run_b],
+       report_out, api_visibility="private").success(
+        None, None, None, js=click_link("hist-report-file"), api_visibility="private", queue=False)
     return {"tab": tab, "refresh": safe_refresh, "filters": filters, "outs": outs}
