@@ -453,3 +453,9 @@ def test_the_cli_writes_a_report_file_and_prints_markdown(lab, tmp_path, capsys)
     assert printed == report_markdown([lab["probs"]]) and "<!DOCTYPE" not in printed
     assert main(["report", "999999"]) == 2
     assert "there is no run 999999" in capsys.readouterr().err
+
+
+def test_a_difference_that_rounds_to_zero_reads_plus_zero():
+    from prompt_lab.reporting.facts import points
+
+    assert [points(x) for x in (-0.0, -0.00001, 0.125, -0.085)] == ["+0.0", "+0.0", "+12.5", "-8.5"]

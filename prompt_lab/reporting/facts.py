@@ -220,6 +220,12 @@ def sample_note(report_items: int, per_condition: int) -> str:
 # ------------------------------------------------------------------ verdicts
 
 
+def points(fraction: float) -> str:
+    """A difference of rates in signed percentage points, one decimal; a difference that rounds to zero is +0.0,
+    never -0.0."""
+    return f"{round(100 * fraction, 1) + 0.0:+.1f}"
+
+
 def verdict_sentence(test: PairedResult, name_a: str, name_b: str, better_first: bool = True) -> Verdict:
     """A paired test in plain words (evaluation.stats.verdict), with the difference (the better side first, unless
     better_first is False) and the items it rests on."""
@@ -227,8 +233,8 @@ def verdict_sentence(test: PairedResult, name_a: str, name_b: str, better_first:
         test, name_a, name_b = flipped(test), name_b, name_a
     low, high = (test.difference_ci or [test.difference, test.difference])[:2]
     return Verdict(verdict(name_a, name_b, test.accuracy_a, test.accuracy_b, test.p_value),
-                   f"{name_a} minus {name_b}: {100 * test.difference:+.1f} points (95% CI {100 * low:+.1f} to "
-                   f"{100 * high:+.1f}) on the same {test.n:,} items; {test.only_a} right only with {name_a}, "
+                   f"{name_a} minus {name_b}: {points(test.difference)} points (95% CI {points(low)} to "
+                   f"{points(high)}) on the same {test.n:,} items; {test.only_a} right only with {name_a}, "
                    f"{test.only_b} only with {name_b} (exact McNemar test).", test.p_value)
 
 
