@@ -382,6 +382,10 @@ def test_tune_watch_reload_stop_resume_then_compare(walk, tiny_model_dir):
     loss_cell = table.get_by_role("row").nth(1).get_by_role("gridcell").nth(5).inner_text()
     assert len(loss_cell.split(".")[-1]) <= 4  # losses to 4 digits, not 16
     walk.shot("completed")
+    with page.expect_download() as download:  # base vs tuned with the loss curve, one click
+        page.locator("#tune-report").click()
+    with open(download.value.path(), encoding="utf-8") as fh:
+        assert f"Tune job {job_id}: base vs tuned model" in fh.read()
 
     page.locator("#tune-to-compare").click()
     expect(page.locator("#cmp-model")).to_contain_text(re.compile(rf"\+.*jobs/{job_id}/adapter"), timeout=30_000)
