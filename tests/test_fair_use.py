@@ -308,7 +308,7 @@ def test_the_counts_keep_only_the_last_minutes_visitors(clock):
     clock.now += 61
     line.leave(line.admit("late", "compare"))
     window.check("late")
-    assert set(line._starts) == {"late"} and set(window._events) == {"late"}
+    assert set(line._starts._events) == {"late"} and set(window._events) == {"late"}
 
 
 def test_the_busy_retry_time_is_the_running_actions_remaining_time(clock):

@@ -58,21 +58,17 @@ class FairLine:
     slots: int = 1
     clock: Callable[[], float] = time.monotonic
     _line: list[Ticket] = field(default_factory=list)  # running first (the first `slots`), then waiting
-    _starts: dict[str, deque] = field(default_factory=lambda: defaultdict(deque))
     _means: dict[str, float] = field(default_factory=dict)
     _numbers: int = 0
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
+    def __post_init__(self) -> None:
+        self._starts = RateWindow(self.per_minute, "model actions", clock=self.clock, verb="started")
+
     def admit(self, visitor: str, action: str) -> Ticket:
         """A place in line, or BusyError naming the limit reached and when to retry."""
         with self._cond:
-            now = self.clock()
-            self._forget_old(now)
-            starts = self._starts[visitor]
-            if self.per_minute and len(starts) >= self.per_minute:
-                wait = 60 - (now - starts[0])
-                raise BusyError(f"you started {len(starts)} model actions in the last minute, the most one visitor "
-                                f"may; try again in {max(1, round(wait))} s", wait)
+            self._starts.refuse(visitor)
             mine = [t for t in self._line if t.visitor == visitor]
             if self.per_visitor and len(mine) >= self.per_visitor:
                 wait = self._expected(self._line.index(mine[0]) + 1)
@@ -87,18 +83,8 @@ class FairLine:
             self._numbers += 1
             ticket = Ticket(visitor, action, self._numbers)
             self._line.append(ticket)
-            starts.append(now)
+            self._starts.record(visitor)
             return ticket
-
-    def _forget_old(self, now: float) -> None:
-        """Drop starts older than a minute, and visitors with none left (so the table stays as small as the last
-        minute's visitors, however many came before)."""
-        for visitor in list(self._starts):
-            starts = self._starts[visitor]
-            while starts and now - starts[0] >= 60:
-                starts.popleft()
-            if not starts:
-                del self._starts[visitor]
 
     def place(self, ticket: Ticket) -> Waiting:
         with self._cond:
@@ -160,30 +146,48 @@ class FairLine:
 
 
 class RateWindow:
-    """At most `per_minute` events per visitor in any 60 s (0: no limit)."""
+    """At most `per_minute` events per visitor in any 60 s (0: no limit). Visitors with nothing in the last minute
+    are forgotten, so the table holds the last minute's visitors, however many came before."""
 
-    def __init__(self, per_minute: int, what: str, clock: Callable[[], float] = time.monotonic):
-        self.per_minute, self.what, self.clock = per_minute, what, clock
+    def __init__(self, per_minute: int, what: str, clock: Callable[[], float] = time.monotonic, verb: str = "made"):
+        self.per_minute, self.what, self.clock, self.verb = per_minute, what, clock, verb
         self._events: dict[str, deque] = defaultdict(deque)
         self._lock = threading.Lock()
 
     def check(self, visitor: str) -> None:
+        """Refuse (BusyError) a visitor at the limit, else count this event."""
+        with self._lock:
+            self._refuse(visitor)
+            self._record(visitor)
+
+    def refuse(self, visitor: str) -> None:
+        """Refuse a visitor at the limit without counting anything (the caller records once it is admitted)."""
+        with self._lock:
+            self._refuse(visitor)
+
+    def record(self, visitor: str) -> None:
+        with self._lock:
+            self._record(visitor)
+
+    def _refuse(self, visitor: str) -> None:
         if not self.per_minute:
             return
-        with self._lock:
-            now = self.clock()
-            for who in list(self._events):  # forget visitors with nothing in the last minute
-                events = self._events[who]
-                while events and now - events[0] >= 60:
-                    events.popleft()
-                if not events:
-                    del self._events[who]
-            events = self._events[visitor]
-            if len(events) >= self.per_minute:
-                wait = 60 - (now - events[0])
-                raise BusyError(f"you made {len(events)} {self.what} in the last minute, the most one visitor may; "
-                                f"try again in {max(1, round(wait))} s", wait)
-            events.append(now)
+        now = self.clock()
+        for who in list(self._events):
+            events = self._events[who]
+            while events and now - events[0] >= 60:
+                events.popleft()
+            if not events:
+                del self._events[who]
+        events = self._events.get(visitor)
+        if events and len(events) >= self.per_minute:
+            wait = 60 - (now - events[0])
+            raise BusyError(f"you {self.verb} {len(events)} {self.what} in the last minute, the most one visitor "
+                            f"may; try again in {max(1, round(wait))} s", wait)
+
+    def _record(self, visitor: str) -> None:
+        if self.per_minute:
+            self._events[visitor].append(self.clock())
 
 
 _line: FairLine | None = None
