@@ -317,7 +317,8 @@ def list_runs(db: sqlite_utils.Database, *, limit: int = 50, kind: str | None = 
     """Recent runs, newest first, with generation counts and mean latency (runs whose process died since are
     marked interrupted first, so a killed CLI run does not show as running)."""
     mark_interrupted(db)
-    where, args = [visible("r")[0]], visible("r")[1]
+    mine, args = visible("r")
+    where = [mine]
     for column, value in (("kind", kind), ("template_name", template), ("status", status)):
         if value:
             where.append(f"r.{column} = ?")
