@@ -50,6 +50,8 @@ class CompareResult:
     command: str = ""
     errors: dict[str, str] = field(default_factory=dict)  # model spec -> why it gave no answers
     cancelled: bool = False  # Stop was pressed: finished answers are kept, the rest end "cancelled"
+    variables: dict = field(default_factory=dict)  # the template's inputs as filled in
+    k: int = 3
 
     @property
     def model(self) -> str:
@@ -184,7 +186,7 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
         elif errors:
             finish_run(db, run_id, "failed", "; ".join(f"{m}: {e}" for m, e in errors.items()))
     return CompareResult(run_id, template.name, template.content_hash, models, revisions, params, outputs, warnings,
-                         command, {m: _message(e) for m, e in errors.items()}, cancelled)
+                         command, {m: _message(e) for m, e in errors.items()}, cancelled, values, k)
 
 
 def check_batch(prompts: int, samples: int = 1) -> None:
@@ -275,17 +277,53 @@ def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, 
     return out
 
 
+def _compare_run(db, run_id: int, otherwise: str) -> dict:
+    """The logged compare run `run_id` this visitor may see, or PromptLabError in words."""
+    from prompt_lab.runlog.store import get_run
+
+    run = get_run(db, int(run_id))
+    if run is None:
+        raise PromptLabError(f"there is no run {run_id} in the run log")
+    if run["kind"] != "compare":
+        raise PromptLabError(f"run {run_id} is a '{run['kind']}' run; {otherwise}")
+    return run
+
+
 def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> CompareResult:
     """Run a logged compare again with its exact template version and settings (a new run)."""
-    from prompt_lab.runlog.store import get_run, run_template
+    from prompt_lab.runlog.store import run_template
 
     with connect(db_path) as db:
-        run = get_run(db, int(run_id))
-        if run is None:
-            raise PromptLabError(f"there is no run {run_id} in the run log")
-        if run["kind"] != "compare":
-            raise PromptLabError(f"run {run_id} is a '{run['kind']}' run; only compare runs can be run again here")
+        run = _compare_run(db, run_id, "only compare runs can be run again here")
         template = run_template(db, run)
     return compare(template, run["variables"], strategies=run["strategies"], models=run["models"],
                    params=GenerationParams(**run["params"]), k=int(run["options"].get("k", 3)), db_path=db_path,
                    **kwargs)
+
+
+def logged_result(run_id: int, *, db_path: str | Path | None = None) -> CompareResult:
+    """A logged compare run as it was shown when it finished (its grid, stats, prompts and CLI line), read back from
+    the run log: what a link to the run opens."""
+    from prompt_lab.runlog.store import run_generations
+
+    with connect(db_path) as db:
+        run = _compare_run(db, run_id, "not a compare run")
+        rows = run_generations(db, int(run_id))
+    models, outputs, revisions = list(run["models"]), [], {}
+    for model in models:
+        for strategy in run["strategies"]:
+            mine = [r for r in rows if r["model_spec"] == model and r["strategy"] == strategy]
+            if not mine:
+                continue
+            revisions[model] = mine[0]["model_revision"] or ""
+            gens = [Generation(r["output"] or "", r["prompt_tokens"] or 0, r["completion_tokens"] or 0,
+                               r["latency_ms"] or 0.0, r["finish_reason"] or "", r["sample_index"] or 0,
+                               r["token_source"] or "local") for r in mine]
+            outputs.append(StrategyOutput(strategy, mine[0]["prompt"] or "", gens, [r["answer"] for r in mine], model))
+    answered = {o.model for o in outputs}
+    reason = run.get("error") or "it gave no answers"
+    errors = {m: reason for m in models if m not in answered and run["status"] != "cancelled"}
+    return CompareResult(int(run_id), run["template_name"], run["template_hash"], models, revisions,
+                         GenerationParams(**run["params"]), outputs, [], run.get("command") or "", errors,
+                         run["status"] == "cancelled", dict(run["variables"] or {}),
+                         int((run["options"] or {}).get("k", 3)))

@@ -167,6 +167,47 @@ def test_api_visitors_are_isolated_and_cannot_reach_paths_or_ad_hoc_servers(publ
     assert "&lt;" not in str(pytest.raises(Exception, second.predict, "name: x\n", {}, api_name="/render").value)
 
 
+def test_a_link_with_its_key_opens_one_visitors_run_for_another_and_nothing_more(browser, public_app):
+    from playwright.sync_api import expect
+
+    url, home, _ = public_app
+    alice = visit(browser, url, "public_link_alice")
+    run_id = run_compare(alice, "Alice shares this: the <b>screen</b> is \"dim\".")
+    alice.page.locator("#cmp-link").click()
+    box = alice.page.locator("#cmp-link-url textarea, #cmp-link-url input").first
+    expect(box).to_have_value(re.compile(rf"\?run={run_id}&key=[A-Za-z0-9_-]{{22}}$"), timeout=30_000)
+    link = box.input_value()
+    alice.shot("copy-link")
+    key = re.search(r"key=([A-Za-z0-9_-]+)", link).group(1)
+
+    # Carol, a stranger in a fresh browser, opens the link: Alice's run in Compare, as it ran
+    carol = visit(browser, link, "public_link_carol")
+    expect(carol.page.locator("#cmp-status")).to_contain_text(f"Run {run_id} saved", timeout=60_000)
+    expect(carol.page.locator("#var-0 textarea")).to_have_value('Alice shares this: the <b>screen</b> is "dim".')
+    expect(carol.page.locator("#out-zero_shot textarea")).not_to_have_value("")
+    carol.shot("opened-with-key")
+    with carol.page.expect_download() as download:  # the report of the shared run too
+        carol.page.locator("#cmp-report").click()
+    assert download.value.suggested_filename.endswith(".html")
+    assert run_id not in history_ids(visit(browser, url, "public_link_dave"))  # the link granted Carol, no one else
+
+    # without the key, with the key of another run, or a key moved to another run: missing, in the same words
+    for query in (f"?run={run_id}", f"?run={run_id}&key={'A' * 22}", f"?run={run_id + 1}&key={key}",
+                  f"?compare={run_id},{run_id + 1}&key={key}"):
+        eve = visit(browser, url + query, "public_link_eve")
+        # (a pair is read as evaluation runs: Alice's compare run is "not an evaluation run", as a missing one is)
+        assert re.search(r"not in the run log|no run \d+ in the run log|is not an evaluation run", eve.toast())
+        expect(eve.page.locator("#cmp-status")).not_to_contain_text(f"Run {run_id} saved")
+        expect(eve.page.get_by_role("tab", name="Compare", selected=True)).to_be_visible()  # nothing opened
+        eve.page.context.close()
+    eve = visit(browser, url + f"?run={run_id}&key={key}&present=1", "public_link_present")
+    expect(eve.page.locator("#cmp-inputs")).to_contain_text("Alice shares this", timeout=60_000)
+    expect(eve.page.locator("#cmp-run")).to_be_hidden()
+    eve.shot("presenter")
+    for walk in (alice, carol, eve):
+        walk.page.context.close()
+
+
 def test_fair_line_shows_the_place_and_refuses_a_third_action_from_one_visitor(browser, public_app):
     """While one visitor's compare runs, another's waits with its place and expected wait on screen; a visitor with
     two actions in line is refused a third with a time to retry."""

@@ -29,6 +29,7 @@ class Visitor:
     key: str  # stored with every run and job: "" is the local user (and everything logged before visitors)
     label: str  # how people see it
     sees_all: bool = False
+    shared_runs: frozenset[int] = frozenset()  # other visitors' runs this page may read: links it was opened with
 
     @property
     def folder(self) -> str:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prompt_lab.access import visitors
 from prompt_lab.answers import metrics
 from prompt_lab.evaluation.datasets import Item, load_dataset, mapping_for, to_items
 from prompt_lab.errors import CancelledError, PromptLabError
@@ -237,6 +238,9 @@ def resume(run_id: int, *, db_path: str | Path | None = None, progress: Progress
         run = get_run(db, int(run_id))
         if run is None or run["kind"] != "eval":
             raise PromptLabError(f"run {run_id} is not an evaluation run in the run log")
+        if not visitors.can_see(run.get("visitor")):  # readable through a link, but not this visitor's to extend
+            raise PromptLabError(f"run {run_id} was shared with you to read; only the visitor who started it can "
+                                 "resume it (run the same experiment as your own instead)")
         if run["status"] in ("running", "completed"):
             raise PromptLabError(f"run {run_id} is {run['status']}; only an interrupted, cancelled or failed "
                                  "evaluation can be resumed")

@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 
+from prompt_lab.access import links
 from prompt_lab.errors import PromptLabError
 from prompt_lab.models.naming import short_model
 from prompt_lab.reporting.facts import (SAMPLE_PER_CONDITION, Report, RunFacts, SampleItem, TuneFacts, Verdict,
@@ -78,6 +79,24 @@ def check_run_ids(run_ids) -> list[int]:
     if len(out) == 2 and out[0] == out[1]:
         raise PromptLabError(f"name two different evaluation runs to compare (got run {out[0]} twice)")
     return out
+
+
+def share_query(run_ids, present: bool = False, db_path: str | Path | None = None) -> str:
+    """The query string of a link that opens these runs (access.links): one run, or two evaluation runs paired. Only
+    runs the asker may see get a link (another visitor's run reads as missing)."""
+    ids = [int(i) for i in run_ids if i not in (None, "", 0)]
+    if not ids:
+        raise PromptLabError("Select a run first: a link names a run.")
+    ids = check_run_ids(ids)
+    with connect(db_path) as db:
+        for run_id in ids:
+            run = get_run(db, run_id)
+            if run is None:
+                raise PromptLabError(f"There is no run {run_id} in the run log.")
+            if len(ids) == 2 and run["kind"] != "eval":
+                raise PromptLabError(f"Run {run_id} is {KINDS.get(run['kind'], run['kind'])}; a link to a pair needs "
+                                     "two evaluation runs.")
+    return links.query_string(ids, present)
 
 
 def gather(run_ids, db_path: str | Path | None = None, *, per_condition: int = SAMPLE_PER_CONDITION) -> Report:

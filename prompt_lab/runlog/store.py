@@ -112,6 +112,10 @@ def visible(alias: str = "runs") -> tuple[str, list]:
         return "1 = 1", []
     if visitor == visitors.NOBODY:  # a request that names no visitor sees nothing, not what other such requests made
         return "0 = 1", []
+    if visitor.shared_runs and alias != "jobs":  # runs opened through a link (access.links) are readable too
+        shared = sorted(visitor.shared_runs)
+        return (f"(coalesce({alias}.visitor, '') = ? or {alias}.id in ({', '.join('?' * len(shared))}))",
+                [visitor.key] + shared)
     return f"coalesce({alias}.visitor, '') = ?", [visitor.key]
 
 

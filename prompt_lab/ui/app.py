@@ -15,6 +15,7 @@ import prompt_lab.ui.compare_tab as compare_tab  # noqa: E402
 import prompt_lab.ui.evaluate_tab as evaluate_tab  # noqa: E402
 import prompt_lab.ui.history_tab as history_tab  # noqa: E402
 import prompt_lab.ui.identity as identity  # noqa: E402
+import prompt_lab.ui.opening as opening  # noqa: E402
 import prompt_lab.ui.templates_tab as templates_tab  # noqa: E402
 import prompt_lab.ui.tune_tab as tune_tab  # noqa: E402
 from prompt_lab.ui.common import CSS, friendly, on, theme  # noqa: E402
@@ -58,13 +59,15 @@ def build_demo() -> gr.Blocks:
     choices = model_choices()
     with gr.Blocks(title=TITLE) as demo:
         api.register()  # first, so the named endpoints keep their names (the page's own events are private)
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_classes="edit-only")
         browser = identity.browser_state()
-        with gr.Row():
+        with gr.Row(equal_height=True):
             who = gr.Markdown(visible=False, elem_id="visitor")
+            present = gr.Checkbox(False, label="Presenter view", elem_id="present-toggle", scale=0, min_width=170,
+                                  info="results large, editing hidden")
             if get_settings().oauth:
                 gr.LoginButton(scale=0)
-        with gr.Tabs() as tabs:
+        with gr.Tabs(elem_id="tabs") as tabs:  # the id lets the presenter view's CSS outrank the scoped rules
             compare = compare_tab.build(choices)
             evaluation = evaluate_tab.build()
             tune = tune_tab.build()
@@ -86,8 +89,13 @@ def build_demo() -> gr.Blocks:
         loaded.then(*tune["cli"], api_visibility="private")
         loaded.then(**refresh)
         loaded.then(*tune["reopen"], api_visibility="private")
-        loaded.then(compare["show_vars"], compare["template"], compare["var_boxes"] + compare["example_buttons"],
-                    api_visibility="private")
+        present.change(None, present, None, js=opening.PRESENT_TOGGLE, api_visibility="private", queue=False)
+        # A link's run (?run=42, ?compare=12,14) opens after the Compare form has its first example, so its own
+        # values stay.
+        open_link, opened = opening.opener(tabs, present, compare, evaluation, history)
+        filled = loaded.then(compare["show_vars"], compare["template"],
+                             compare["var_boxes"] + compare["example_buttons"], api_visibility="private")
+        on(filled.then, open_link, None, opened, api_visibility="private")
         loaded.then(editor["load"], editor["pick"], [editor["yaml"]] + editor["form"], api_visibility="private").then(
             editor["preview"], editor["preview_inputs"], editor["preview_outputs"], api_visibility="private")
         loaded.then(*evaluation["init"], api_visibility="private")
@@ -101,7 +109,7 @@ def launch(demo: gr.Blocks, **overrides) -> None:
     settings = get_settings()
     host, port = settings.host, settings.port
     options = dict(server_name=host, server_port=port, max_file_size=MAX_FILE_SIZE, theme=theme(), css=CSS,
-                   show_error=False, footer_links=[])
+                   show_error=False, footer_links=[], js=opening.ON_LOAD)
     options.update(overrides)
     demo.queue(max_size=QUEUE_MAX, default_concurrency_limit=2)
     options.setdefault("max_threads", 40 + settings.max_waiting)  # model actions wait in the fair line in threads

@@ -244,4 +244,18 @@ table.extract td, table.extract th { border-bottom: 1px solid var(--border-color
   vertical-align: top; text-align: left; }
 table.extract td.out { white-space: pre-wrap; max-width: 640px; }
 table.extract mark { background: #fde68a; color: #111; font-weight: 700; border-radius: 3px; padding: 0 2px; }
+/* Presenter view (body.present, see ui/opening.py): editing hidden, results large enough for a projector. Gradio
+   repeats each rule scoped under .gradio-container .contain; #tabs makes these outrank those copies. */
+body:not(.present) .present-only { display: none !important; }
+body.present .edit-only, body.present .help { display: none !important; }
+#cmp-inputs .input-name { font-weight: 700; font-size: 15px; color: var(--body-text-color-subdued); }
+#cmp-inputs blockquote { font-size: 22px; margin: 4px 0 10px; padding: 6px 14px;
+  border-left: 4px solid var(--color-accent); }
+body.present #tabs .output-col textarea { font-size: 21px !important; line-height: 1.4 !important;
+  max-height: 215px !important; }
+body.present #tabs .cell-title h3 { font-size: 24px !important; }
+body.present #tabs .stats { font-size: 17px !important; }
+body.present #tabs :is(#cmp-status, #eval-head, #hist-pair-verdict) :is(p, li) { font-size: 19px !important; }
+body.present #tabs #eval-summary table { font-size: 18px !important; }
+body.present .gradio-container { max-width: 100% !important; }
 """

@@ -7,12 +7,13 @@ import html
 import gradio as gr
 
 from prompt_lab.models import GenerationParams, resolve
-from prompt_lab.compare import check_batch, check_inputs, compare_events, model_list
+from prompt_lab.compare import check_batch, check_inputs, compare_events, logged_result, model_list
 from prompt_lab.settings import get_settings
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import template_from_request, template_names
 from prompt_lab.errors import CancelledError
 from prompt_lab.ui.common import error, friendly, in_line, model_event, on, stop_switches, warn
+from prompt_lab.ui.sharing import share_row
 
 MAX_VARS = 4
 MAX_MODELS = 3
@@ -107,7 +108,8 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
     headers = [gr.update(value=f"#### {html.escape(models[r])}" if r < len(models) else "") for r in range(MAX_MODELS)]
     waiting = _cells(lambda r, s: gr.update(value="generating…" if used(r, s) else ""))
     yield (layout + _cells(lambda r, s: gr.update(value="")) + waiting + _cells(lambda r, s: gr.update(value=""))
-           + headers + ["", "Loading the model…" if len(models) == 1 else "Loading the models…"])
+           + headers + ["", "Loading the model…" if len(models) == 1 else "Loading the models…", None,
+                        inputs_block(variables)])
     index = {s: i for i, s in enumerate(strategies)}
     events = compare_events(template, variables, strategies=strategies, models=models, params=params, k=int(k),
                             cancel=cancel)
@@ -117,7 +119,8 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
         warn("Stopped.")
         stopped = _cells(lambda r, s: gr.update(value="stopped" if used(r, s) else ""))
         yield (_keep(MAX_MODELS + CELLS) + _keep(CELLS) + stopped + _keep(CELLS) + _keep(MAX_MODELS)
-               + [gr.update(), "Stopped before any answer was written; the run is logged as cancelled."])
+               + [gr.update(), "Stopped before any answer was written; the run is logged as cancelled."]
+               + _keep(2))
 
 
 def _stream(events, models, index, progress):
@@ -129,36 +132,66 @@ def _stream(events, models, index, progress):
             grid = event.texts
             texts = _cells(lambda r, s: gr.update(value=grid[r][index[s]].lstrip())
                            if r < len(grid) and s in index else gr.update())
-            yield layout + texts + _keep(CELLS * 2 + MAX_MODELS) + [gr.update(), "Generating…"]
+            yield layout + texts + _keep(CELLS * 2 + MAX_MODELS) + [gr.update(), "Generating…"] + _keep(2)
         else:
-            result = event.result
-
-            def text(r, s):
-                out = result.output(models[r], s) if r < len(models) else None
-                return gr.update(value=out.generations[0].text.lstrip()) if out else gr.update()
-
-            def stats(r, s):
-                if r >= len(models) or s not in index:
-                    return ""
-                if models[r] in result.errors:
-                    return f"<b>Error:</b> {html.escape(result.errors[models[r]])}"
-                out = result.output(models[r], s)
-                return stats_line(out.generations[0], out.answers[0]) if out else ""
-
-            def prompt(r, s):
-                out = result.output(models[r], s) if r < len(models) else None
-                return gr.update(value=out.prompt) if out else gr.update()
-
-            def header(r):
-                if r >= len(models):
-                    return ""
-                revision = result.revisions.get(models[r], "")
-                return f"#### {html.escape(models[r])}\n<span class='stats'>{html.escape(revision)}</span>"
-
-            for warning in result.warnings:
+            for warning in event.result.warnings:
                 warn(warning)
-            yield (layout + _cells(text) + _cells(stats) + _cells(prompt) + [header(r) for r in range(MAX_MODELS)]
-                   + [result.command, status_line(result, models)])
+            yield layout + result_cells(event.result, models, index)
+
+
+def result_cells(result, models: list[str], index: dict[str, int]) -> list:
+    """A finished run's cells: texts, stats, prompts (model-major), model headers, CLI line, status, run id."""
+    def text(r, s):
+        out = result.output(models[r], s) if r < len(models) else None
+        return gr.update(value=out.generations[0].text.lstrip()) if out else gr.update()
+
+    def stats(r, s):
+        if r >= len(models) or s not in index:
+            return ""
+        if models[r] in result.errors:
+            return f"<b>Error:</b> {html.escape(result.errors[models[r]])}"
+        out = result.output(models[r], s)
+        return stats_line(out.generations[0], out.answers[0]) if out else ""
+
+    def prompt(r, s):
+        out = result.output(models[r], s) if r < len(models) else None
+        return gr.update(value=out.prompt) if out else gr.update()
+
+    def header(r):
+        if r >= len(models):
+            return ""
+        revision = result.revisions.get(models[r], "")
+        return f"#### {html.escape(models[r])}\n<span class='stats'>{html.escape(revision)}</span>"
+
+    return (_cells(text) + _cells(stats) + _cells(prompt) + [header(r) for r in range(MAX_MODELS)]
+            + [result.command, status_line(result, models), result.run_id, inputs_block(result.variables)])
+
+
+def inputs_block(variables: dict) -> str:
+    """What the run was asked, for the presenter view (where the form is hidden): each input, quoted."""
+    lines = []
+    for name, value in variables.items():
+        text = html.escape(str(value)).replace("\n", "<br>")
+        lines.append(f"<div class='input-name'>{html.escape(str(name))}</div><blockquote>{text}</blockquote>")
+    return "".join(lines)
+
+
+def show_logged(run_id) -> list:
+    """A logged compare run as it finished, the controls set to what it ran (the template where this visitor has
+    it): what a link to the run opens. Outputs: template, variable boxes, strategies, k, models, the decoding
+    controls, then the grid's outputs."""
+    result = logged_result(int(run_id))
+    models, p = result.models[:MAX_MODELS], result.params
+    strategies = [s for s in STRATEGIES if any(o.strategy == s for o in result.outputs)]
+    names = list(result.variables)[:MAX_VARS]
+    boxes = [gr.update(label=names[i], value=str(result.variables[names[i]]), visible=True) if i < len(names)
+             else gr.update(value="", visible=False) for i in range(MAX_VARS)]
+    layout = ([gr.update(visible=r < len(models)) for r in range(MAX_MODELS)]
+              + _cells(lambda r, s: gr.update(visible=s in strategies)))
+    template = result.template if result.template in template_names() else gr.update()
+    return ([template] + boxes + [strategies, result.k, gr.update(value=models), p.temperature, p.top_p,
+                                  p.max_new_tokens, p.seed, ", ".join(p.stop)]
+            + layout + result_cells(result, models, {s: i for i, s in enumerate(strategies)}))
 
 
 def status_line(result, models) -> str:
@@ -186,7 +219,7 @@ def build(model_choices: list[str]) -> dict:
     settings = get_settings()
     with gr.Tab("Compare", id="compare") as tab:
         gr.Markdown(HELP, elem_classes="help")
-        with gr.Row():
+        with gr.Row(elem_classes="edit-only"):  # the presenter view hides the controls
             with gr.Column(scale=3):
                 template = gr.Dropdown(template_names(), value="sentiment", label="Template", elem_id="cmp-template")
                 var_boxes = [gr.Textbox(label=f"variable {i + 1}", lines=3, elem_id=f"var-{i}", visible=i == 0)
@@ -214,7 +247,11 @@ def build(model_choices: list[str]) -> dict:
                 with gr.Row():
                     run = gr.Button("Run", variant="primary", elem_id="cmp-run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="cmp-stop")
-        status = gr.Markdown(elem_id="cmp-status")
+        with gr.Row():
+            status = gr.Markdown(elem_id="cmp-status")
+            run_id = gr.Number(visible=False, precision=0, elem_id="cmp-run-id")
+            share = share_row("cmp")
+        inputs_shown = gr.HTML(elem_id="cmp-inputs", elem_classes="present-only")
         rows, headers, columns, outputs, stats, prompts = [], [], [], [], [], []
         for r in range(MAX_MODELS):
             with gr.Column(visible=r == 0, elem_id=f"cmp-row-{r}") as row:
@@ -230,18 +267,21 @@ def build(model_choices: list[str]) -> dict:
                             outputs.append(gr.Textbox(show_label=False, lines=height, max_lines=height,
                                                       elem_id=cell_id("out", r, s), interactive=False))
                             stats.append(gr.Markdown(elem_id=cell_id("stats", r, s), elem_classes="stats"))
-                            with gr.Accordion("Show prompt", open=False):
+                            with gr.Accordion("Show prompt", open=False, elem_classes="edit-only"):
                                 prompts.append(gr.Textbox(show_label=False, lines=10, max_lines=30,
                                                           elem_id=cell_id("prompt", r, s), buttons=["copy"]))
                         columns.append(column)
             rows.append(row)
-        command = gr.Textbox(label="Copy as CLI command", buttons=["copy"], elem_id="cmp-cli", interactive=False)
+        command = gr.Textbox(label="Copy as CLI command", buttons=["copy"], elem_id="cmp-cli", interactive=False,
+                             elem_classes="edit-only")
 
     inputs = [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens, seed, stop]
     # Layout first (not part of the API's answer), then 12 texts, 12 stats, 12 prompts (model-major), the
-    # 3 model headers, the CLI line and the status.
-    outputs_all = rows + columns + outputs + stats + prompts + headers + [command, status]
-    on(template.change, variable_updates, template, var_boxes + example_buttons, api_visibility="private")
+    # 3 model headers, the CLI line, the status, the run id and the inputs (shown in the presenter view).
+    outputs_all = rows + columns + outputs + stats + prompts + headers + [command, status, run_id, inputs_shown]
+    share([run_id])
+    # .input: a person picking a template gets its first example; a link setting it keeps the run's own values
+    on(template.input, variable_updates, template, var_boxes + example_buttons, api_visibility="private")
     for i, button in enumerate(example_buttons):
         on(button.click, lambda name, i=i: variable_updates(name, i)[:MAX_VARS], template, var_boxes,
            api_visibility="private")
@@ -251,4 +291,6 @@ def build(model_choices: list[str]) -> dict:
     run.click(None, None, None, js=SCROLL_TO_RESULTS, api_visibility="private", queue=False)
     stop_btn.click(stop_switches.stop, None, None, api_visibility="private", queue=False)
     return {"tab": tab, "template": template, "var_boxes": var_boxes, "example_buttons": example_buttons,
-            "model": model, "strategies": strategies, "run_event": run_event, "show_vars": friendly(variable_updates)}
+            "model": model, "strategies": strategies, "run_event": run_event, "show_vars": friendly(variable_updates),
+            "logged": (show_logged, [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens,
+                                                              seed, stop] + outputs_all)}

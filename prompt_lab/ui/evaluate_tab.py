@@ -18,7 +18,7 @@ from prompt_lab.reporting.summary import EvalReport, eval_report
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import template_from_request, template_names
-from prompt_lab.ui.downloads import click_link, report_file
+from prompt_lab.ui.sharing import share_row
 from prompt_lab.ui.common import as_text, error, friendly, in_line, model_event, on, stop_switches, warn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -234,7 +234,7 @@ def resume_eval(run_id, request: gr.Request = None, progress=gr.Progress()):
 def build() -> dict:
     with gr.Tab("Evaluate", id="evaluate") as tab:
         gr.Markdown(HELP, elem_classes="help")
-        with gr.Row():
+        with gr.Row(elem_classes="edit-only"):  # the presenter view hides the form
             with gr.Column(scale=3):
                 with gr.Row():
                     experiment = gr.Dropdown(experiment_files(), value=None, label="Start from an experiment file",
@@ -276,9 +276,9 @@ def build() -> dict:
                     resume_btn = gr.Button("Resume run", elem_id="eval-resume")
                 run_status = gr.Markdown(elem_id="eval-status", elem_classes="status-line")
         with gr.Row():
-            run_id = gr.Number(label="Evaluation run", precision=0, elem_id="eval-run-id", scale=3)
-            report_btn = gr.Button("Download report", elem_id="eval-report", scale=1)
-            report_out = gr.File(elem_id="eval-report-file", interactive=False, visible=False)
+            run_id = gr.Number(label="Evaluation run", precision=0, elem_id="eval-run-id", scale=3,
+                               elem_classes="edit-only")
+            share_row("eval")([run_id])
         head = gr.Markdown(elem_id="eval-head")
         summary = gr.Dataframe(headers=SUMMARY_HEADERS, interactive=False, elem_id="eval-summary", wrap=True)
         with gr.Row():
@@ -289,8 +289,8 @@ def build() -> dict:
             consistency = gr.Plot(label="Self-consistency", elem_id="eval-consistency")
             reliability = gr.Plot(label="Calibration", elem_id="eval-calibration")
         gr.Markdown("### Paired test\nDo two conditions differ on the same items? Another run's id compares "
-                    "across runs.")
-        with gr.Row():
+                    "across runs.", elem_classes="edit-only")
+        with gr.Row(elem_classes="edit-only"):
             cond_a = gr.Dropdown([], label="A", elem_id="eval-cond-a")
             other_run = gr.Number(label="B from run (empty = this run)", precision=0)
             cond_b = gr.Dropdown([], label="B", elem_id="eval-cond-b")
@@ -300,7 +300,7 @@ def build() -> dict:
         view_cond = gr.Dropdown([], label="Condition", elem_id="eval-view-cond")
         classes = gr.Dataframe(label="Per-class scores; right: confusion matrix (rows gold, columns predicted)",
                                interactive=False, elem_id="eval-classes")
-        extraction = gr.HTML(elem_id="eval-extraction")
+        extraction = gr.HTML(elem_id="eval-extraction", elem_classes="edit-only")
         shown = gr.State(None)  # the EvalReport on the page, reused by the paired test and the views
 
     inputs = [template, dataset, upload] + column_boxes + [target, strategies, models, method, k_values, samples,
@@ -322,13 +322,11 @@ def build() -> dict:
        **model_event(), failed=not_run).then(
         friendly(show_results), run_id, results, api_visibility="private")
     on(run_id.change, show_results, run_id, results, api_visibility="private")
-    on(report_btn.click, report_file, run_id, report_out, api_visibility="private").success(
-        None, None, None, js=click_link("eval-report-file"), api_visibility="private", queue=False)
     b_from = lambda a, b: b if b not in (None, 0, "") else a  # noqa: E731
     on(test_btn.click, lambda a, la, b, lb, rep: paired(a, la, b_from(a, b), lb, rep),
        [run_id, cond_a, other_run, cond_b, shown], verdict, api_visibility="private")
     on(other_run.change, condition_choices, [run_id, other_run, shown], cond_b, api_visibility="private")
     on(view_cond.change, extraction_html, [run_id, view_cond], extraction, api_visibility="private")
     on(view_cond.change, class_table, [run_id, view_cond, shown], classes, api_visibility="private")
-    return {"tab": tab, "template": template, "dataset": dataset, "experiment": experiment,
+    return {"tab": tab, "template": template, "dataset": dataset, "experiment": experiment, "run_id": run_id,
             "init": (friendly(columns_for), [template, dataset, upload], mapping_outputs)}

@@ -13,7 +13,7 @@ from prompt_lab.compare import rerun
 from prompt_lab.reporting.pairs import compare_runs as pair_runs
 from prompt_lab.runlog.store import connect, get_run
 from prompt_lab.prompts.strategies import STRATEGIES
-from prompt_lab.ui.downloads import click_link, report_file
+from prompt_lab.ui.sharing import share_row
 from prompt_lab.ui.common import as_text, error, friendly, in_line, info, model_event, on
 from prompt_lab.ui.evaluate_tab import SUMMARY_HEADERS, summary_rows
 
@@ -110,7 +110,7 @@ def run_again(run_id, progress=gr.Progress()):
 def build() -> dict:
     with gr.Tab("History", id="history") as tab:
         gr.Markdown(HELP, elem_classes="help")
-        with gr.Row():
+        with gr.Row(elem_classes="edit-only"):
             template = gr.Dropdown([ANY], value=ANY, label="Template", allow_custom_value=True,
                                    elem_id="hist-template")
             strategy = gr.Dropdown([ANY] + list(STRATEGIES), value=ANY, label="Strategy", elem_id="hist-strategy")
@@ -118,23 +118,22 @@ def build() -> dict:
             kind = gr.Dropdown([ANY], value=ANY, label="Kind", allow_custom_value=True, elem_id="hist-kind")
             period = gr.Dropdown(list(PERIODS), value="any time", label="Date", elem_id="hist-period")
             refresh_btn = gr.Button("Refresh", size="sm")
-        summary = gr.Markdown(elem_id="hist-summary")
+        summary = gr.Markdown(elem_id="hist-summary", elem_classes="edit-only")
         runs = gr.Dataframe(headers=RUN_HEADERS, interactive=False, elem_id="hist-runs", max_height=360,
+                            elem_classes="edit-only",
                             column_widths=[55, 165, 85, 105, 130, 150, 185, 80, 155, 85])
         with gr.Row():
-            selected = gr.Number(label="Selected run", precision=0, elem_id="hist-selected")
-            again_btn = gr.Button("Run again", elem_id="hist-again", interactive=False)
-            export_btn = gr.Button("Export CSV", elem_id="hist-export")
-            report_btn = gr.Button("Download report", elem_id="hist-report")
+            selected = gr.Number(label="Selected run", precision=0, elem_id="hist-selected", elem_classes="edit-only")
+            again_btn = gr.Button("Run again", elem_id="hist-again", interactive=False, elem_classes="edit-only")
+            export_btn = gr.Button("Export CSV", elem_id="hist-export", elem_classes="edit-only")
+            share = share_row("hist")
             export_file = gr.File(label="Last export", elem_id="hist-export-file", interactive=False, height=60,
                                   visible=False)
-            report_out = gr.File(label="Last report", elem_id="hist-report-file", interactive=False, height=60,
-                                 visible=False)
-        run_info = gr.Markdown(elem_id="hist-run-info")
+        run_info = gr.Markdown(elem_id="hist-run-info", elem_classes="edit-only")
         generations = gr.Dataframe(headers=GENERATION_HEADERS, interactive=False, wrap=True, max_height=420,
-                                   elem_id="hist-generations",
+                                   elem_id="hist-generations", elem_classes="edit-only",
                                    column_widths=[60, 55, 95, 140, 65, 100, 100, 70, 420, 75, 90, 80, 90])
-        with gr.Row():
+        with gr.Row(elem_classes="edit-only"):  # the presenter view shows the pair below
             latency_plot = gr.Plot(label="Latency", elem_id="hist-latency")
             tokens_plot = gr.Plot(label="Tokens", elem_id="hist-tokens")
         gr.Markdown("### Two evaluation runs side by side")
@@ -162,8 +161,7 @@ def build() -> dict:
        failed={run_info: "Not run again: see the message at the top right."}).then(
         safe_refresh, filters, outs, api_visibility="private")
     on(pair_btn.click, compare_runs, [run_a, run_b], [table_a, table_b, pair_verdict], api_visibility="private")
-    # the two evaluation runs when both are filled in (a paired report), else the selected run
-    on(report_btn.click, lambda sel, a, b: report_file(a, b) if a and b else report_file(sel), [selected, run_a, run_b],
-       report_out, api_visibility="private").success(
-        None, None, None, js=click_link("hist-report-file"), api_visibility="private", queue=False)
-    return {"tab": tab, "refresh": safe_refresh, "filters": filters, "outs": outs}
+    # the two evaluation runs when both are filled in (paired), else the selected run
+    share([selected, run_a, run_b], lambda sel, a, b: (a, b) if a and b else (sel,))
+    return {"tab": tab, "refresh": safe_refresh, "filters": filters, "outs": outs, "selected": selected,
+            "pair": compare_runs, "pair_outputs": [run_a, run_b, table_a, table_b, pair_verdict]}

@@ -7,6 +7,7 @@ client session. Locally everything runs as the one local user.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -18,7 +19,9 @@ from prompt_lab.settings import get_settings
 
 MAX_SESSIONS = 20_000  # page sessions remembered (least recently used forgotten; a reload binds again)
 STORAGE_KEY = "prompt_lab_visitor"
+MAX_SHARED = 50  # runs one page session may have opened through links
 _sessions: OrderedDict[str, visitors.Visitor] = OrderedDict()
+_shared: OrderedDict[str, tuple[int, ...]] = OrderedDict()  # page session -> runs opened through a valid link
 _lock = threading.Lock()
 
 
@@ -46,19 +49,40 @@ def _signed_in(request: gr.Request | None) -> visitors.Visitor | None:
 
 
 def visitor_for(request: gr.Request | None) -> visitors.Visitor:
-    """The visitor a request acts as."""
+    """The visitor a request acts as, with the runs its page opened through links (access.links)."""
     if not get_settings().public_mode:
         return visitors.LOCAL
+    session = getattr(request, "session_hash", None) or ""
+    with _lock:
+        shared = frozenset(_shared.get(session, ()))
+    visitor = _own(request, session)
+    return dataclasses.replace(visitor, shared_runs=shared) if shared and visitor != visitors.NOBODY else visitor
+
+
+def _own(request: gr.Request | None, session: str) -> visitors.Visitor:
     signed = _signed_in(request)
     if signed is not None:
         return signed
-    session = getattr(request, "session_hash", None) or ""
     with _lock:
         visitor = _sessions.get(session)
         if visitor is not None:
             _sessions.move_to_end(session)
             return visitor
     return visitors.api_client(session) if session else visitors.NOBODY
+
+
+def share(request: gr.Request | None, run_ids) -> None:
+    """This page session may read these runs from now on: it was opened with a valid link to them. Only the newest
+    MAX_SHARED are kept; a reload opens its link again."""
+    session = getattr(request, "session_hash", None) or ""
+    if not session or not get_settings().public_mode:
+        return
+    with _lock:
+        new = [int(i) for i in run_ids]
+        runs = [i for i in _shared.pop(session, ()) if i not in new] + new
+        _shared[session] = tuple(runs[-MAX_SHARED:])
+        while len(_shared) > MAX_SESSIONS:
+            _shared.popitem(last=False)
 
 
 def bind(token, request: gr.Request):

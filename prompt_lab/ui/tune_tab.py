@@ -19,7 +19,7 @@ from prompt_lab.prompts.strategies import STRATEGIES
 from prompt_lab.prompts.templates import NAME_RE, Template, template_from_request, template_names
 from prompt_lab.tuning.spec import METHODS, TuneSpec
 from prompt_lab.reporting.export import job_run_id
-from prompt_lab.ui.downloads import click_link, report_file
+from prompt_lab.ui.sharing import share_row
 from prompt_lab.ui.common import as_text, error, friendly, info, on
 from prompt_lab.ui.evaluate_tab import DATA_DIR, shipped_datasets
 
@@ -211,8 +211,8 @@ def build() -> dict:
             after = gr.Plot(label="Base vs tuned", elem_id="tune-after")
         with gr.Row():
             to_compare = gr.Button("Open the tuned model in Compare", visible=False, elem_id="tune-to-compare")
-            report_btn = gr.Button("Download report", elem_id="tune-report")
-            report_out = gr.File(elem_id="tune-report-file", interactive=False, visible=False)
+            # the job's base-vs-tuned evaluation with its loss curve (refused in words while the job has none yet)
+            share_row("tune")([job_id], lambda job: (job_run_id(int(job or 0)),))
         job_table = gr.Dataframe(headers=JOB_LABELS, interactive=False, elem_id="tune-jobs")
         with gr.Accordion("Equivalent CLI", open=False):
             cli = gr.Code(language="yaml", elem_id="tune-cli")
@@ -228,10 +228,6 @@ def build() -> dict:
     timer.tick(friendly(poll), [job_id, finished], outputs, api_visibility="private", queue=False,
                show_progress="hidden")
     job_table.select(pick_job, None, job_id, api_visibility="private")
-    # the job's base-vs-tuned evaluation with its loss curve (refused in words while the job has none yet)
-    on(report_btn.click, lambda job: report_file(job_run_id(int(job or 0))), job_id, report_out,
-       api_visibility="private").success(
-        None, None, None, js=click_link("tune-report-file"), api_visibility="private", queue=False)
     for control in values:
         on(control.change, cli_line, values, cli, api_visibility="private")
     return {"tab": tab, "template": template, "dataset": dataset, "to_compare": to_compare, "job_id": job_id,
