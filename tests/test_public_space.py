@@ -6,14 +6,17 @@ whose place is shown, and over the limits are refused with a time to retry.
 
 Screenshots of each step: test-artifacts/flows/public_*/.
 """
+import os
 import re
 import sqlite3
 import threading
+from unittest import mock
 
 import pytest
 from gradio_client import Client
 
 from conftest import session_cookie
+from prompt_lab.access import links
 from test_browser import ARGS, CHROMIUM, Walk
 
 pytestmark = pytest.mark.integration
@@ -179,6 +182,9 @@ def test_a_link_with_its_key_opens_one_visitors_run_for_another_and_nothing_more
     link = box.input_value()
     alice.shot("copy-link")
     key = re.search(r"key=([A-Za-z0-9_-]+)", link).group(1)
+    # the key comes from the secret kept in the data dir, not from this server process: a restart keeps links
+    with mock.patch.dict(os.environ, {"PROMPT_LAB_HOME": str(home), "SPACE_ID": "someone/space"}):
+        assert links.link_key([run_id]) == key
 
     # Carol, a stranger in a fresh browser, opens the link: Alice's run in Compare, as it ran
     carol = visit(browser, link, "public_link_carol")
