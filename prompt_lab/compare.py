@@ -52,6 +52,7 @@ class CompareResult:
     cancelled: bool = False  # Stop was pressed: finished answers are kept, the rest end "cancelled"
     variables: dict = field(default_factory=dict)  # the template's inputs as filled in
     k: int = 3
+    example_selection: str = "random"  # how the few-shot examples were chosen (prompts.selection)
 
     @property
     def model(self) -> str:
@@ -81,7 +82,8 @@ def model_list(models) -> list[str]:
     return out or ["default"]
 
 
-def cli_command(template: str, variables: dict, strategies, models, params: GenerationParams, k: int) -> str:
+def cli_command(template: str, variables: dict, strategies, models, params: GenerationParams, k: int,
+                selection: str = "random") -> str:
     """The `python -m prompt_lab compare ...` line that repeats a run (model specs hold no API keys)."""
     parts = ["python", "-m", "prompt_lab", "compare", "--template", template]
     for key, value in variables.items():
@@ -89,7 +91,8 @@ def cli_command(template: str, variables: dict, strategies, models, params: Gene
     parts += ["--strategies", *strategies]
     for model in model_list(models):
         parts += ["--model", model]
-    parts += ["--k", str(k), "--temperature", f"{params.temperature:g}", "--top-p", f"{params.top_p:g}",
+    parts += ["--k", str(k)] + (["--examples", selection] if selection != "random" else [])
+    parts += ["--temperature", f"{params.temperature:g}", "--top-p", f"{params.top_p:g}",
               "--max-new-tokens", str(params.max_new_tokens), "--seed", str(params.seed), "--n", str(params.n)]
     for stop in params.stop:
         parts += ["--stop", stop]
@@ -99,10 +102,11 @@ def cli_command(template: str, variables: dict, strategies, models, params: Gene
 def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES, models="default",
             params: GenerationParams | None = None, k: int = 3, db_path: str | Path | None = None,
             progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-            on_update: Callable[[list[list[str]]], None] | None = None) -> CompareResult:
+            on_update: Callable[[list[list[str]]], None] | None = None, selection: str = "random") -> CompareResult:
     """Render the template with each strategy, run the prompts on every model (each model's prompts as one
     batch, the models at the same time, adapted models at most settings.max_loaded_adapters at a time: each is
-    loaded when its turn comes and let go when it is done), extract answers, log the run.
+    loaded when its turn comes and let go when it is done), extract answers, log the run. `selection` chooses the
+    few-shot examples (random, fixed or similar; prompts.selection).
 
     on_update(grid) receives, as tokens arrive, the text so far of each model's strategies (first sample):
     grid[model_index][strategy_index]. A model that fails (an unreachable server, say) does not sink the
@@ -116,15 +120,16 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
     strategies = check_strategies(strategies)
     models = model_list(models)
     params, warnings = (params or GenerationParams()).clamped(get_settings())
-    prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed)
+    prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed, selection=selection)
     check_batch(len(prompts), params.n)
     adapted = {m for m in models if resolve(m).adapter}  # a mistyped spec fails here, before the run row
     values = {v: variables[v] for v in template.variables}
-    command = cli_command(template.name, values, strategies, models, params, k)
+    command = cli_command(template.name, values, strategies, models, params, k, selection)
     with connect(db_path) as db:
         save_template_version(db, template.name, template.content_hash, template.to_yaml())
         run_id = start_run(db, kind="compare", template_name=template.name, template_hash=template.content_hash,
-                           models=models, strategies=strategies, params=params.to_dict(), options={"k": k},
+                           models=models, strategies=strategies, params=params.to_dict(),
+                           options={"k": k, "example_selection": selection},
                            variables=values, command=command)
         results: dict[str, list[list[Generation]]] = {}
         errors: dict[str, BaseException] = {}
@@ -186,7 +191,7 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
         elif errors:
             finish_run(db, run_id, "failed", "; ".join(f"{m}: {e}" for m, e in errors.items()))
     return CompareResult(run_id, template.name, template.content_hash, models, revisions, params, outputs, warnings,
-                         command, {m: _message(e) for m, e in errors.items()}, cancelled, values, k)
+                         command, {m: _message(e) for m, e in errors.items()}, cancelled, values, k, selection)
 
 
 def check_batch(prompts: int, samples: int = 1) -> None:
@@ -264,10 +269,10 @@ def compare_events(template: str | Template, variables: dict, **kwargs) -> Itera
 
 
 def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, model: str = "default",
-           k: int = 3, seed: int = 0, progress: ProgressFn | None = None) -> list[dict]:
+           k: int = 3, seed: int = 0, progress: ProgressFn | None = None, selection: str = "random") -> list[dict]:
     """The final prompt text of each strategy as the model would see it, with its token count."""
     template = get_template(template) if isinstance(template, str) else template
-    prompts = build_prompts(template, strategies, variables, k=k, seed=seed)
+    prompts = build_prompts(template, strategies, variables, k=k, seed=seed, selection=selection)
     backend = get_backend(model, progress)
     out = []
     for prompt in prompts:
@@ -298,7 +303,7 @@ def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> Compar
         template = run_template(db, run)
     return compare(template, run["variables"], strategies=run["strategies"], models=run["models"],
                    params=GenerationParams(**run["params"]), k=int(run["options"].get("k", 3)), db_path=db_path,
-                   **kwargs)
+                   selection=run["options"].get("example_selection", "random"), **kwargs)
 
 
 def logged_result(run_id: int, *, db_path: str | Path | None = None) -> CompareResult:
@@ -326,4 +331,5 @@ def logged_result(run_id: int, *, db_path: str | Path | None = None) -> CompareR
     return CompareResult(int(run_id), run["template_name"], run["template_hash"], models, revisions,
                          GenerationParams(**run["params"]), outputs, [], run.get("command") or "", errors,
                          run["status"] == "cancelled", dict(run["variables"] or {}),
-                         int((run["options"] or {}).get("k", 3)))
+                         int((run["options"] or {}).get("k", 3)),
+                         (run["options"] or {}).get("example_selection", "random"))

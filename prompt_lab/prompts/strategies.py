@@ -1,16 +1,16 @@
 """Prompting strategies: a template plus input values become chat messages.
 
 zero_shot     instruction, then the input
-few_shot      k seeded examples as alternating user/assistant turns, then the input
+few_shot      k examples (chosen by prompts.selection) as alternating user/assistant turns, then the input
 cot           zero-shot chain of thought: the answer is begun with the CoT trigger
 few_shot_cot  k examples whose answers are worked rationales ending in the answer
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 from prompt_lab.errors import TemplateError, UnknownChoiceError
+from prompt_lab.prompts.selection import check_selection, is_own_example, select_examples  # noqa: F401 (re-export)
 from prompt_lab.prompts.templates import Template
 
 STRATEGIES = ("zero_shot", "few_shot", "cot", "few_shot_cot")
@@ -76,41 +76,17 @@ def strategy_notes(template: Template) -> list[str]:
     return []
 
 
-def _same_text(value) -> str:
-    return " ".join(str(value).split()).casefold()
-
-
-def is_own_example(template: Template, example, values: dict) -> bool:
-    """Whether an example asks the same question as the query (its inputs equal the query's, ignoring case and
-    spacing): shown as a demonstration, it would hand the model the query's own answer."""
-    return all(_same_text(example.inputs.get(v, "")) == _same_text(values.get(v, "")) for v in template.variables)
-
-
-def _pick_examples(template: Template, strategy: str, k: int, seed: int, values: dict):
-    pool = template.examples
-    if any(is_own_example(template, e, values) for e in pool):  # never the query among its own demonstrations
-        pool = [e for e in pool if not is_own_example(template, e, values)]
-        if not pool:
-            raise TemplateError(f"template '{template.name}': {strategy} has no example left once the query itself "
-                                "is left out (it is the template's only example); add examples or pick another input")
-    if strategy == "few_shot_cot":
-        pool = [e for e in pool if e.rationale]
-        if not pool:
-            raise TemplateError(
-                f"template '{template.name}': few_shot_cot needs examples with a 'rationale'; this template has none"
-            )
-    elif not pool:
-        raise TemplateError(f"template '{template.name}': few_shot needs 'examples'; this template has none")
-    k = max(1, min(int(k), len(pool)))
-    return random.Random(seed).sample(pool, k)
+def _pick_examples(template: Template, strategy: str, k: int, seed: int, values: dict, selection: str = "random"):
+    return select_examples(template, values, k, selection, seed, need_rationale=strategy == "few_shot_cot")
 
 
 def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3, seed: int = 0,
-                  choices: list[str] | None = None) -> list[Prompt]:
+                  choices: list[str] | None = None, selection: str = "random") -> list[Prompt]:
     """One Prompt per strategy (None: those the template supports), rendered in a single round trip to the template
     sandbox. `choices` (an item's own answer choices) is what `{{ choices }}` shows for the query; demonstrations
-    keep the template's choices."""
+    keep the template's choices. `selection`: how the few-shot examples are chosen (prompts.selection.SELECTIONS)."""
     strategies = check_strategies(supported_strategies(template) if strategies is None else strategies)
+    check_selection(selection)
     missing = [v for v in template.variables if v not in variables]
     if missing:
         raise TemplateError(
@@ -118,7 +94,7 @@ def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3
             f"(this template takes: {', '.join(template.variables)})"
         )
     values = {v: variables[v] for v in template.variables}
-    chosen = {s: _pick_examples(template, s, k, seed, values) if s in ("few_shot", "few_shot_cot") else [] for s in strategies}
+    chosen = {s: _pick_examples(template, s, k, seed, values, selection) if s in ("few_shot", "few_shot_cot") else [] for s in strategies}
     requests = [("instruction", values, choices), ("output_format", values, choices), ("input", values, choices)]
     example_index = {}
     for examples in chosen.values():
