@@ -177,26 +177,55 @@ def _spec_mapping(text: str, path: str | Path, what: str, fields, error) -> dict
     return data
 
 
-def mapping_node(text: str) -> yaml.MappingNode | None:
-    """The top-level YAML mapping as a node (keys and values keep their source marks, for line numbers), read
-    with the same YAML rules and bounds as parse_yaml; None when the text is not valid YAML, passes a bound, or is
-    not a mapping."""
+def _top_node(text: str) -> yaml.Node | None:
     loader = None
     try:
         loader = _bounded_loader(text, None)
-        node = loader.get_single_node()
+        return loader.get_single_node()
     except (yaml.YAMLError, RecursionError):
         return None
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def mapping_node(text: str) -> yaml.MappingNode | None:
+    """The top-level YAML mapping as a node (keys and values keep their source marks, for line numbers), read
+    with the same YAML rules and bounds as parse_yaml; None when the text is not valid YAML, passes a bound, or is
+    not a mapping."""
+    node = _top_node(text)
     return node if isinstance(node, yaml.MappingNode) else None
 
 
+def _item_lines(sequence: yaml.SequenceNode, prefix: str) -> dict[str, int]:
+    """'<prefix>N' -> line of a list's Nth item (1-based) and, for an item that is a mapping, '<prefix>N.key' ->
+    line of each of its keys."""
+    lines = {}
+    for i, item in enumerate(sequence.value, 1):
+        lines[f"{prefix}{i}"] = item.start_mark.line + 1
+        if isinstance(item, yaml.MappingNode):
+            for key, _ in item.value:
+                lines[f"{prefix}{i}.{key.value}"] = key.start_mark.line + 1
+    return lines
+
+
 def key_lines(text: str) -> dict[str, int]:
-    """Line number (1-based) of each top-level key of a YAML mapping; empty when the text is not one."""
+    """Line number (1-based) of each top-level key of a YAML mapping, and of the items of a list under one
+    ('key.N', and 'key.N.sub' for an item's own keys); empty when the text is not a mapping."""
     node = mapping_node(text)
-    return {str(key.value): key.start_mark.line + 1 for key, _ in node.value} if node else {}
+    lines: dict[str, int] = {}
+    for key, value in node.value if node else ():
+        lines[str(key.value)] = key.start_mark.line + 1
+        if isinstance(value, yaml.SequenceNode):
+            lines.update(_item_lines(value, f"{key.value}."))
+    return lines
+
+
+def list_item_lines(text: str) -> dict[str, int]:
+    """For a YAML text that is a list: 'N' -> line of its Nth item and 'N.key' -> line of each key of an item
+    that is a mapping; empty when the text is not a list."""
+    node = _top_node(text)
+    return _item_lines(node, "") if isinstance(node, yaml.SequenceNode) else {}
 
 
 def load_spec_lines(path: str | Path, what: str, fields, error=PromptLabError) -> tuple[dict, dict[str, int]]:

@@ -19,14 +19,14 @@ COMPARE_KEYS = {"run_id", "template", "template_hash", "models", "revisions", "p
 OUTPUT_KEYS = {"run_id", "model", "strategy", "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
                "latency_ms", "finish_reason", "samples"}
 REPORT_KEYS = {"run_id", "status", "template", "dataset", "items", "metric", "rows", "labels", "paired", "conditions",
-               "template_hash", "method", "dataset_hash", "warnings"}
+               "template_hash", "method", "dataset_hash", "warnings", "example_selection", "variants", "baseline"}
 ROW_KEYS = {"condition", "kind", "value", "ci_low", "ci_high", "strict", "chance", "majority", "no_answer", "wrong",
             "tokens", "latency_s", "samples", "self_consistency", "agreement", "corpus", "majority_label",
             "beats_majority", "baseline_note"}
 TEST_KEYS = {"a", "b", "verdict", "n", "both", "only_a", "only_b", "neither", "p_value", "accuracy_a", "accuracy_b",
              "ci_a", "ci_b", "difference", "difference_ci"}
-SIDE_KEYS = {"run_id", "label", "template", "template_version", "strategy", "k", "model", "method", "metric",
-             "dataset"}
+SIDE_KEYS = {"run_id", "label", "variant", "template", "template_version", "strategy", "k", "model", "method",
+             "metric", "dataset"}
 
 
 def runs_db():

@@ -91,7 +91,8 @@ def test_cli_prints_the_report_rows(home, capsys):
     report = eval_report(a, db)
     print_report(report)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"run {a} (running) · template sentiment · dataset reviews.csv (10 items) · metric accuracy · method generate"
+    assert out[0] == (f"run {a} (running) · template sentiment · dataset reviews.csv (10 items) · metric accuracy · "
+                      "method generate · examples random")  # how few-shot chose its examples (k=3 here)
     assert out[2].startswith("zero_shot · default") and " 80.0% [" in out[2]
     assert out[-1].startswith("paired test: ") and "exact McNemar" in out[-1]
     data = report_json(report)

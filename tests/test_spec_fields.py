@@ -65,6 +65,12 @@ EVAL_BAD = [
     ("batch_size", "true", "must be a whole number, got True"),
     ("metric", "f1", "'f1' is not one of: accuracy, bleu, rouge, contains, regex"),
     ("metric", "2", "must be text, got 2"),
+    ("variants", "terse", "must be a list, got 'terse'"),
+    ("variants", "[3]", "each value must be a mapping, got 3"),
+    ("baseline", "3", "must be text, got 3"),
+    ("baseline", "terse", "'terse' is not a variant; use one of: original"),
+    ("example_selection", "nearest", "'nearest' is not one of: random, fixed, similar"),
+    ("example_selection", "3", "must be text, got 3"),
 ]
 
 
@@ -80,7 +86,8 @@ EVAL_EDGES = [
     ("temperature", "0"), ("temperature", "2"), ("top_p", "1"), ("top_p", "0.01"), ("max_new_tokens", "1"),
     ("samples", "1"), ("seeds", "[0]"), ("seeds", "[4294967295]"), ("k_shot", "[1]"), ("limit", "0"), ("limit", "null"), ("batch_size", "1"),
     ("batch_size", "64"), ("metric", "null"), ("metric", "regex"), ("columns", "null"), ("strategies", "cot"),
-    ("method", "label_probs"), ("name", "mine"), ("models", "[default, other]"),
+    ("method", "label_probs"), ("name", "mine"), ("models", "[default, other]"), ("variants", "null"),
+    ("variants", "[]"), ("baseline", "original"), ("example_selection", "similar"), ("example_selection", "fixed"),
 ]
 
 

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prompt_lab.access import visitors
@@ -26,8 +26,9 @@ from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import (connect, finishing, get_run, log_generations, logged_item_indexes, reopen_run,
                                      run_template, save_template_version, start_run)
 from prompt_lab.settings import Settings, get_settings
-from prompt_lab.prompts.strategies import build_prompts, is_own_example
+from prompt_lab.prompts.strategies import build_prompts, is_own_example, strategy_notes, supported_strategies
 from prompt_lab.prompts.templates import Template, get_template
+from prompt_lab.prompts.variants import ORIGINAL, Variant, build_variants
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Plan:
     metric: str
     dataset_hash: str
     warnings: list[str]
+    variants: list[Variant] = field(default_factory=list)  # `original` (the template) first, then the spec's
 
 
 def default_metric(template: Template) -> str:
@@ -48,10 +50,17 @@ def default_metric(template: Template) -> str:
     return "bleu" if "translat" in (template.name + template.description).lower() else "rouge"
 
 
-def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
-    """Load and check everything an evaluation needs before any run row is written."""
+def plan(spec: EvalSpec, template: Template | None = None, variants: list[Variant] | None = None) -> Plan:
+    """Load and check everything an evaluation needs before any run row is written. `variants`: the variants already
+    built (a resume's, from the logged template versions), instead of the spec's built over the template."""
     spec.validate()
     template = template or get_template(spec.template)
+    variants = variants or build_variants(template, spec.variants)
+    for variant in variants[1:]:
+        unable = [s for s in spec.strategies if s not in supported_strategies(variant.template)]
+        if unable:  # found now, not when its first prompt is built
+            raise PromptLabError(f"variant '{variant.name}' cannot build {unable[0]}: "
+                                 f"{'; '.join(strategy_notes(variant.template))}")
     dataset = load_dataset(spec.dataset, split=spec.split)
     mapping = mapping_for(dataset, template.variables, spec.columns)
     unmapped = [v for v in template.variables if v not in mapping.variables]
@@ -74,8 +83,13 @@ def plan(spec: EvalSpec, template: Template | None = None) -> Plan:
                              f"model ({remote[0]}) does not offer; use method generate for remote models")
     for model in spec.models:
         resolve(model)  # a bad spec or an unknown endpoint fails here, before a run row is written
-    return Plan(spec, template, items, spec.metric or default_metric(template), dataset.content_hash,
-                example_duplicates(template, items, dataset.name))
+    warnings = example_duplicates(template, items, dataset.name)
+    for variant in variants[1:]:
+        if variant.template.examples != template.examples:
+            warnings += [f"variant '{variant.name}': {w}" for w in example_duplicates(variant.template, items,
+                                                                                   dataset.name)]
+    return Plan(spec, template, items, spec.metric or default_metric(template), dataset.content_hash, warnings,
+                variants)
 
 
 def check_gold_in_choices(template: Template, items: list[Item], dataset: str, metric: str) -> None:
@@ -130,8 +144,9 @@ def _score(plan: Plan, output: str, item: Item) -> dict:
     return row
 
 
-def _pending(db: Database, run_id: int, condition, items: list[Item]) -> list[Item]:
-    done = logged_item_indexes(db, run_id, *condition)
+def _pending(db: Database, run_id: int, condition, items: list[Item],
+             template_hash: str | None = None) -> list[Item]:
+    done = logged_item_indexes(db, run_id, *condition, template_hash=template_hash)
     return [i for i in items if i.index not in done]
 
 
@@ -149,7 +164,8 @@ def capped_batch_size(spec: EvalSpec, settings: Settings | None = None) -> int:
 def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> list[dict]:
     strategy, model, k, seed = condition
     spec, template = plan.spec, plan.template
-    prompts = [build_prompts(template, [strategy], item.variables, k=max(k, 1), seed=seed, choices=item.choices)[0]
+    prompts = [build_prompts(template, [strategy], item.variables, k=max(k, 1), seed=seed, choices=item.choices,
+                             selection=spec.example_selection)[0]
                for item in batch]
     texts = [backend.format_prompt(p) for p in prompts]
     base = {"template_name": template.name, "template_hash": template.content_hash, "strategy": strategy,
@@ -197,20 +213,26 @@ def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> lis
 def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, cancel) -> int:
     with connect(db_path) as db, finishing(db, run_id):
         size = capped_batch_size(plan.spec)
-        work = [(c, _pending(db, run_id, c, plan.items)) for c in plan.spec.conditions()]
-        total = sum(len(p) for _, p in work) or 1
+        variants = {v.name: v for v in plan.variants}
+        tracked = bool(plan.spec.variants)  # a run without variants keeps its condition identity (and old runs)
+        work = [(variants[name], tuple(c), _pending(db, run_id, tuple(c), plan.items,
+                                                    variants[name].template.content_hash if tracked else None))
+                for name, *c in plan.spec.crossed()]
+        total = sum(len(p) for *_, p in work) or 1
         done = 0
-        for condition, pending in work:
+        for variant, condition, pending in work:
             backend = get_backend(condition[1], progress)
+            variant_plan = replace(plan, template=variant.template)
             for start in range(0, len(pending), size):
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("evaluation stopped")
                 batch = pending[start:start + size]
-                log_generations(db, run_id, _run_batch(plan, backend, condition, batch, cancel))
+                log_generations(db, run_id, _run_batch(variant_plan, backend, condition, batch, cancel))
                 done += len(batch)
                 if progress:
                     progress(done / total, f"evaluating: {done}/{total} items "
-                                           f"({condition[0]}, {condition[1]}, k={condition[2]})")
+                                           f"({f'[{variant.name}] ' if tracked else ''}{condition[0]}, "
+                                           f"{condition[1]}, k={condition[2]})")
     return run_id
 
 
@@ -219,13 +241,17 @@ def evaluate(spec: EvalSpec, *, template: Template | None = None, db_path: str |
     """Run an evaluation; returns its run id. Every generation is logged with its score. `template`: the template
     already loaded (the app's, from a name or YAML text), instead of spec.template looked up by name or path."""
     p = plan(spec, template)
+    options = {"dataset": Path(spec.dataset).name, "dataset_hash": p.dataset_hash, "items": len(p.items),
+               "metric": p.metric, "spec_hash": spec.spec_hash, "warnings": p.warnings}
+    if spec.variants:  # each variant's exact text is a template version; its rows carry its hash
+        options.update(variants={v.name: v.template.content_hash for v in p.variants},
+                       baseline=spec.baseline or ORIGINAL)
     with connect(db_path) as db:
-        save_template_version(db, p.template.name, p.template.content_hash, p.template.to_yaml())
+        for variant in p.variants:
+            save_template_version(db, variant.template.name, variant.template.content_hash,
+                                  variant.template.to_yaml())
         run_id = start_run(db, kind="eval", template_name=p.template.name, template_hash=p.template.content_hash,
-                           models=spec.models, strategies=spec.strategies, params=spec.to_dict(),
-                           options={"dataset": Path(spec.dataset).name, "dataset_hash": p.dataset_hash,
-                                    "items": len(p.items), "metric": p.metric, "spec_hash": spec.spec_hash,
-                                    "warnings": p.warnings},
+                           models=spec.models, strategies=spec.strategies, params=spec.to_dict(), options=options,
                            command=command)
     return _execute(p, run_id, db_path, progress, cancel)
 
@@ -245,7 +271,12 @@ def resume(run_id: int, *, db_path: str | Path | None = None, progress: Progress
             raise PromptLabError(f"run {run_id} is {run['status']}; only an interrupted, cancelled or failed "
                                  "evaluation can be resumed")
         spec = EvalSpec(**run["params"])
-        p = plan(spec, run_template(db, run))
+        template = run_template(db, run)
+        logged = run["options"].get("variants") or {}  # the variants' own logged versions, not rebuilt ones
+        variants = [Variant(ORIGINAL, template)] + [
+            Variant(name, run_template(db, {**run, "template_hash": logged[name]}))
+            for name in spec.variant_names()[1:] if name in logged]
+        p = plan(spec, template, variants if len(variants) == len(spec.variant_names()) else None)
         if p.dataset_hash != run["options"].get("dataset_hash"):
             raise PromptLabError(f"{Path(spec.dataset).name} changed since run {run_id} started; resuming would "
                                  "mix two datasets. Start a new evaluation instead.")

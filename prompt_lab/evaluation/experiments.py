@@ -12,7 +12,10 @@ from pathlib import Path
 
 from prompt_lab.errors import PromptLabError
 from prompt_lab.models.base import SEED_MAX
+from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES
+from prompt_lab.prompts.templates import get_template
+from prompt_lab.prompts.variants import ORIGINAL, build_variants, check_variants
 from prompt_lab.specs import check_fields, failer, spec_field
 from prompt_lab.yamlfiles import load_spec_lines
 
@@ -50,19 +53,32 @@ class EvalSpec:
                                   help="Seeds, each from 0 to 2**32-1; each one is a condition.")
     k_shot: list[int] = spec_field(default_factory=lambda: [3], min=1,
                                    help="Examples in the few-shot strategies; a list sweeps k.")
+    example_selection: str = spec_field("random", choices=SELECTIONS,
+                                        help="Which examples few-shot shows: random (seeded), fixed (the first k) or "
+                                             "similar (the k closest to the item by BM25); never the item itself.")
     limit: int | None = spec_field(None, min=0, help="Run the first N items only; empty or 0: all of them.")
     batch_size: int = spec_field(8, min=1, max=MAX_BATCH_SIZE,
                                  help="Items per generate call (capped by the server's PROMPT_LAB_MAX_BATCH).")
     metric: str | None = spec_field(None, choices=METRICS,
                                     help="Score: accuracy, bleu, rouge, contains or regex; empty: from the "
                                          "template's answer type.")
+    variants: list[dict] | None = spec_field(None, help="Prompt variants, each a condition axis: a list of {name: "
+                                                        "short_name, and any of instruction, output_format, input, "
+                                                        "examples, cot_trigger, answer_prefix (replacing the "
+                                                        "template's), or template: another template's name}; the "
+                                                        "template itself is the variant 'original'.")
+    baseline: str | None = spec_field(None, help="The variant every other is tested against (paired, same strategy, "
+                                                 "model, k and seed); empty: original.")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        # fields added later leave the hash of a spec that does not use them as it was
+        unused = {"variants": None, "baseline": None, "example_selection": "random"}
+        data = {k: v for k, v in self.to_dict().items() if not (k in unused and v == unused[k])}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def conditions(self) -> list[tuple[str, str, int, int]]:
         """(strategy, model, k, seed) combinations; k is 0 for strategies without examples."""
@@ -73,6 +89,16 @@ class EvalSpec:
                     for seed in self.seeds:
                         out.append((strategy, model, int(k), int(seed)))
         return out
+
+    def variant_names(self) -> list[str]:
+        """'original' (the template itself), then each variant's name, in the order given."""
+        return [ORIGINAL] + [v["name"] for v in self.variants or []]
+
+    def crossed(self) -> list[tuple[str, str, str, int, int]]:
+        """(variant, strategy, model, k, seed): every variant crossed with every condition, model by model."""
+        conditions = self.conditions()
+        return [(variant, *c) for model in dict.fromkeys(self.models) for variant in self.variant_names()
+                for c in conditions if c[1] == model]
 
     def validate(self, source: str = "experiment", lines: dict[str, int] | None = None) -> "EvalSpec":
         """Check every field; the error names the source, the field's line (when known) and the field."""
@@ -92,6 +118,9 @@ class EvalSpec:
             fail("models", "a model spec is empty; list model specs, e.g. [default]")
         if self.samples > 1 and self.temperature <= 0:
             fail("samples", "several samples need temperature > 0 (greedy samples are all the same)")
+        names = check_variants(self.variants, source=source, lines=lines, error=ExperimentError)
+        if self.baseline is not None and self.baseline not in [ORIGINAL] + names:
+            fail("baseline", f"'{self.baseline}' is not a variant; use one of: {', '.join([ORIGINAL] + names)}")
         return self
 
 
@@ -135,4 +164,7 @@ def load_spec(path: str | Path) -> EvalSpec:
         spec.template = str((base / template).resolve())
     if spec.name == "evaluation":
         spec.name = path.stem
+    if spec.variants:  # built now, so a variant that breaks the template is named with its line in this file
+        build_variants(get_template(spec.template), spec.variants, source=str(path), lines=lines,
+                       error=ExperimentError)
     return spec

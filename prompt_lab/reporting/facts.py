@@ -141,6 +141,8 @@ def run_facts(db, run: dict, revisions: dict[str, str]) -> RunFacts:
         facts.decoding = {"temperature": f"{params.get('temperature', 0):g}", "top_p": f"{params.get('top_p', 1):g}",
                           "max_new_tokens": str(params.get("max_new_tokens")), "seed": str(params.get("seed")),
                           "samples per strategy": str(params.get("n", 1)), "few-shot k": str(options.get("k", 3))}
+        if any(s in ("few_shot", "few_shot_cot") for s in facts.strategies):
+            facts.decoding["few-shot examples"] = options.get("example_selection", "random")
         if params.get("stop"):
             facts.decoding["stop"] = ", ".join(map(repr, params["stop"]))
         facts.repeat = facts.command
@@ -157,6 +159,7 @@ def run_facts(db, run: dict, revisions: dict[str, str]) -> RunFacts:
     facts.decoding["seeds"] = ", ".join(map(str, params.get("seeds") or [0]))
     if any(s in ("few_shot", "few_shot_cot") for s in facts.strategies):
         facts.decoding["few-shot k"] = ", ".join(map(str, params.get("k_shot") or []))
+        facts.decoding["few-shot examples"] = params.get("example_selection", "random")
     if params.get("limit"):
         facts.decoding["limit"] = f"first {params['limit']} items"
     facts.spec_file, facts.spec_file_name = spec_yaml(params), "experiment.yaml"
@@ -173,10 +176,12 @@ def report_command(ids: list[int]) -> str:
 
 
 def condition_name(condition: dict, show_seed: bool = False) -> str:
-    """A condition as people read it: strategy, k, the model's short name (and the seed when several ran)."""
+    """A condition as people read it: [prompt variant], strategy, k, the model's short name (and the seed when several
+    ran)."""
+    variant = f"[{condition['variant']}] " if condition.get("variant") else ""
     k = f" k={condition['k']}" if condition.get("k") else ""
     seed = f" · seed {condition['seed']}" if show_seed else ""
-    return f"{condition['strategy']}{k} · {short_model(condition['model'])}{seed}"
+    return f"{variant}{condition['strategy']}{k} · {short_model(condition['model'])}{seed}"
 
 
 def condition_names(report: EvalReport, prefix: str = "") -> dict[str, str]:
@@ -202,12 +207,15 @@ def sample_item(run_id: int, row: dict, label: str) -> SampleItem:
 
 def eval_samples(db, report: EvalReport, per_condition: int) -> tuple[list[SampleItem], dict[str, str]]:
     """The sample of a run's items, and each model's revision (every condition has sampled rows)."""
-    labels = {(c["strategy"], c["model"], c["k"], c["seed"]): c["label"] for c in report.conditions}
+    labels = {(c.get("template_hash"), c["strategy"], c["model"], c["k"], c["seed"]): c["label"]
+              for c in report.conditions}
+    tracked = bool(report.variants)  # a run with prompt variants: a condition is also a template version
     rows = sample_generations(db, report.run_id, per_condition)
     revisions = {r["model_spec"]: r["model_revision"] or "" for r in rows}
     order = {label: i for i, label in enumerate(report.labels)}
-    samples = [sample_item(report.run_id, r, labels.get((r["strategy"], r["model_spec"], r["k_shot"], r["seed"]),
-                                                    r["strategy"])) for r in rows]
+    samples = [sample_item(report.run_id, r, labels.get((r["template_hash"] if tracked else None, r["strategy"],
+                                                         r["model_spec"], r["k_shot"], r["seed"]), r["strategy"]))
+               for r in rows]
     samples.sort(key=lambda s: order.get(s.condition, len(order)))  # stable: wrong ones stay first
     return samples, revisions
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prompt_lab.errors import PromptLabError
+from prompt_lab.prompts.variants import ORIGINAL
 from prompt_lab.reporting.report import paired_test
 from prompt_lab.reporting.summary import EvalReport, PairedResult, eval_report
 from prompt_lab.runlog.store import connect
@@ -33,11 +34,13 @@ class Side:
     method: str  # generate or label_probs
     metric: str
     dataset: str | None
+    variant: str | None = None  # the prompt variant, in a run with variants
 
     def describe(self) -> str:
         k = f" k={self.k}" if self.k else ""
-        return (f"run {self.run_id} ({self.template}@{self.template_version}, {self.strategy}{k}, {self.model}, "
-                f"{self.method}, {self.metric})")
+        variant = f" variant {self.variant}" if self.variant else ""
+        return (f"run {self.run_id} ({self.template}@{self.template_version}{variant}, {self.strategy}{k}, "
+                f"{self.model}, {self.method}, {self.metric})")
 
 
 @dataclass
@@ -71,8 +74,9 @@ class RunPairs:
 
 def _side(report: EvalReport, condition: dict) -> Side:
     return Side(run_id=report.run_id, label=condition["label"], template=report.template,
-                template_version=(report.template_hash or "")[:8], strategy=condition["strategy"], k=condition["k"],
-                model=condition["model"], method=report.method, metric=report.metric, dataset=report.dataset)
+                template_version=(condition.get("template_hash") or report.template_hash or "")[:8],
+                strategy=condition["strategy"], k=condition["k"], model=condition["model"], method=report.method,
+                metric=report.metric, dataset=report.dataset, variant=condition.get("variant"))
 
 
 def _keys(report: EvalReport) -> set[str]:
@@ -80,11 +84,11 @@ def _keys(report: EvalReport) -> set[str]:
 
 
 def pair_conditions(a: EvalReport, b: EvalReport, condition: str | None = None) -> list[tuple[dict, dict]]:
-    """The conditions of two runs that answer the same question: same strategy, k and seed (the model may
-    differ: base against tuned, say). With none in common, the first condition of each. With `condition`, only
-    the condition of that label (in run A, matched in run B by label, else by strategy, k and seed, else run B's
-    only condition). The one place runs' conditions are paired."""
-    key = lambda c: (c["strategy"], c["k"], c["seed"])  # noqa: E731
+    """The conditions of two runs that answer the same question: same prompt variant (a run without variants is
+    its `original`), strategy, k and seed (the model may differ: base against tuned, say). With none in common, the
+    first condition of each. With `condition`, only the condition of that label (in run A, matched in run B by label,
+    else by variant, strategy, k and seed, else run B's only condition). The one place runs' conditions are paired."""
+    key = lambda c: (c.get("variant") or ORIGINAL, c["strategy"], c["k"], c["seed"])  # noqa: E731
     if condition is not None:
         chosen = next((c for c in a.conditions if c["label"] == condition), None)
         if chosen is None:

@@ -275,9 +275,11 @@ def k_sweep(conditions: list[dict], metric: str | None = None) -> go.Figure:
         return empty_figure("Sweep k (e.g. k_shot: [1, 3, 6]) to see this curve")
     fig = go.Figure()
     yaxis, _, hover_fmt = _score_axis(conditions, metric)
-    for key in dict.fromkeys((c["strategy"], c["model"]) for c in swept):
-        rows = sorted((c for c in swept if (c["strategy"], c["model"]) == key), key=lambda c: c["k"])
-        fig.add_scatter(name=f"{key[0]} · {short_model(key[1])}", mode="lines+markers", x=[c["k"] for c in rows],
+    line = lambda c: (c.get("variant"), c["strategy"], c["model"])  # noqa: E731  (variant: None without variants)
+    for key in dict.fromkeys(line(c) for c in swept):
+        rows = sorted((c for c in swept if line(c) == key), key=lambda c: c["k"])
+        fig.add_scatter(name=f"{f'[{key[0]}] ' if key[0] else ''}{key[1]} · {short_model(key[2])}",
+                        mode="lines+markers", x=[c["k"] for c in rows],
                         y=[_metric(c)[0] for c in rows], cliponaxis=False,
                         hovertemplate="k=%{x}: %{y:" + hover_fmt + "}<extra></extra>")
     if "accuracy" in conditions[0]:

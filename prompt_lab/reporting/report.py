@@ -13,6 +13,7 @@ from prompt_lab.answers.scoring import (CORRECTNESS_METRICS, answer_key, gold_an
                                         normalize_label)
 from prompt_lab.evaluation.datasets import item_hash
 from prompt_lab.prompts.templates import Template
+from prompt_lab.prompts.variants import ORIGINAL
 from prompt_lab.runlog.queries import eval_generations, extraction_rows
 from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import get_run, run_template
@@ -20,9 +21,15 @@ from prompt_lab.runlog.store import get_run, run_template
 CONDITION_COLUMNS = ("strategy", "model_spec", "k_shot", "seed")
 
 
-def condition_label(strategy: str, model: str, k: int, seed: int, show_seed: bool = False) -> str:
-    label = f"{strategy}{f' k={k}' if k else ''} · {model}"
+def condition_label(strategy: str, model: str, k: int, seed: int, show_seed: bool = False,
+                    variant: str | None = None) -> str:
+    label = f"{f'[{variant}] ' if variant else ''}{strategy}{f' k={k}' if k else ''} · {model}"
     return label + (f" · seed {seed}" if show_seed else "")
+
+
+def run_variants(run: dict) -> dict[str, str]:
+    """A run's prompt variants as template hash -> name, `original` included; empty for a run without variants."""
+    return {h: name for name, h in (run["options"].get("variants") or {}).items()}
 
 
 def _calibration(confidences: list[float], correct: list[int], bins: int = 10) -> list[dict]:
@@ -155,23 +162,32 @@ def run_report(db: Database, run_id: int) -> dict:
         raise PromptLabError(f"run {run_id} is not an evaluation run")
     metric = run["options"].get("metric", "accuracy")
     template = run_template(db, run)
+    variants = run_variants(run)  # with variants, a condition is also a template version (the variant's hash)
+    columns = CONDITION_COLUMNS + (("template_hash",) if variants else ())
     grouped: dict[tuple, list[dict]] = defaultdict(list)
     for row in eval_generations(db, run["id"]):
-        grouped[tuple(row[c] for c in CONDITION_COLUMNS)].append(row)
+        grouped[tuple(row[c] for c in columns)].append(row)
     seeds = {key[3] for key in grouped}
     conditions = []
     for key, rows in grouped.items():
         summary = _summarize(rows, metric, template)
-        summary.update(strategy=key[0], model=key[1], k=key[2], seed=key[3],
-                       label=condition_label(*key, show_seed=len(seeds) > 1))
+        variant = variants.get(key[4], key[4][:8]) if variants else None
+        summary.update(strategy=key[0], model=key[1], k=key[2], seed=key[3], variant=variant,
+                       template_hash=key[4] if variants else None,
+                       label=condition_label(*key[:4], show_seed=len(seeds) > 1, variant=variant))
         conditions.append(summary)
     order = {s: i for i, s in enumerate(run["strategies"])}
-    conditions.sort(key=lambda c: (c["model"], order.get(c["strategy"], 99), c["k"], c["seed"]))
+    named = [ORIGINAL] + [v["name"] for v in run["params"].get("variants") or []] if variants else []
+    place = {name: i for i, name in enumerate(named)}
+    conditions.sort(key=lambda c: (c["model"], place.get(c["variant"], len(place)), order.get(c["strategy"], 99),
+                                   c["k"], c["seed"]))
     return {"run_id": run["id"], "status": run["status"], "template": run["template_name"], "metric": metric,
             "template_hash": run["template_hash"], "method": run["params"].get("method", "generate"),
+            "example_selection": run["params"].get("example_selection", "random"),
             "dataset": run["options"].get("dataset"), "dataset_hash": run["options"].get("dataset_hash"),
             "items": run["options"].get("items"), "warnings": run["options"].get("warnings", []),
-            "conditions": conditions}
+            "conditions": conditions, "variants": named,
+            "baseline": (run["options"].get("baseline") or ORIGINAL) if variants else None}
 
 
 def _identities(condition: dict) -> list:
@@ -208,10 +224,13 @@ def extraction_view(db: Database, run_id: int, label: str, limit: int = 200) -> 
 
     run = get_run(db, int(run_id))
     template = run_template(db, run)
+    variants = run_variants(run)
     rows = extraction_rows(db, int(run_id), int(limit) * 40)
     out = []
     for row in rows:
-        if condition_label(row["strategy"], row["model_spec"], row["k_shot"], row["seed"]) != label.split(" · seed")[0]:
+        variant = variants.get(row["template_hash"], (row["template_hash"] or "")[:8]) if variants else None
+        if condition_label(row["strategy"], row["model_spec"], row["k_shot"], row["seed"],
+                           variant=variant) != label.split(" · seed")[0]:
             continue
         span = extract_for(template, row["output"] or "").span
         out.append({**row, "span": span})

@@ -1,11 +1,13 @@
 """One evaluation run's report as plain data: a row per condition, the condition labels and the paired tests of
-the first condition against each other one. The Evaluate and History views and `eval` show these same rows."""
+the first condition against each other one (in a run with prompt variants: of the baseline variant's, then of each
+variant against the baseline in the same setting, with the variants ranked). The Evaluate and History views and
+`eval` show these same rows."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from prompt_lab.reporting.report import paired_test, run_report
+from prompt_lab.reporting.report import condition_label, paired_test, run_report
 from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import connect
 
@@ -59,6 +61,22 @@ class PairedResult:
 
 
 @dataclass
+class VariantRank:
+    """One prompt variant in one setting (strategy, k, model, seed): its place among the variants of that setting
+    (1: the most accurate; ties share a place), its figure with the 95% CI, and its paired test against the baseline
+    variant of the same setting on the same items (None for the baseline itself, or a score metric)."""
+    setting: str  # the condition's label without the variant, e.g. "few_shot k=3 · default"
+    rank: int
+    variant: str
+    condition: str  # the condition's label, e.g. "[terse] few_shot k=3 · default"
+    value: float  # accuracy, or the mean item score
+    ci_low: float
+    ci_high: float
+    baseline: bool  # this is the baseline variant
+    test: PairedResult | None = None  # this variant (a) against the baseline (b)
+
+
+@dataclass
 class EvalReport:
     run_id: int
     status: str
@@ -74,6 +92,9 @@ class EvalReport:
     method: str = "generate"  # generate (then extract) or label_probs
     dataset_hash: str | None = None
     warnings: list[str] = field(default_factory=list)  # said when the run started (items repeating examples)
+    example_selection: str = "random"  # how few-shot chose its examples (runs from before the choice: random)
+    variants: list[VariantRank] = field(default_factory=list)  # ranked per setting; empty in a run without variants
+    baseline: str | None = None  # the variant the others are tested against (None: a run without variants)
 
     def condition(self, label: str) -> dict | None:
         return next((c for c in self.conditions if c["label"] == label), None)
@@ -122,21 +143,59 @@ def condition_rows(report: dict) -> list[ConditionRow]:
     return rows
 
 
-def baseline_tests(report: dict) -> list[PairedResult]:
-    """The first condition against each later one, where both have right/wrong per item."""
+def _figure(c: dict) -> tuple[float, float, float]:
+    value, (low, high) = (c["accuracy"], c["accuracy_ci"]) if "accuracy" in c else (c["score"], c["score_ci"])
+    return value, low, high
+
+
+def variant_ranks(report: dict) -> list[VariantRank]:
+    """In a run with prompt variants, for each setting (strategy, k, model, seed): its variants ranked by accuracy
+    (or score) with 95% CIs, each with the exact McNemar test against the baseline variant of that setting on the
+    items both answered, matched by content. Empty for a run without variants."""
+    if not report.get("variants"):
+        return []
+    baseline = report.get("baseline")
+    settings: dict[tuple, list[dict]] = {}
+    for c in report["conditions"]:
+        settings.setdefault((c["strategy"], c["model"], c["k"], c["seed"]), []).append(c)
+    show_seed = len({key[3] for key in settings}) > 1
+    out = []
+    for key, conditions in settings.items():
+        base = next((c for c in conditions if c["variant"] == baseline), None)
+        for c in sorted(conditions, key=lambda c: -_figure(c)[0]):
+            value, low, high = _figure(c)
+            test = None
+            if base is not None and c is not base and "accuracy" in c and "accuracy" in base:
+                test = PairedResult.from_test(paired_test(c, base))
+            out.append(VariantRank(setting=condition_label(*key, show_seed=show_seed), variant=c["variant"],
+                                   rank=1 + sum(_figure(o)[0] > value for o in conditions), condition=c["label"],
+                                   value=value, ci_low=low, ci_high=high, baseline=c is base, test=test))
+    return out
+
+
+def baseline_tests(report: dict, ranks: list[VariantRank] = ()) -> list[PairedResult]:
+    """The first condition against each later one, where both have right/wrong per item. In a run with prompt
+    variants, the first condition of the baseline variant against its other ones (strategies, k), then each variant
+    against the baseline in the same setting (the tests of `ranks`)."""
     conditions = [c for c in report["conditions"] if "accuracy" in c]
     if len(conditions) != len(report["conditions"]) or not conditions:
         return []
-    return [PairedResult.from_test(paired_test(conditions[0], other)) for other in conditions[1:]]
+    if report.get("variants"):
+        conditions = [c for c in conditions if c["variant"] == report.get("baseline")]
+    tests = [PairedResult.from_test(paired_test(conditions[0], other)) for other in conditions[1:]]
+    return tests + [r.test for r in ranks if r.test is not None]
 
 
 def build_report(report: dict) -> EvalReport:
+    ranks = variant_ranks(report)
     return EvalReport(run_id=report["run_id"], status=report["status"], template=report["template"],
                       dataset=report["dataset"], items=report["items"], metric=report["metric"],
                       rows=condition_rows(report), labels=[c["label"] for c in report["conditions"]],
-                      paired=baseline_tests(report), conditions=report["conditions"],
+                      paired=baseline_tests(report, ranks), conditions=report["conditions"],
                       template_hash=report.get("template_hash") or "", method=report.get("method") or "generate",
-                      dataset_hash=report.get("dataset_hash"), warnings=list(report.get("warnings") or []))
+                      dataset_hash=report.get("dataset_hash"), warnings=list(report.get("warnings") or []),
+                      example_selection=report.get("example_selection") or "random", variants=ranks,
+                      baseline=report.get("baseline"))
 
 
 def eval_report(run_id: int, db: Database | None = None, db_path: str | Path | None = None) -> EvalReport:

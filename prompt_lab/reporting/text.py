@@ -20,15 +20,17 @@ def report_json(report: EvalReport) -> dict:
     data = report.to_dict()
     return {"run_id": data["run_id"], "status": data["status"], "template": data["template"],
             "template_hash": data["template_hash"], "metric": data["metric"], "method": data["method"],
+            "example_selection": data["example_selection"],
             "dataset": data["dataset"], "dataset_hash": data["dataset_hash"], "items": data["items"],
             "warnings": data["warnings"], "conditions": data["conditions"], "rows": data["rows"],
-            "paired": data["paired"]}
+            "paired": data["paired"], "baseline": data["baseline"], "variants": data["variants"]}
 
 
 def report_lines(report: EvalReport) -> list[str]:
     """An EvalReport as the lines `eval` prints: the same rows the Evaluate view shows."""
     lines = [f"run {report.run_id} ({report.status}) · template {report.template} · dataset "
-             f"{report.dataset} ({report.items} items) · metric {report.metric} · method {report.method}"]
+             f"{report.dataset} ({report.items} items) · metric {report.metric} · method {report.method}"
+             + (f" · examples {report.example_selection}" if any(c.get("k") for c in report.conditions) else "")]
     lines += [f"warning: {w}" for w in report.warnings]
     if report.metric in ("accuracy", "contains", "regex"):
         lines.append(f"{'condition':<34} {'accuracy [95% CI]':<24} {'strict':>7} {'chance':>7} {'majority':>8} "
@@ -52,6 +54,31 @@ def report_lines(report: EvalReport) -> list[str]:
             corpus = ", ".join(f"{k} {v:.3f}" if v <= 1 else f"{k} {v:.1f}" for k, v in row.corpus.items())
             lines.append(f"{row.condition:<34} mean item score {row.value:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
                          f" · corpus {corpus} · {row.tokens:.1f} tokens")
+    return lines + variant_lines(report)
+
+
+def variant_lines(report: EvalReport) -> list[str]:
+    """The prompt variants of a run ranked in each setting, with 95% CIs and each one's paired test against the
+    baseline variant on the same items (empty for a run without variants)."""
+    if not report.variants:
+        return []
+    rate = report.metric in ("accuracy", "contains", "regex")
+    shown = (lambda x: pct(x).strip()) if rate else (lambda x: f"{x:.3f}")  # noqa: E731
+    width = max(len(r.variant) for r in report.variants)
+    lines = [f"variants ranked in each setting (baseline {report.baseline}; paired tests: exact McNemar on the same "
+             "items, matched by content):"]
+    setting = None
+    for r in report.variants:
+        if r.setting != setting:
+            setting = r.setting
+            lines.append(f"  {setting}")
+        against = "baseline" if r.baseline else ""
+        if r.test is not None:
+            t = r.test
+            against = (f"vs {report.baseline} {100 * t.difference:+.1f} points [{100 * t.difference_ci[0]:+.1f}, "
+                       f"{100 * t.difference_ci[1]:+.1f}] on {t.n} items, p = {t.p_value:.3g}")
+        lines.append(f"    {r.rank}. {r.variant:<{width}} {shown(r.value):>7} [{shown(r.ci_low)}, "
+                     f"{shown(r.ci_high)}]  {against}".rstrip())
     return lines
 
 

@@ -169,7 +169,7 @@ def export_csv(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200_0
 
 EVAL_ROW_COLUMNS = ("strategy, model_spec, k_shot, seed, item_index, sample_index, answer, strict_answer, target, "
                     "correct, correct_strict, score, completion_tokens, latency_ms, label_probs_json, variables_json, "
-                    "item_hash, targets_json, choices_json")
+                    "item_hash, targets_json, choices_json, template_hash")
 
 
 def eval_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:
@@ -184,22 +184,25 @@ def extraction_rows(db: sqlite_utils.Database, run_id: int, limit: int) -> list[
     """Outputs with their strict and flexible answers, gold and verdict, by item then sample (at most `limit`)."""
     where, args = visible()
     return list(db.query("select strategy, model_spec, k_shot, seed, item_index, sample_index, output, answer, "
-                         "strict_answer, target, correct from generations where run_id = ? and run_id in "
+                         "strict_answer, target, correct, template_hash from generations where run_id = ? and "
+                         "run_id in "
                          f"(select id from runs where {where}) order by item_index, sample_index limit ?",
                          [int(run_id)] + args + [int(limit)]))
 
 
 SAMPLE_COLUMNS = ("id, strategy, model_spec, model_revision, k_shot, seed, item_index, variables_json, prompt, output, "
-                  "answer, target, targets_json, correct, score, completion_tokens, latency_ms, finish_reason")
+                  "answer, target, targets_json, correct, score, completion_tokens, latency_ms, finish_reason, "
+                  "template_hash")
 
 
 def sample_generations(db: sqlite_utils.Database, run_id: int, per_condition: int = 30) -> list[dict]:
-    """At most `per_condition` first-sample rows of each condition (strategy, model, k, seed) of a run: wrong ones
-    first (then unscored ones, lowest score first, then right ones), by item within each group. A report's sample,
-    never every row of a large run."""
+    """At most `per_condition` first-sample rows of each condition (template version, strategy, model, k, seed) of a
+    run: wrong ones first (then unscored ones, lowest score first, then right ones), by item within each group. A
+    report's sample, never every row of a large run."""
     where, args = visible()
     return list(db.query(
-        f"select * from (select {SAMPLE_COLUMNS}, row_number() over (partition by strategy, model_spec, k_shot, seed "
+        f"select * from (select {SAMPLE_COLUMNS}, row_number() over (partition by template_hash, strategy, model_spec, "
+        "k_shot, seed "
         "order by case when correct = 0 then 0 when correct is null then 1 else 2 end, score, item_index, id) as rank "
         f"from generations where run_id = ? and coalesce(sample_index, 0) = 0 and run_id in (select id from runs where "
         f"{where})) where rank <= ? order by model_spec, strategy, k_shot, seed, rank",

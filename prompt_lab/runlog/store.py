@@ -284,11 +284,14 @@ def log_generations(db: sqlite_utils.Database, run_id: int, rows: list[dict]) ->
 
 
 def logged_item_indexes(db: sqlite_utils.Database, run_id: int, strategy: str, model: str, k: int,
-                        seed: int) -> set[int]:
-    """The dataset items an evaluation run already logged for one condition (what resume skips)."""
+                        seed: int, template_hash: str | None = None) -> set[int]:
+    """The dataset items an evaluation run already logged for one condition (what resume skips); with
+    template_hash, for that template version only (a prompt variant: a run with variants has one per variant)."""
+    version = " and template_hash = ?" if template_hash is not None else ""
     return {r[0] for r in db.execute(
         "select distinct item_index from generations where run_id = ? and strategy = ? and model_spec = ? "
-        "and k_shot = ? and seed = ?", [run_id, strategy, model, k, seed]).fetchall()}
+        f"and k_shot = ? and seed = ?{version}",
+        [run_id, strategy, model, k, seed] + ([template_hash] if template_hash is not None else [])).fetchall()}
 
 
 def run_template(db: sqlite_utils.Database, run: dict):

@@ -18,6 +18,7 @@ from prompt_lab.reporting.summary import EvalReport, eval_report
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import template_from_request, template_names
+from prompt_lab.prompts.variants import variants_from_text, variants_text
 from prompt_lab.ui.sharing import share_row
 from prompt_lab.ui.common import as_text, error, friendly, in_line, model_event, on, stop_switches, warn
 
@@ -76,7 +77,7 @@ def load_experiment(name: str):
     return (gr.update(value=Path(spec.template).stem if spec.template.endswith(".yaml") else spec.template),
             dataset.name if dataset.parent == DATA_DIR else None, spec.strategies, ", ".join(spec.models),
             spec.method, ", ".join(str(k) for k in spec.k_shot), spec.samples, spec.temperature,
-            spec.max_new_tokens, min(spec.limit or rows, rows))
+            spec.max_new_tokens, min(spec.limit or rows, rows), variants_text(spec.variants), spec.baseline or "")
 
 
 def _rate(value) -> str:
@@ -95,6 +96,24 @@ def summary_rows(report: EvalReport) -> list[list]:
             rows.append([r.condition, f"{r.value:.3f}", f"{r.ci_low:.3f} – {r.ci_high:.3f}", "", "", "", "", "",
                          round(r.tokens, 1), round(r.latency_s, 2)])
     return rows
+
+
+def variant_notes(report: EvalReport) -> list[str]:
+    """The variants ranked in each setting, as Markdown lines: figure, 95% CI and the paired test against the
+    baseline (empty for a run without variants)."""
+    if not report.variants:
+        return []
+    lines = ["", f"**Prompt variants ranked** (baseline **{as_text(report.baseline)}**; exact McNemar test on the "
+             "same items):"]  # the blank line makes it a paragraph, not part of the list above
+    for r in report.variants:
+        figure = (f"{r.value:.0%} (95% CI {r.ci_low:.0%}-{r.ci_high:.0%})" if r.value <= 1 and report.metric in
+                  ("accuracy", "contains", "regex") else f"{r.value:.3f} ({r.ci_low:.3f}-{r.ci_high:.3f})")
+        test = "baseline" if r.baseline else ""
+        if r.test is not None:
+            test = f"vs baseline {100 * r.test.difference:+.1f} points, p = {r.test.p_value:.3g}"
+        lines.append(f"- {as_text(r.setting)} · {r.rank}. **{as_text(r.variant)}** {figure}"
+                     + (f" · {test}" if test else ""))
+    return lines
 
 
 def _report(shown: EvalReport | None, run_id) -> EvalReport:
@@ -117,6 +136,7 @@ def show_results(run_id):
             f"{as_text(report.dataset)} · {report.items} items · metric {metric} · method {report.method}")
     notes = [f"- ⚠ {as_text(w)}" for w in report.warnings]
     notes += [f"- **{as_text(r.condition)}** {as_text(r.baseline_note)}" for r in report.rows if r.baseline_note]
+    notes += variant_notes(report)
     if notes:
         head += "\n\n" + "\n".join(notes)
     return [summary_rows(report), accuracy_bars(conditions, metric=metric),
@@ -191,9 +211,11 @@ def extraction_html(run_id, label) -> str:
 
 @in_line("evaluate")
 def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, strategies, models, method, k_values,
-             samples, temperature, max_new_tokens, limit, request: gr.Request = None, progress=gr.Progress()):
+             samples, temperature, max_new_tokens, limit, variants="", baseline="", request: gr.Request = None,
+             progress=gr.Progress()):
     """Run an evaluation; returns (status line, run id)."""
     template = template_from_request(template_name)  # a name or YAML text, never a server path
+    chosen = variants_from_text(variants, template)  # checked as an experiment file's, lines of the box named
     columns = {"variables": {v: c for v, c in zip(template.variables, [c0, c1, c2, c3]) if c},
                "target": None if target in (None, "", NONE) else target}
     try:
@@ -205,7 +227,8 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
                     models=[m.strip() for m in (models or "default").split(",") if m.strip()], method=method,
                     k_shot=k_shot or [3], samples=int(samples), temperature=float(temperature),
                     max_new_tokens=int(max_new_tokens), limit=int(limit or 0) or None,
-                    batch_size=16 if method == "label_probs" else 8)
+                    batch_size=16 if method == "label_probs" else 8, variants=chosen,
+                    baseline=(baseline or "").strip() or None)
     cancel = stop_switches.fresh(request)
     progress(0, desc="Starting")
     try:
@@ -256,6 +279,13 @@ def build() -> dict:
                 strategies = gr.CheckboxGroup([(STRATEGY_LABELS[s], s) for s in STRATEGIES],
                                               value=["zero_shot", "few_shot"], label="Strategies",
                                               elem_id="eval-strategies")
+                with gr.Accordion("Prompt variants", open=False):
+                    variants = gr.Code(language="yaml", label="Variants (YAML list, optional)", lines=4,
+                                       elem_id="eval-variants")
+                    gr.Markdown("Each `- name: terse` entry replaces any of instruction, output_format, input, "
+                                "examples, cot_trigger, answer_prefix (or names another `template:`); the template "
+                                "itself is `original`.", elem_classes="help")
+                    baseline = gr.Textbox(label="Baseline variant", placeholder="original", elem_id="eval-baseline")
                 models = gr.Textbox(value="default", label="Models",
                                     info="comma-separated specs; every strategy runs on every model, charts group "
                                          "by model. Local (default, a folder, .gguf) or remote "
@@ -304,14 +334,14 @@ def build() -> dict:
         shown = gr.State(None)  # the EvalReport on the page, reused by the paired test and the views
 
     inputs = [template, dataset, upload] + column_boxes + [target, strategies, models, method, k_values, samples,
-                                                           temperature, max_new_tokens, limit]
+                                                           temperature, max_new_tokens, limit, variants, baseline]
     mapping_outputs = column_boxes + [target, dataset_info]
     for control in (template, dataset, upload):
         on(control.change, columns_for, [template, dataset, upload], mapping_outputs, api_visibility="private",
            failed={dataset_info: "**This dataset cannot be used:** see the message at the top right."})
     on(experiment.change, load_experiment, experiment,
-       [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens, limit],
-       api_visibility="private")
+       [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens, limit,
+        variants, baseline], api_visibility="private")
     results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head, verdict,
                shown]
     not_run = {run_status: "Not run: see the message at the top right."}
