@@ -8,6 +8,7 @@ import sys
 
 from prompt_lab.access import visitors
 from prompt_lab.errors import PromptLabError
+from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES as STRATEGY_CHOICES
 from prompt_lab.terminal import TerminalProgress
 from prompt_lab.yamlfiles import load_vars_file
@@ -59,7 +60,7 @@ def cmd_render(args) -> int:
     progress = TerminalProgress()
     models = model_list(args.model)
     items = {m: render(template, _parse_vars(args.var, args.vars_file), strategies=strategies,
-                       model=m, k=args.k, seed=args.seed, progress=progress) for m in models}
+                       model=m, k=args.k, seed=args.seed, progress=progress, selection=args.examples) for m in models}
     progress.close()
     if args.json:
         print(json.dumps(items[models[0]] if len(models) == 1 else items, indent=2, ensure_ascii=False))
@@ -78,7 +79,7 @@ def cmd_compare(args) -> int:
 
     progress = TerminalProgress()
     result = compare(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
-                     models=args.model, params=_params(args), k=args.k, progress=progress)
+                     models=args.model, params=_params(args), k=args.k, progress=progress, selection=args.examples)
     progress.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -213,6 +214,11 @@ def cmd_pair(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from prompt_lab.reporting.ensembles import print_ensemble
+    return print_ensemble(args.run_id, args.how, args.members, as_json=args.json)
+
+
 def cmd_tune(args) -> int:
     from prompt_lab.tuning import jobs
     from prompt_lab.tuning.spec import load_tune_spec
@@ -319,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model spec (repeat for a strategies x models grid): default, a folder, a .gguf, a Hub "
                             "id, <base>+<adapter dir>, or openai:<model>@<base_url or endpoint name>")
         p.add_argument("--k", type=int, default=3, help="examples in few-shot prompts (default 3)")
+        p.add_argument("--examples", choices=SELECTIONS, default="random", help="few-shot: random, fixed, similar (BM25)")
         p.add_argument("--seed", type=int, default=0, help="seed for example choice and sampling")
         common(p)
 
@@ -351,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, "print JSON (with a `paired` count) instead of text")
     p.set_defaults(func=cmd_pair)
 
+    p = sub.add_parser("ensemble", help="combine conditions of an evaluation run by vote or mean label probabilities")
+    p.add_argument("run_id", type=int, metavar="RUN_ID", help="an evaluation run id (see `runs --kind eval`)")
+    p.add_argument("--how", choices=("vote", "probs"), default="vote", help="vote (default) or probs (label_probs runs)")
+    p.add_argument("--members", nargs="+", metavar="LABEL", help="condition labels as reports print them (default: all)")
+    common(p)
+    p.set_defaults(func=cmd_ensemble)
     p = sub.add_parser("tune", help="run a short LoRA / prompt-tuning job and compare base against tuned")
     p.add_argument("spec", nargs="?", help="experiments/tune_NAME.yaml")
     p.add_argument("--max-steps", type=int, help="override the spec's max_steps")
