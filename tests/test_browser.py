@@ -5,6 +5,7 @@ test-artifacts/flows/<flow>/ to look at.
 `make test` installs Debian's chromium; a missing browser fails these tests instead of skipping them.
 """
 import csv
+import json
 import os
 import re
 import sqlite3
@@ -297,6 +298,13 @@ def test_evaluate_a_shipped_experiment_and_an_uploaded_csv_with_a_paired_test(wa
     expect(verdict).to_contain_text("Exact McNemar test on 12 items paired by content", timeout=30_000)
     expect(page.locator("#eval-head")).to_contain_text("does not beat always answering")  # baseline verdict
     walk.shot("paired-test")
+    page.locator("#eval-ensemble-how").get_by_text("mean probabilities", exact=True).click()
+    page.locator("#eval-ensemble").click()  # the run's two conditions combined, beside the better one
+    expect(page.locator("#eval-ensemble-verdict")).to_contain_text("Exact McNemar test on 12 items", timeout=30_000)
+    table = page.locator("#eval-ensemble-table")
+    expect(table.get_by_role("gridcell", name="ensemble (mean probabilities of 2)", exact=True)).to_be_visible()
+    expect(table).to_contain_text("(best single)")
+    walk.shot("ensemble")
 
     # an uploaded file whose columns are named differently from the template's variable
     data = tmp_path / "shop reviews.csv"
@@ -477,6 +485,55 @@ def test_history_filter_open_export_run_again_and_compare_two_runs(walk, tiny_mo
     page.locator("#hist-pair").click()
     assert f"runs {eval_a} and {eval_other} cannot be paired: only 0 item(s)" in walk.toast()
     walk.shot_toast("two-runs-refused")
+    walk.no_error_badges()
+
+
+def test_few_shot_examples_chosen_by_similarity_in_evaluate_and_fixed_in_compare(walk):
+    """The example-selection control of both tabs reaches the run: logged with it, and its prompts show the
+    examples the policy picks (never the input itself)."""
+    from playwright.sync_api import expect
+
+    from prompt_lab.prompts.selection import select_examples
+    from prompt_lab.prompts.templates import get_template
+
+    page = walk.page
+    walk.tab("Evaluate")
+    expect(page.locator("#eval-dataset-info")).to_contain_text("sentiment.csv: 100 rows", timeout=30_000)
+    page.locator("#eval-strategies").get_by_text("Zero-shot", exact=True).click()  # few-shot only
+    page.locator("#eval-selection").get_by_text("similar", exact=True).click()
+    limit = page.locator("#eval-limit input")
+    limit.fill("4")
+    limit.press("Enter")
+    page.locator("#eval-k textarea, #eval-k input").first.fill("2")
+    walk.shot("evaluate-similar")
+    page.locator("#eval-run").click()
+    expect(page.locator("#eval-head")).to_contain_text("4 items", timeout=180_000)
+    run_id = int(page.locator("#eval-run-id input").input_value())
+    with db() as conn:
+        params = conn.execute("select params_json from runs where id = ?", [run_id]).fetchone()[0]
+        rows = conn.execute("select variables_json, prompt from generations where run_id = ?", [run_id]).fetchall()
+    assert '"example_selection": "similar"' in params and len(rows) == 4
+    template = get_template("sentiment")
+    for variables, prompt in rows:
+        review = json.loads(variables)["review"]
+        chosen = select_examples(template, {"review": review}, 2, "similar", 0, False)
+        assert all(e.inputs["review"] in prompt for e in chosen)
+        assert prompt.count(review) == 1  # the item itself is the query, never a demonstration
+    walk.shot("evaluate-similar-done")
+
+    walk.tab("Compare")
+    expect(page.locator("#var-0 textarea")).to_have_value(re.compile(r"\w+"), timeout=30_000)
+    page.locator("#cmp-selection").get_by_text("fixed", exact=True).click()
+    for label in ("Zero-shot", "Chain-of-thought"):
+        page.locator("#cmp-strategies").get_by_text(label, exact=True).click()
+    page.locator("#cmp-run").click()
+    expect(page.locator("#cmp-status")).to_contain_text("saved", timeout=180_000)
+    expect(page.locator("#cmp-cli textarea, #cmp-cli input").first).to_have_value(re.compile("--examples fixed"))
+    compare_id = int(re.search(r"Run (\d+) saved", page.locator("#cmp-status").inner_text()).group(1))
+    with db() as conn:
+        options = conn.execute("select options_json from runs where id = ?", [compare_id]).fetchone()[0]
+    assert json.loads(options)["example_selection"] == "fixed"
+    walk.shot("compare-fixed")
     walk.no_error_badges()
 
 

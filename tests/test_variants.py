@@ -334,8 +334,8 @@ def test_the_evaluate_tab_carries_an_experiments_variants_and_runs_the_box(home,
     from prompt_lab.ui import evaluate_tab
 
     filled = evaluate_tab.load_experiment("sentiment_variants.yaml")
-    assert yaml.safe_load(filled[-2]) == load_spec(ROOT / "experiments" / "sentiment_variants.yaml").variants
-    assert filled[-1] == "original"
+    assert yaml.safe_load(filled[-3]) == load_spec(ROOT / "experiments" / "sentiment_variants.yaml").variants
+    assert filled[-2:] == ("original", "random")  # the baseline, then the few-shot example selection
     run_eval = inspect.unwrap(evaluate_tab.run_eval)
     form = ("sentiment", "sentiment.csv", None, "review", None, None, None, "label", ["zero_shot"], str(tiny_model_dir),
             "label_probs", "3", 1, 0, 8, 4)

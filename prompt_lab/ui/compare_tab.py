@@ -9,6 +9,7 @@ import gradio as gr
 from prompt_lab.models import GenerationParams, resolve
 from prompt_lab.compare import check_batch, check_inputs, compare_events, logged_result, model_list
 from prompt_lab.settings import get_settings
+from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import template_from_request, template_names
 from prompt_lab.errors import CancelledError
@@ -83,7 +84,7 @@ def _keep(count: int) -> list:
 
 @in_line("compare")
 def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature, top_p, max_new_tokens, seed,
-                stop, request: gr.Request = None, progress=gr.Progress()):
+                stop, selection="random", request: gr.Request = None, progress=gr.Progress()):
     """Stream one compare run into the grid: a row per model, a column per strategy."""
     template = template_from_request(template_name)  # a name or YAML text, never a server path
     strategies = [s for s in STRATEGIES if s in (strategies or [])]
@@ -112,7 +113,7 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
                         inputs_block(variables)])
     index = {s: i for i, s in enumerate(strategies)}
     events = compare_events(template, variables, strategies=strategies, models=models, params=params, k=int(k),
-                            cancel=cancel)
+                            selection=selection or "random", cancel=cancel)
     try:
         yield from _stream(events, models, index, progress)
     except CancelledError:  # stopped before any model produced a row (while loading, say)
@@ -190,7 +191,7 @@ def show_logged(run_id) -> list:
               + _cells(lambda r, s: gr.update(visible=s in strategies)))
     template = result.template if result.template in template_names() else gr.update()
     return ([template] + boxes + [strategies, result.k, gr.update(value=models), p.temperature, p.top_p,
-                                  p.max_new_tokens, p.seed, ", ".join(p.stop)]
+                                  p.max_new_tokens, p.seed, ", ".join(p.stop), result.example_selection]
             + layout + result_cells(result, models, {s: i for i, s in enumerate(strategies)}))
 
 
@@ -232,6 +233,9 @@ def build(model_choices: list[str]) -> dict:
                                               value=["zero_shot", "few_shot", "cot"], label="Strategies",
                                               elem_id="cmp-strategies")
                 k = gr.Slider(1, 8, value=3, step=1, label="Few-shot examples (k)")
+                selection = gr.Radio(list(SELECTIONS), value="random", label="Which examples", elem_id="cmp-selection",
+                                     info="random (seeded), fixed (the first k) or similar to the input (BM25); "
+                                          "never the input itself")
                 model = gr.Dropdown(model_choices, value=["default"], multiselect=True, allow_custom_value=True,
                                     max_choices=MAX_MODELS, label="Models",
                                     info="default = SmolLM2-135M-Instruct; a folder, .gguf or Hub id; or a remote "
@@ -275,7 +279,7 @@ def build(model_choices: list[str]) -> dict:
         command = gr.Textbox(label="Copy as CLI command", buttons=["copy"], elem_id="cmp-cli", interactive=False,
                              elem_classes="edit-only")
 
-    inputs = [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens, seed, stop]
+    inputs = [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens, seed, stop, selection]
     # Layout first (not part of the API's answer), then 12 texts, 12 stats, 12 prompts (model-major), the
     # 3 model headers, the CLI line, the status, the run id and the inputs (shown in the presenter view).
     outputs_all = rows + columns + outputs + stats + prompts + headers + [command, status, run_id, inputs_shown]
@@ -293,4 +297,4 @@ def build(model_choices: list[str]) -> dict:
     return {"tab": tab, "template": template, "var_boxes": var_boxes, "example_buttons": example_buttons,
             "model": model, "strategies": strategies, "run_event": run_event, "show_vars": friendly(variable_updates),
             "logged": (show_logged, [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens,
-                                                              seed, stop] + outputs_all)}
+                                                              seed, stop, selection] + outputs_all)}

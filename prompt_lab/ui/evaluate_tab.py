@@ -12,10 +12,12 @@ from prompt_lab.errors import CancelledError
 from prompt_lab.evaluation.evaluate import evaluate, resume
 from prompt_lab.evaluation.experiments import METHODS, EvalSpec, load_spec
 from prompt_lab.reporting.plots import accuracy_bars, accuracy_vs_tokens, calibration, has_cost, k_sweep, self_consistency
+from prompt_lab.reporting.ensembles import ensemble, ensemble_json
 from prompt_lab.reporting.pairs import pair_labels
 from prompt_lab.reporting.report import extraction_view
 from prompt_lab.reporting.summary import EvalReport, eval_report
 from prompt_lab.runlog.store import connect
+from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import template_from_request, template_names
 from prompt_lab.prompts.variants import variants_from_text, variants_text
@@ -77,7 +79,8 @@ def load_experiment(name: str):
     return (gr.update(value=Path(spec.template).stem if spec.template.endswith(".yaml") else spec.template),
             dataset.name if dataset.parent == DATA_DIR else None, spec.strategies, ", ".join(spec.models),
             spec.method, ", ".join(str(k) for k in spec.k_shot), spec.samples, spec.temperature,
-            spec.max_new_tokens, min(spec.limit or rows, rows), variants_text(spec.variants), spec.baseline or "")
+            spec.max_new_tokens, min(spec.limit or rows, rows), variants_text(spec.variants), spec.baseline or "",
+            spec.example_selection)
 
 
 def _rate(value) -> str:
@@ -168,6 +171,22 @@ def paired(run_a, label_a, run_b, label_b, shown=None) -> str:
             f"{100 * t.difference_ci[0]:+.1f} to {100 * t.difference_ci[1]:+.1f}).")
 
 
+def ensemble_table(run_id, how):
+    """The run's conditions combined (reporting.ensembles) beside the best single one, with the paired test."""
+    if run_id in (None, "", 0):
+        raise error("Run or pick an evaluation first.")
+    result = ensemble_json(ensemble(int(run_id), how or "vote"))
+    e, best, t = result["ensemble"], result["best_single"], result["test"]
+    rows = [[e["label"], f"{e['accuracy']:.1%}", f"{e['ci'][0]:.1%} – {e['ci'][1]:.1%}"]]
+    rows += [[s["label"] + (" (best single)" if s["label"] == best["label"] else ""), f"{s['accuracy']:.1%}",
+              f"{s['ci'][0]:.1%} – {s['ci'][1]:.1%}"] for s in result["member_scores"]]
+    note = f"\n\n{as_text(e['note'])}" if e.get("note") else ""
+    words = (f"**{as_text(t['verdict'])}**\n\nExact McNemar test on {t['n']} items paired by content: "
+             f"{t['only_ensemble']} right only with the ensemble, {t['only_best']} only with the best single."
+             f"{note}\n\n_{as_text(result['note'])}._")
+    return rows, words
+
+
 def class_table(run_id, label, shown=None):
     """Per-class precision, recall and F1, and the confusion-matrix row of each gold class."""
     empty = gr.update(value=[], headers=["class"])
@@ -211,8 +230,8 @@ def extraction_html(run_id, label) -> str:
 
 @in_line("evaluate")
 def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, strategies, models, method, k_values,
-             samples, temperature, max_new_tokens, limit, variants="", baseline="", request: gr.Request = None,
-             progress=gr.Progress()):
+             samples, temperature, max_new_tokens, limit, variants="", baseline="", selection="random",
+             request: gr.Request = None, progress=gr.Progress()):
     """Run an evaluation; returns (status line, run id)."""
     template = template_from_request(template_name)  # a name or YAML text, never a server path
     chosen = variants_from_text(variants, template)  # checked as an experiment file's, lines of the box named
@@ -228,6 +247,7 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
                     k_shot=k_shot or [3], samples=int(samples), temperature=float(temperature),
                     max_new_tokens=int(max_new_tokens), limit=int(limit or 0) or None,
                     batch_size=16 if method == "label_probs" else 8, variants=chosen,
+                    example_selection=selection or "random",
                     baseline=(baseline or "").strip() or None)
     cancel = stop_switches.fresh(request)
     progress(0, desc="Starting")
@@ -296,6 +316,9 @@ def build() -> dict:
                     k_values = gr.Textbox(value="3", label="k (few-shot)", info="e.g. 1, 3, 6 sweeps k", elem_id="eval-k")
                     limit = gr.Number(value=20, precision=0, minimum=0, label="Items", info="0 = every row",
                                       elem_id="eval-limit")
+                selection = gr.Radio(list(SELECTIONS), value="random", label="Which few-shot examples",
+                                     elem_id="eval-selection", info="random (seeded), fixed (the first k) or similar "
+                                                                    "to each item (BM25); never the item itself")
                 with gr.Accordion("Sampling", open=False):
                     samples = gr.Slider(1, 16, value=1, step=1, label="Samples per item (self-consistency)")
                     temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature")
@@ -326,6 +349,16 @@ def build() -> dict:
             cond_b = gr.Dropdown([], label="B", elem_id="eval-cond-b")
             test_btn = gr.Button("Test", elem_id="eval-test")
         verdict = gr.Markdown(elem_id="eval-verdict")
+        gr.Markdown("### Ensemble\nCombine every condition of the run on the same items: a majority vote over the "
+                    "extracted answers (no answer never votes), or the mean of the label probabilities.",
+                    elem_classes="edit-only")
+        with gr.Row(elem_classes="edit-only"):
+            how = gr.Radio([("majority vote", "vote"), ("mean probabilities", "probs")], value="vote",
+                           label="Combine by", elem_id="eval-ensemble-how")
+            combine_btn = gr.Button("Combine", elem_id="eval-ensemble")
+        ensemble_rows = gr.Dataframe(headers=["condition", "accuracy", "95% CI"], interactive=False,
+                                     elem_id="eval-ensemble-table")
+        ensemble_words = gr.Markdown(elem_id="eval-ensemble-verdict")
         gr.Markdown("### Per class and extraction view")
         view_cond = gr.Dropdown([], label="Condition", elem_id="eval-view-cond")
         classes = gr.Dataframe(label="Per-class scores; right: confusion matrix (rows gold, columns predicted)",
@@ -334,14 +367,15 @@ def build() -> dict:
         shown = gr.State(None)  # the EvalReport on the page, reused by the paired test and the views
 
     inputs = [template, dataset, upload] + column_boxes + [target, strategies, models, method, k_values, samples,
-                                                           temperature, max_new_tokens, limit, variants, baseline]
+                                                           temperature, max_new_tokens, limit, variants, baseline,
+                                                           selection]
     mapping_outputs = column_boxes + [target, dataset_info]
     for control in (template, dataset, upload):
         on(control.change, columns_for, [template, dataset, upload], mapping_outputs, api_visibility="private",
            failed={dataset_info: "**This dataset cannot be used:** see the message at the top right."})
     on(experiment.change, load_experiment, experiment,
        [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens, limit,
-        variants, baseline], api_visibility="private")
+        variants, baseline, selection], api_visibility="private")
     results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head, verdict,
                shown]
     not_run = {run_status: "Not run: see the message at the top right."}
@@ -355,6 +389,7 @@ def build() -> dict:
     b_from = lambda a, b: b if b not in (None, 0, "") else a  # noqa: E731
     on(test_btn.click, lambda a, la, b, lb, rep: paired(a, la, b_from(a, b), lb, rep),
        [run_id, cond_a, other_run, cond_b, shown], verdict, api_visibility="private")
+    on(combine_btn.click, ensemble_table, [run_id, how], [ensemble_rows, ensemble_words], api_visibility="private")
     on(other_run.change, condition_choices, [run_id, other_run, shown], cond_b, api_visibility="private")
     on(view_cond.change, extraction_html, [run_id, view_cond], extraction, api_visibility="private")
     on(view_cond.change, class_table, [run_id, view_cond, shown], classes, api_visibility="private")
