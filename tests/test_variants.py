@@ -351,3 +351,9 @@ def test_the_evaluate_tab_carries_an_experiments_variants_and_runs_the_box(home,
     head = "\n".join(evaluate_tab.variant_notes(report))
     assert "**Prompt variants ranked** (baseline **short**" in head and "vs baseline" in head
     assert evaluate_tab.summary_rows(report)[1][0] == f"[short] zero_shot · {tiny_model_dir}"
+
+
+def test_too_many_variants_are_refused_before_anything_runs(tmp_path):
+    many = "".join(f"  - {{name: v{i}, instruction: 'Variant {i}: {{{{ choices|join(\", \") }}}}'}}\n" for i in range(17))
+    with pytest.raises(ExperimentError, match=r"field 'variants': lists 17 variants; at most 16 run in one evaluation"):
+        load_spec(experiment(tmp_path, "variants:\n" + many))

@@ -22,6 +22,7 @@ VARIANT_FIELDS = ("instruction", "output_format", "input", "examples", "cot_trig
 VARIANT_KEYS = ("name", "template") + VARIANT_FIELDS
 TEXT_KEYS = ("template", "instruction", "output_format", "input", "cot_trigger", "answer_prefix")
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # short: it labels every condition of a report
+MAX_VARIANTS = 16  # each multiplies the evaluation's work (strategies x models x k x seeds x items)
 _MARK = "<variant>"  # the source the parser names in its errors, replaced by the variant's own place
 _PARSER_ERROR = re.compile(re.escape(_MARK) + r"(?:, line \d+)?:(?: field '([^']+)':)? (.*)", re.S)
 
@@ -61,6 +62,9 @@ def check_variants(variants, *, source: str = "experiment", lines: dict[str, int
         return []
     if not isinstance(variants, list):
         fail(None, None, None, f"must be a list of variants (name: ..., instruction: ...), got {_shown(variants)}")
+    if len(variants) > MAX_VARIANTS:
+        fail(None, None, None, f"lists {len(variants)} variants; at most {MAX_VARIANTS} run in one evaluation (each "
+                               "one runs every strategy, model, k and seed again)")
     names: list[str] = []
     for i, raw in enumerate(variants, 1):
         if not isinstance(raw, dict):
