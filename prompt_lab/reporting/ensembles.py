@@ -26,7 +26,8 @@ from prompt_lab.answers.scoring import CORRECTNESS_METRICS, answer_key, is_corre
 from prompt_lab.errors import PromptLabError
 from prompt_lab.evaluation import stats
 from prompt_lab.prompts.templates import Template
-from prompt_lab.reporting.report import CONDITION_COLUMNS, baselines, gold_of, item_keys, paired_test, run_report
+from prompt_lab.reporting.report import (CONDITION_COLUMNS, baselines, gold_of, item_choices, item_keys, paired_test,
+                                         run_report)
 from prompt_lab.reporting.summary import majority_verdict
 from prompt_lab.reporting.text import pct
 from prompt_lab.runlog import Database
@@ -102,9 +103,7 @@ def member_from_rows(label: str, rows: list[dict], template: Template) -> Member
         first = group[0]
         member.answers[k] = stats.majority_vote([r["answer"] for r in group], key)[0]
         member.gold[k], member.target[k] = gold_of(first), first["target"]
-        member.choices[k] = (json.loads(first["choices_json"]) if first.get("choices_json") else
-                             list(json.loads(first["label_probs_json"])) if first.get("label_probs_json") else
-                             template.choices)
+        member.choices[k] = item_choices(first, template.choices)
         if first.get("label_probs_json"):
             probs[k] = json.loads(first["label_probs_json"])
     member.probs = probs if len(probs) == len(keys) else None

@@ -77,7 +77,9 @@ def item_keys(rows: list[dict]) -> list[str]:
     return keys
 
 
-def _item_choices(row: dict, choices: list[str] | None) -> list[str] | None:
+def item_choices(row: dict, choices: list[str] | None) -> list[str] | None:
+    """An item's answer choices: its own (a choices column), else those its label probabilities were scored over,
+    else the template's `choices`."""
     if row.get("choices_json"):
         return json.loads(row["choices_json"])
     if row.get("label_probs_json"):
@@ -115,8 +117,8 @@ def _summarize(rows: list[dict], metric: str, template: Template) -> dict:
             predicted = [r["answer"] for r in first]
         correct = [int(judge(p, g)) for p, g in zip(predicted, gold)]
         strict = [int(judge(r["strict_answer"], g)) for r, g in zip(first, gold)]
-        item_choices = [_item_choices(r, choices) for r in first]
-        out.update(baselines(primary, item_choices if metric == "accuracy" else []))
+        per_item = [item_choices(r, choices) for r in first]
+        out.update(baselines(primary, per_item if metric == "accuracy" else []))
         if metric != "accuracy":  # gold texts and patterns are not answers: judge each constant answer by the rule
             candidates = [] if metric == "regex" else list(dict.fromkeys(str(g) for g in primary))
             rates = {c: sum(judge(c, g) for g in gold) / len(gold) for c in candidates}
@@ -129,8 +131,8 @@ def _summarize(rows: list[dict], metric: str, template: Template) -> dict:
         out["strict_accuracy_ci"] = stats.bootstrap_ci(strict)
         out["wrong_answers"] = sum(1 for p, c in zip(predicted, correct) if p is not None and not c)
         out["no_answer"] = sum(1 for p in predicted if p is None)  # invalid: counted apart, never a vote
-        label_set = choices or (item_choices[0] if item_choices and item_choices[0] and
-                                all(c == item_choices[0] for c in item_choices) else None)
+        label_set = choices or (per_item[0] if per_item and per_item[0] and
+                                all(c == per_item[0] for c in per_item) else None)
         if label_set and metric == "accuracy":  # contains/regex targets are texts and patterns, not classes
             # gold as people write it ("positive.", " NEGATIVE") is the label it names, as when scoring
             canonical = {normalize_label(c): c for c in label_set}

@@ -1,9 +1,6 @@
 """History tab: every run from the run log, filters, a run's generations, charts, CSV export, run again."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import gradio as gr
 
 from prompt_lab.reporting.plots import strategy_bars
@@ -13,7 +10,7 @@ from prompt_lab.compare import rerun
 from prompt_lab.reporting.pairs import compare_runs as pair_runs
 from prompt_lab.runlog.store import connect, get_run
 from prompt_lab.prompts.strategies import STRATEGIES
-from prompt_lab.ui.sharing import share_row
+from prompt_lab.ui.sharing import click_link, file_update, share_row
 from prompt_lab.ui.common import as_text, error, friendly, in_line, info, model_event, on
 from prompt_lab.ui.evaluate_tab import SUMMARY_HEADERS, summary_rows
 
@@ -74,18 +71,8 @@ def export(template, strategy, model, kind, period):
     """The filtered runs' generations as a CSV file (the browser downloads it straight away)."""
     with connect() as db:
         text, count = export_csv(db, _filters(template, strategy, model, kind, period))
-    folder = Path(tempfile.mkdtemp(prefix="prompt-lab-export-"))
-    path = folder / "prompt-lab-generations.csv"
-    path.write_text(text, encoding="utf-8")
     info(f"Exported {count} generations of the runs shown.")
-    return gr.update(value=str(path), visible=True)
-
-
-# Clicks the link of the file just exported, so one click on Export CSV downloads it.
-DOWNLOAD_EXPORT = """() => {
-  const link = document.querySelector('#hist-export-file a[download], #hist-export-file a[href]');
-  if (link) link.click();
-}"""
+    return file_update(text, "prompt-lab-generations.csv")
 
 
 def compare_runs(run_a, run_b):
@@ -156,7 +143,7 @@ def build() -> dict:
     runs.select(pick_row, runs, selected, api_visibility="private")
     on(selected.change, show_run, selected, [generations, run_info, again_btn], api_visibility="private")
     on(export_btn.click, export, filters, export_file, api_visibility="private").success(
-        None, None, None, js=DOWNLOAD_EXPORT, api_visibility="private", queue=False)
+        None, None, None, js=click_link("hist-export-file"), api_visibility="private", queue=False)
     on(again_btn.click, run_again, selected, [selected, run_info], api_visibility="private", **model_event(),
        failed={run_info: "Not run again: see the message at the top right."}).then(
         safe_refresh, filters, outs, api_visibility="private")

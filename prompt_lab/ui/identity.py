@@ -79,10 +79,17 @@ def share(request: gr.Request | None, run_ids) -> None:
         return
     with _lock:
         new = [int(i) for i in run_ids]
-        runs = [i for i in _shared.pop(session, ()) if i not in new] + new
-        _shared[session] = tuple(runs[-MAX_SHARED:])
-        while len(_shared) > MAX_SESSIONS:
-            _shared.popitem(last=False)
+        runs = [i for i in _shared.get(session, ()) if i not in new] + new
+        _remember(_shared, session, tuple(runs[-MAX_SHARED:]))
+
+
+def _remember(table: OrderedDict, session: str, value) -> None:
+    """Keep `value` for a page session as the most recently used, forgetting the least recently used beyond
+    MAX_SESSIONS. Called with _lock held."""
+    table[session] = value
+    table.move_to_end(session)
+    while len(table) > MAX_SESSIONS:
+        table.popitem(last=False)
 
 
 def bind(token, request: gr.Request):
@@ -96,10 +103,7 @@ def bind(token, request: gr.Request):
     session = getattr(request, "session_hash", None) or ""
     if session:
         with _lock:
-            _sessions[session] = visitor
-            _sessions.move_to_end(session)
-            while len(_sessions) > MAX_SESSIONS:
-                _sessions.popitem(last=False)
+            _remember(_sessions, session, visitor)
     return token, gr.update(value=who_line(visitor), visible=True)
 
 

@@ -22,8 +22,13 @@ def report_file(*run_ids) -> dict:
     ids = _ids(run_ids)
     if not ids:
         raise PromptLabError("Select a run first (or fill in both evaluation runs to report them paired).")
-    text, name = export_report(ids, "html")
-    path = Path(tempfile.mkdtemp(prefix="prompt-lab-report-")) / name
+    return file_update(*export_report(ids, "html"))
+
+
+def file_update(text: str, name: str) -> dict:
+    """`text` written as `name` in a fresh temp folder, as the update of a hidden gr.File whose link click_link
+    clicks (every visitor's download gets its own folder)."""
+    path = Path(tempfile.mkdtemp(prefix="prompt-lab-download-")) / name
     path.write_text(text, encoding="utf-8")
     return gr.update(value=str(path), visible=True)
 
