@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "eval" and not (args.experiment or args.resume):
         parser.error("eval needs an experiment file or --resume RUN_ID")
+    if args.command == "search" and sum(x is not None for x in (args.search_file, args.resume, args.show)) != 1:
+        parser.error("search needs a search file, --resume RUN_ID or --show RUN_ID (one of them)")
     if args.command == "tune" and not (args.spec or args.resume):
         parser.error("tune needs a tune file or --resume JOB_ID")
     try:

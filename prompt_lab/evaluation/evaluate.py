@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from prompt_lab.access import visitors
 from prompt_lab.answers import metrics
 from prompt_lab.evaluation.datasets import Item, load_dataset, mapping_for, to_items
 from prompt_lab.errors import CancelledError, PromptLabError
@@ -23,7 +22,7 @@ from prompt_lab.models.registry import is_local_spec
 from prompt_lab.models.base import ProgressFn
 from prompt_lab.answers.scoring import CORRECTNESS_METRICS, extract_for, extract_strict, is_correct, same_answer
 from prompt_lab.runlog import Database
-from prompt_lab.runlog.store import (connect, finishing, get_run, log_generations, logged_item_indexes, reopen_run,
+from prompt_lab.runlog.store import (connect, finishing, log_generations, logged_item_indexes, reopen_run, resumable_run,
                                      run_template, save_template_version, start_run)
 from prompt_lab.settings import Settings, get_settings
 from prompt_lab.prompts.strategies import build_prompts, is_own_example, strategy_notes, supported_strategies
@@ -161,7 +160,9 @@ def capped_batch_size(spec: EvalSpec, settings: Settings | None = None) -> int:
     return spec.batch_size
 
 
-def _run_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> list[dict]:
+def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> list[dict]:
+    """Generate (or label-score) one batch of items under one (strategy, model, k, seed) condition with
+    plan.template, and score each answer: the generation rows to log, one per sample."""
     strategy, model, k, seed = condition
     spec, template = plan.spec, plan.template
     prompts = [build_prompts(template, [strategy], item.variables, k=max(k, 1), seed=seed, choices=item.choices,
@@ -227,7 +228,7 @@ def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, canc
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("evaluation stopped")
                 batch = pending[start:start + size]
-                log_generations(db, run_id, _run_batch(variant_plan, backend, condition, batch, cancel))
+                log_generations(db, run_id, score_batch(variant_plan, backend, condition, batch, cancel))
                 done += len(batch)
                 if progress:
                     progress(done / total, f"evaluating: {done}/{total} items "
@@ -261,15 +262,7 @@ def resume(run_id: int, *, db_path: str | Path | None = None, progress: Progress
     """Continue an evaluation that did not complete, with its logged spec and template version; finished
     items are not run again."""
     with connect(db_path) as db:
-        run = get_run(db, int(run_id))
-        if run is None or run["kind"] != "eval":
-            raise PromptLabError(f"run {run_id} is not an evaluation run in the run log")
-        if not visitors.can_see(run.get("visitor")):  # readable through a link, but not this visitor's to extend
-            raise PromptLabError(f"run {run_id} was shared with you to read; only the visitor who started it can "
-                                 "resume it (run the same experiment as your own instead)")
-        if run["status"] in ("running", "completed"):
-            raise PromptLabError(f"run {run_id} is {run['status']}; only an interrupted, cancelled or failed "
-                                 "evaluation can be resumed")
+        run = resumable_run(db, run_id, "eval", "evaluation")
         spec = EvalSpec(**run["params"])
         template = run_template(db, run)
         logged = run["options"].get("variants") or {}  # the variants' own logged versions, not rebuilt ones

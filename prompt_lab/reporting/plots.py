@@ -332,3 +332,47 @@ def loss_curve(train: list[dict], val: list[dict], title: str) -> go.Figure:
                     mode="lines+markers", hovertemplate="step %{x}: %{y:.4f}<extra>validation</extra>")
     return _layout(fig, title, dict(title="training step"), dict(title="loss (cross-entropy per token)",
                                                                  rangemode="tozero"))
+
+
+def search_rounds(result: dict) -> go.Figure:
+    """A prompt search: each candidate's dev score by round (the best so far as a line), and at the right, apart
+    from the rounds, the winner and the original on the held-out test split with their 95% CIs."""
+    scored = [c for c in result["candidates"] if c["dev_score"] is not None]
+    if not scored:
+        return empty_figure("No candidate scored yet")
+    rounds = max(result["budget"]["rounds"] or 0, max(c["round"] for c in scored))
+    fig = go.Figure()
+    fig.add_scatter(name="candidate (dev)", mode="markers", x=[c["round"] for c in scored],
+                    y=[c["dev_score"] for c in scored], marker=dict(size=9, color="#2563eb", opacity=0.7),
+                    customdata=[[c["id"], c["text"][:90] + ("…" if len(c["text"]) > 90 else "")] for c in scored],
+                    hovertemplate="#%{customdata[0]}: %{y:.0%} on dev<br>%{customdata[1]}<extra></extra>")
+    best, line = None, []
+    for r in range(0, rounds + 1):
+        here = [c["dev_score"] for c in scored if c["round"] == r]
+        if here:
+            best = max(here + ([best] if best is not None else []))
+        if best is not None:
+            line.append((r, best))
+    fig.add_scatter(name="best so far (dev)", mode="lines", x=[r for r, _ in line], y=[b for _, b in line],
+                    line=dict(color="#2563eb", shape="hv"), hoverinfo="skip")
+    test = result.get("test")
+    if test:
+        sides = [(test["original"], "original (test)", "#6b7280", "square")]
+        if test.get("winner"):
+            sides.append((test["winner"], "winner (test)", "#dc2626", "star"))
+        for side, name, color, symbol in sides:
+            low, high = side["ci"]
+            fig.add_scatter(name=name, mode="markers", x=[rounds + 1], y=[side["score"]],
+                            marker=dict(size=13, color=color, symbol=symbol),
+                            error_y=dict(type="data", symmetric=False, array=[high - side["score"]],
+                                         arrayminus=[side["score"] - low], color=color),
+                            hovertemplate=f"{name}: %{{y:.0%}} on {test['items']} held-out items "
+                                          f"(95% CI {low:.0%}-{high:.0%})<extra></extra>")
+        fig.add_vline(x=rounds + 0.5, line=dict(color="#9ca3af", dash="dot"))
+    ticks = list(range(0, rounds + 2 if test else rounds + 1))
+    labels = ["original"] + [f"round {r}" for r in range(1, rounds + 1)] + (["test"] if test else [])
+    return _layout(fig, "Dev score by round; the winner judged on held-out test items",
+                   dict(title="round (dev split) · test (held out)", tickvals=ticks, ticktext=labels,
+                        range=[-0.5, ticks[-1] + 0.5]),
+                   dict(title="accuracy (% of items)" if result.get("metric") == "accuracy" else
+                        f"{result.get('metric')} (mean per item)", tickformat=".0%", range=[0, 1.05], **RATE_TICKS))

@@ -105,6 +105,19 @@ def m006_visitors(db: sqlite_utils.Database) -> None:
         db[table].create_index(["visitor", "id"], if_not_exists=True)
 
 
+@migrations()
+def m007_search_candidates(db: sqlite_utils.Database) -> None:
+    """A prompt search's candidates (search/): each proposed instruction with its round, the candidate it was
+    written from, its template version, its dev score, the model calls and seconds it took, and, for the two the
+    search tests at the end, its score on the held-out test split."""
+    db["search_candidates"].create({
+        "id": int, "run_id": int, "round": int, "parent_id": int, "text": str, "template_hash": str, "status": str,
+        "reason": str, "dev_score": float, "dev_n": int, "calls": int, "seconds": float, "test_score": float,
+        "test_n": int, "created_utc": str,
+    }, pk="id", foreign_keys=[("run_id", "runs", "id")], if_not_exists=True)
+    db["search_candidates"].create_index(["run_id", "round"], if_not_exists=True)
+
+
 def visible(alias: str = "runs") -> tuple[str, list]:
     """A SQL condition (and its arguments) on `alias`.visitor: the rows the current visitor may see."""
     visitor = visitors.current()
@@ -246,6 +259,14 @@ def reopen_run(db: sqlite_utils.Database, run_id: int) -> None:
                         "owner_start = ? where id = ?", (pid, process_start(pid), run_id))
 
 
+def update_run_options(db: sqlite_utils.Database, run_id: int, **values) -> None:
+    """Add or replace keys of a run's options (what a run learns while it runs, e.g. why a search stopped)."""
+    row = db.execute("select options_json from runs where id = ?", [run_id]).fetchone()
+    options = {**json.loads(row[0] or "{}"), **values}
+    with db.conn:
+        db.conn.execute("update runs set options_json = ? where id = ?", (_dumps(options), run_id))
+
+
 @contextmanager
 def finishing(db: sqlite_utils.Database, run_id: int):
     """Finish the run when the block ends: completed, cancelled (CancelledError, which then carries run_id so a
@@ -310,6 +331,24 @@ def get_run(db: sqlite_utils.Database, run_id: int) -> dict | None:
     where, args = visible()
     rows = list(db.query(f"select * from runs where id = ? and {where}", [run_id] + args))
     return _decode(rows[0]) if rows else None
+
+
+def resumable_run(db: sqlite_utils.Database, run_id: int, kind: str, noun: str) -> dict:
+    """A run of this kind that the current visitor may resume (stopped, interrupted or failed), or the reason in
+    words: missing, another kind, only shared with them through a link, or still running or completed."""
+    from prompt_lab.errors import PromptLabError
+
+    run = get_run(db, int(run_id))
+    article = "an" if noun[0] in "aeiou" else "a"
+    if run is None or run["kind"] != kind:
+        raise PromptLabError(f"run {run_id} is not {article} {noun} run in the run log")
+    if not visitors.can_see(run.get("visitor")):  # readable through a link, but not this visitor's to extend
+        raise PromptLabError(f"run {run_id} was shared with you to read; only the visitor who started it can "
+                             f"resume it (run the same {noun} as your own instead)")
+    if run["status"] in ("running", "completed"):
+        raise PromptLabError(f"run {run_id} is {run['status']}; only an interrupted, cancelled or failed {noun} "
+                             "can be resumed")
+    return run
 
 
 def run_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:
