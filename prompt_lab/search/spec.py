@@ -50,8 +50,9 @@ class SearchSpec:
                                                                 "template's answer type.")
     rounds: int = spec_field(2, min=1, max=MAX_ROUNDS, help="Rounds of proposals after the original is scored.")
     candidates: int = spec_field(3, min=1, max=MAX_CANDIDATES, help="Candidate instructions scored per round.")
-    keep: int = spec_field(2, min=1, max=MAX_CANDIDATES, help="The best few candidates so far that the next "
-                                                              "round's proposals are written from.")
+    keep: int = spec_field(2, min=1, max=MAX_CANDIDATES, help="The best few candidates so far (the original "
+                                                              "included) that the next round's proposals are "
+                                                              "written from, in turn.")
     failures_shown: int = spec_field(3, min=0, max=8, help="Dev items the parent got wrong that the proposer is "
                                                            "shown with each request.")
     dev_fraction: float = spec_field(0.5, above=0, below=1, help="Share of the items the search scores candidates "
@@ -84,8 +85,6 @@ class SearchSpec:
         for key in ("model", "proposer"):
             if not str(getattr(self, key)).strip():
                 fail(key, "is empty; give a model spec, e.g. default")
-        if self.keep > self.candidates:
-            fail("keep", f"{self.keep} is more than the {self.candidates} candidates a round scores")
         return self
 
     def eval_spec(self, method: str) -> EvalSpec:
@@ -120,8 +119,8 @@ def load_search_spec(path: str | Path, **overrides) -> SearchSpec:
 
 
 def split_items(items: list, dev_fraction: float, seed: int) -> tuple[list, list]:
-    """Dev and test items: each item's side is decided by a hash of the seed and its content, so the split does not
-    depend on the file's order, and an item added later does not move the others. At least one item on each side."""
+    """Dev and test items: the items are ordered by a hash of the seed and their content (so the split does not
+    depend on the file's order) and the first `dev_fraction` of them is dev. At least one item on each side."""
     if len(items) < MIN_ITEMS:
         raise SearchError(f"a search needs at least {MIN_ITEMS} items (some to search on, some held out to test the "
                           f"winner on); the dataset gives {len(items)}")
