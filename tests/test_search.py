@@ -79,6 +79,9 @@ def test_a_proposers_reply_is_cleaned_or_refused_with_the_reason():
     assert clean_proposal("Output: Name the mood of the review.", [original])[0] == "Name the mood of the review."
     assert "template syntax" in clean_proposal("Classify {{ review }} now please", [original])[1]
     assert "fewer than three words" in clean_proposal("Positive", [original])[1]
+    assert "copies the request back" in clean_proposal("Choose Positive. It gets 20% of 50 practice inputs right.",
+                                                       [original])[1]
+    assert "copies the request back" in clean_proposal("review: it broke | correct answer: Negative", [original])[1]
     assert clean_proposal("read the review and decide the FEELING!", [original])[1] == \
         "repeats the original instruction"
     assert clean_proposal("Say it.  Now, in one word", [original, "say it. now, in one word"])[1] == \

@@ -23,6 +23,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'“])")
 MAX_SENTENCES = 3
 _TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\{#")
 _WORD = re.compile(r"[^\W\d_]{2,}")
+_ECHO = re.compile(r"correct answer:|it answered:|practice inputs right|current instruction:|inputs it got wrong",
+                   re.I)  # the request's own scaffolding, copied back by a small model
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ def clean_proposal(reply: str, taken: list[str]) -> tuple[str, str | None]:
         text = text[:cut + 1] if cut > MAX_CHARS // 3 else text[:MAX_CHARS].rstrip() + "…"
     if len(_WORD.findall(text)) < 3:
         return text, "not an instruction: fewer than three words"
+    if _ECHO.search(text):
+        return text, "copies the request back instead of writing an instruction"
     if _TEMPLATE_SYNTAX.search(text):
         return text, "holds template syntax ({{, {% or {#), which the template would run as Jinja"
     same = [i for i, t in enumerate(taken) if normalized(t) == normalized(text)]
