@@ -166,6 +166,19 @@ def load_spec_file(path: str | Path, what: str, fields, error=PromptLabError) ->
     return _spec_mapping(read_text_file(path, what, error), path, what, fields, error)
 
 
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _float_form(value):
+    """`1e-3` as a float: YAML 1.1 (PyYAML) reads a number with an exponent but no dot as text, YAML 1.2 as a
+    number, and people write learning rates that way."""
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_float_form(v) for v in value]
+    return value
+
+
 def _spec_mapping(text: str, path: str | Path, what: str, fields, error) -> dict:
     data = parse_yaml(text, str(path), error)
     if not isinstance(data, dict):
@@ -174,7 +187,13 @@ def _spec_mapping(text: str, path: str | Path, what: str, fields, error) -> dict
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise error(f"{path}: unknown field '{unknown[0]}'; allowed: {', '.join(sorted(fields))}")
-    return data
+    return spec_numbers(data, fields)
+
+
+def spec_numbers(data: dict, fields) -> dict:
+    """A spec mapping with `1e-3`-style text read as a number in the fields declared float (lists item by item)."""
+    return {key: _float_form(value) if key in fields and "float" in str(getattr(fields[key], "type", "")) else value
+            for key, value in data.items()}
 
 
 def _top_node(text: str) -> yaml.Node | None:

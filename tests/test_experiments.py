@@ -83,8 +83,12 @@ def test_experiment_file_errors_name_the_file_and_the_field(tmp_path):
 
 
 def test_the_shipped_experiments_are_valid(home):
+    from prompt_lab.search.spec import load_search_spec
+
     for path in sorted((ROOT / "experiments").glob("*.yaml")):
-        if not path.name.startswith("tune_"):
+        if path.name.startswith("search_"):
+            assert load_search_spec(path).name == path.stem
+        elif not path.name.startswith("tune_"):
             assert load_spec(path).name == path.stem
 
 

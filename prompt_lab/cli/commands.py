@@ -215,39 +215,27 @@ def cmd_ensemble(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from prompt_lab.cli.tuning import follow_job, run_grid
     from prompt_lab.tuning import jobs
-    from prompt_lab.tuning.spec import load_tune_spec
+    from prompt_lab.tuning.grid import TuneGrid, load_tune_file
 
     if args.resume:
         job_id = args.resume
         jobs.resume(job_id)
     else:
-        spec = load_tune_spec(args.spec)
+        spec = load_tune_file(args.spec)
+        if isinstance(spec, TuneGrid):  # lists of values: a queue of jobs, then their ranking
+            return run_grid(spec, args.max_steps, args.json)
         if args.max_steps:
             spec.max_steps = args.max_steps
         job_id = jobs.submit(spec)
     print(f"job {job_id} started; Ctrl-C stops it (it can be resumed with --resume {job_id})", file=sys.stderr)
-    from tqdm import tqdm
-
-    bar = tqdm(total=1, desc=f"job {job_id}", file=sys.stderr, disable=None, unit="step")
-
-    def update(job):
-        if job["max_steps"]:
-            bar.total = job["max_steps"]
-        bar.n = job["step"] or 0
-        post = {k: round(job[k], 4) for k in ("loss", "val_loss") if job[k] is not None}
-        if job["eta_s"] is not None:
-            post["eta_s"] = job["eta_s"]
-        bar.set_postfix(post, refresh=True)
-
     try:
-        job = jobs.wait(job_id, on_update=update)
+        job = follow_job(job_id)
     except KeyboardInterrupt:
         jobs.cancel(job_id)
-        bar.close()
         print(f"job {job_id} stopped", file=sys.stderr)
         return 130
-    bar.close()
     if args.json:
         print(json.dumps(job, indent=2, default=str))
     else:
@@ -262,7 +250,7 @@ def cmd_tune(args) -> int:
     return 0 if job["status"] == "completed" else 1
 
 
-SPEC_KINDS = ("eval", "tune", "endpoint", "params", "settings")
+SPEC_KINDS = ("eval", "search", "tune", "endpoint", "params", "settings")
 
 
 def cmd_report(args) -> int:
@@ -283,11 +271,12 @@ def cmd_spec(args) -> int:
     from prompt_lab.evaluation.experiments import EvalSpec
     from prompt_lab.models import GenerationParams
     from prompt_lab.models.remote.endpoints import Endpoint
+    from prompt_lab.search.spec import SearchSpec
     from prompt_lab.settings import Settings
     from prompt_lab.specs import spec_help
     from prompt_lab.tuning.spec import TuneSpec
 
-    kind = {"eval": EvalSpec, "tune": TuneSpec, "endpoint": Endpoint, "params": GenerationParams,
+    kind = {"eval": EvalSpec, "search": SearchSpec, "tune": TuneSpec, "endpoint": Endpoint, "params": GenerationParams,
             "settings": Settings}[args.kind]
     fields = spec_help(kind)
     if args.json:

@@ -5,6 +5,7 @@ import argparse
 
 from prompt_lab.cli.commands import (SPEC_KINDS, cmd_compare, cmd_endpoints, cmd_ensemble, cmd_eval, cmd_pair,
                                      cmd_render, cmd_report, cmd_runs, cmd_spec, cmd_templates, cmd_tune)
+from prompt_lab.cli.search import add_search_parser
 from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES as STRATEGY_CHOICES
 
@@ -70,12 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", nargs="+", metavar="LABEL", help="condition labels as reports print them (default: all)")
     common(p)
     p.set_defaults(func=cmd_ensemble)
-    p = sub.add_parser("tune", help="run a short LoRA / prompt-tuning job and compare base against tuned")
-    p.add_argument("spec", nargs="?", help="experiments/tune_NAME.yaml")
-    p.add_argument("--max-steps", type=int, help="override the spec's max_steps")
+    from prompt_lab.tuning.grid import GRID_HELP
+
+    p = sub.add_parser("tune", help="run a short LoRA / prompt-tuning job and compare base against tuned; a tune "
+                                    "file with lists of values runs a grid of jobs and ranks them")
+    p.add_argument("spec", nargs="?", help=f"experiments/tune_NAME.yaml. {GRID_HELP}")
+    p.add_argument("--max-steps", type=int, help="override the spec's max_steps (every job of a grid)")
     p.add_argument("--resume", type=int, metavar="JOB_ID", help="continue a stopped or interrupted job")
-    common(p)
+    common(p, "print JSON instead of text (a grid: {grid, jobs} with the jobs ranked)")
     p.set_defaults(func=cmd_tune)
+
+    add_search_parser(sub)
 
     p = sub.add_parser("endpoints", help="list the named remote endpoints (OpenAI-compatible servers)")
     p.add_argument("--check", action="store_true", help="also ask each server which models it serves")
@@ -98,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("html", "md"), help="html or md (default: from -o's suffix, else html)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("spec", help="list the fields of a spec with type, default and help")
-    p.add_argument("kind", choices=SPEC_KINDS, help="eval (experiment file), tune, endpoint, params, settings")
+    p.add_argument("kind", choices=SPEC_KINDS, help="eval (experiment file), search, tune, endpoint, params, settings")
     common(p)
     p.set_defaults(func=cmd_spec)
     return parser

@@ -23,7 +23,7 @@ from prompt_lab.reporting.html_page import page
 from prompt_lab.reporting.markdown_page import summary
 from prompt_lab.reporting.pairs import RunPairs, compare_runs
 from prompt_lab.reporting.summary import EvalReport, eval_report
-from prompt_lab.runlog.jobs import get_job, job_events
+from prompt_lab.runlog.jobs import get_job, job_events, job_spec
 from prompt_lab.runlog.store import connect, get_run, run_generations, utc_now
 
 FORMATS = ("html", "md")
@@ -172,7 +172,7 @@ def _tune_report(db, report: EvalReport, facts: RunFacts, samples: list[SampleIt
     job = get_job(db, job_id)
     tune = None
     if job is not None and job["eval_run_id"] in (None, report.run_id):
-        spec = json.loads(job["spec_json"] or "{}")
+        spec = job_spec(job)  # the settings it ran with (a grid job: without its grid), as a tune file
         tune = TuneFacts(job_id, job["name"] or "", job["status"], spec, json.loads(job["metrics_json"] or "{}"),
                          job["adapter_path"], job_events(db, job_id))
         facts.spec_file, facts.spec_file_name = spec_yaml(spec), "tune.yaml"

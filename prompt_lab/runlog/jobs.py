@@ -15,14 +15,53 @@ from prompt_lab.access import visitors
 from prompt_lab.runlog.store import owner_alive, process_start, utc_now, visible
 
 JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+GRID_KEY = "grid"  # in a grid job's spec_json: {"id": its first job's id, "name", "settings": what this job varies}
 
 
 def insert_job(db: Database, kind: str, name: str, spec: dict) -> int:
     """Queue a job for the current visitor; returns its id."""
     with db.conn:
-        return db.conn.execute("insert into jobs (kind, name, status, spec_json, created_utc, step, visitor) values "
-                               "(?, ?, 'queued', ?, ?, 0, ?)", (kind, name, json.dumps(spec), utc_now(),
-                                                                visitors.current().key)).lastrowid
+        return _insert(db, kind, name, spec)
+
+
+def _insert(db: Database, kind: str, name: str, spec: dict) -> int:
+    return db.conn.execute("insert into jobs (kind, name, status, spec_json, created_utc, step, visitor) values "
+                           "(?, ?, 'queued', ?, ?, 0, ?)", (kind, name, json.dumps(spec), utc_now(),
+                                                            visitors.current().key)).lastrowid
+
+
+def insert_grid_jobs(db: Database, kind: str, grid_name: str, jobs: list[tuple[str, dict, dict]]) -> list[int]:
+    """Queue a grid's jobs, each (name, spec, the settings it varies), in one transaction (all or none, in order);
+    the grid's id is its first job's id, kept in each job's spec_json under GRID_KEY. Returns the job ids."""
+    ids: list[int] = []
+    with db.conn:
+        for name, spec, settings in jobs:
+            grid = {"id": ids[0] if ids else None, "name": grid_name, "settings": settings, "jobs": len(jobs)}
+            ids.append(_insert(db, kind, name, {**spec, GRID_KEY: grid}))
+        db.conn.execute("update jobs set spec_json = json_set(spec_json, '$.grid.id', ?) where id = ?",
+                        [ids[0], ids[0]])
+    return ids
+
+
+def job_spec(job: dict) -> dict:
+    """The tune settings a job runs with: its spec_json without the grid it belongs to."""
+    spec = json.loads(job["spec_json"] or "{}")
+    spec.pop(GRID_KEY, None)
+    return spec
+
+
+def job_grid(job: dict) -> dict | None:
+    """The grid a job belongs to ({"id", "name", "settings", "jobs"}), or None for a job of its own."""
+    return json.loads(job["spec_json"] or "{}").get(GRID_KEY)
+
+
+def grid_jobs(db: Database, grid_id: int) -> list[dict]:
+    """The jobs of a grid the current visitor may see, in queue order, each with its lowest validation loss so far
+    (best_val_loss) beside the latest one."""
+    where, args = visible("jobs")
+    return list(db.query(
+        "select jobs.*, (select min(e.val_loss) from job_events e where e.job_id = jobs.id) as best_val_loss "
+        f"from jobs where json_extract(spec_json, '$.grid.id') = ? and {where} order by id", [int(grid_id)] + args))
 
 
 def job_visitor(db: Database, job_id: int) -> str:
@@ -98,7 +137,7 @@ def own_job(db: Database, job_id: int) -> tuple[dict, bool, str]:
     pid = os.getpid()
     with db.conn:
         db.conn.execute("update jobs set pid = ?, owner_start = ? where id = ?", (pid, process_start(pid), job_id))
-    return json.loads(row[0]), bool(row[1]), row[2] or ""
+    return job_spec({"spec_json": row[0]}), bool(row[1]), row[2] or ""
 
 
 def log_progress(db: Database, job_id: int, *, step: int, max_steps: int, loss: float | None,

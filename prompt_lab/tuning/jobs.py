@@ -45,8 +45,37 @@ def mark_interrupted_jobs(db) -> None:
     table.mark_interrupted_jobs(db)
 
 
+PUBLIC_GRID_JOBS = 4  # on a public Space, the most jobs one grid may queue (each capped like a single job)
+
+
 def submit(spec: TuneSpec, kind: str = "tune", start: bool = True) -> int:
     """Queue a job (its spec is validated first); starts it at once when nothing else is running."""
+    _admit([spec])
+    with connect() as db:
+        job_id = table.insert_job(db, kind, spec.name, spec.to_dict())
+    if start:
+        start_next()
+    return job_id
+
+
+def submit_grid(grid_name: str, specs: list[TuneSpec], settings: list[dict], kind: str = "tune",
+                start: bool = True) -> list[int]:
+    """Queue a grid's jobs together (each spec validated first; settings: what each one varies), to run one after
+    another; the first starts at once when nothing else is running. A grid is one submission: on a public Space it
+    counts once against the visitor's limits (one submission queued or running at a time, saves per minute) and
+    holds at most PUBLIC_GRID_JOBS jobs."""
+    _admit(specs)
+    with connect() as db:
+        ids = table.insert_grid_jobs(db, kind, grid_name, [(spec.name, spec.to_dict(), changed)
+                                                           for spec, changed in zip(specs, settings)])
+    if start:
+        start_next()
+    return ids
+
+
+def _admit(specs: list[TuneSpec]) -> None:
+    """Check one submission (a job, or a grid's jobs) before it is queued; on a public Space, also the visitor's
+    limits, and cap each job's steps."""
     settings = get_settings()
     if settings.public_mode:
         if not settings.allow_training:
@@ -54,21 +83,22 @@ def submit(spec: TuneSpec, kind: str = "tune", start: bool = True) -> int:
                                  "to allow short tunes)")
         if visitors.current() == visitors.NOBODY:
             raise PromptLabError("open the page first: a request that names no visitor cannot queue a job here")
+        if len(specs) > PUBLIC_GRID_JOBS:
+            raise PromptLabError(f"this grid has {len(specs)} combinations; on a public Space a grid queues at most "
+                                 f"{PUBLIC_GRID_JOBS} jobs (give fewer values to try)")
         fair_use.check_save(visitors.current().key)
-        check_public_model(spec.model or "default")  # a model a visitor may not run is refused now, not in the job
+        for spec in specs:  # a model a visitor may not run is refused now, not in the job
+            check_public_model(spec.model or "default")
         with connect() as db:
             if table.queued_jobs(db, visitors.current().key):
                 raise PromptLabError("you already have a tuning job queued or running; on a public Space each "
-                                     "visitor has one at a time (stop it, or wait until it ends)")
-        spec.validate()  # before the cap compares max_steps
+                                     "visitor has one at a time, a job or a grid (stop it, or wait until it ends)")
         cap = settings.public_max_steps
-        spec.max_steps = cap if spec.max_steps <= 0 else min(spec.max_steps, cap)
-    spec.validate()
-    with connect() as db:
-        job_id = table.insert_job(db, kind, spec.name, spec.to_dict())
-    if start:
-        start_next()
-    return job_id
+        for spec in specs:
+            spec.validate()  # before the cap compares max_steps
+            spec.max_steps = cap if spec.max_steps <= 0 else min(spec.max_steps, cap)
+    for spec in specs:
+        spec.validate()
 
 
 def start_next() -> int | None:

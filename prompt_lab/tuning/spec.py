@@ -83,6 +83,13 @@ def load_tune_spec(path: str | Path) -> TuneSpec:
     """Read a tune YAML; a relative dataset path resolves against the file's folder."""
     path = Path(path)
     data, lines = load_spec_lines(path, "tune file", TuneSpec.__dataclass_fields__, TuneError)
+    return spec_from_mapping(data, path, lines)
+
+
+def spec_from_mapping(data: dict, path: Path, lines: dict[str, int] | None = None) -> TuneSpec:
+    """A checked TuneSpec from a tune file's fields (errors name the file, the field's line and the field); a
+    relative dataset path resolves against the file's folder, and the default name is the file's name."""
+    data = dict(data)
     data.setdefault("dataset", "")  # missing: validate() says it is required, like an empty value
     spec = TuneSpec(**data)
     spec.validate(str(path), lines)  # before the path is joined: a wrong type is reported, not a crash
