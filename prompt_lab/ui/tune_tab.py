@@ -17,7 +17,8 @@ from prompt_lab.settings import get_settings
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.strategies import STRATEGIES
 from prompt_lab.prompts.templates import NAME_RE, Template, template_from_request, template_names
-from prompt_lab.tuning.spec import METHODS, TuneSpec
+from prompt_lab.tuning.grid import GRID_HELP, grid_file_fields, job_grid_ranking, submit_lists
+from prompt_lab.tuning.spec import METHODS, TuneError, TuneSpec
 from prompt_lab.reporting.export import job_run_id
 from prompt_lab.ui.sharing import share_row
 from prompt_lab.ui.common import as_text, error, friendly, info, on
@@ -28,6 +29,7 @@ HELP = ("Tune when no prompt is good enough. Defaults finish in a few minutes on
         "follows it from the run log.")
 JOB_HEADERS = ["id", "name", "status", "step", "max_steps", "loss", "val_loss", "eta_s", "created_utc"]
 JOB_LABELS = ["job", "name", "status", "step", "of steps", "loss", "validation loss", "seconds left", "created (UTC)"]
+FORM_FIELDS = 15  # the form's values, as _spec takes them; the Grid box's text follows them
 
 
 def tune_template(value) -> Template:
@@ -52,16 +54,46 @@ def _spec(template, dataset, target, variable_column, strategy, model, method, r
                     eval_steps=max(1, int(max_steps) // 3), save_steps=max(1, int(max_steps) // 3))
 
 
+def _grid_text(values) -> str:
+    return "".join(v or "" for v in values[FORM_FIELDS:]).strip()
+
+
 def cli_line(*values) -> str:
-    spec = _spec(*values)
-    return ("# save as experiments/my_tune.yaml, then: python -m prompt_lab tune experiments/my_tune.yaml\n"
-            + "\n".join(f"{k}: {json.dumps(v)}" for k, v in spec.to_dict().items()))
+    """The form (with the Grid box's lists, when given) as a tune file; a Grid box that cannot be read yet says why
+    in a comment instead of a pop-up at every keystroke."""
+    spec, lists, note = _spec(*values[:FORM_FIELDS]), _grid_text(values), ""
+    fields, name = spec.to_dict(), "my_tune"
+    if lists:
+        try:
+            fields, name = grid_file_fields(spec, lists), "tune_grid_my"
+        except TuneError as exc:
+            note = f"# the Grid box is not used: {exc}\n"
+    return (f"# save as experiments/{name}.yaml, then: python -m prompt_lab tune experiments/{name}.yaml\n{note}"
+            + "\n".join(f"{k}: {json.dumps(v)}" for k, v in fields.items()))
 
 
 def start(*values):
-    job_id = jobs.submit(_spec(*values))
-    info(f"Job {job_id} started (or queued behind the running one).")
-    return job_id
+    """Queue the form's job, or with lists in the Grid box the grid's jobs; returns the (first) job to show."""
+    spec, lists = _spec(*values[:FORM_FIELDS]), _grid_text(values)
+    if not lists:
+        job_id = jobs.submit(spec)
+        info(f"Job {job_id} started (or queued behind the running one).")
+        return job_id
+    ids = submit_lists(spec, lists)
+    info(f"Grid {ids[0]}: {len(ids)} jobs queued (jobs {ids[0]}-{ids[-1]}), run one after another; the Grid table "
+         "ranks them.")
+    return ids[0]
+
+
+def grid_table(job_id):
+    """The ranking of the grid the shown job belongs to; hidden for a job of its own."""
+    ranking = job_grid_ranking(job_id)
+    if ranking is None:
+        return gr.update(visible=False)
+    headers, rows = ranking.table()
+    return gr.update(value={"headers": headers, "data": rows}, visible=True,
+                     label=f"Grid {ranking.grid_id} ({ranking.name}): finished jobs ranked by best validation loss, "
+                           "with base vs tuned accuracy on the validation split (95% CI)")
 
 
 def _with_db(fn, *args):
@@ -172,6 +204,10 @@ def pick_job(evt: gr.SelectData):
     return int(evt.row_value[0])
 
 
+def pick_grid_job(evt: gr.SelectData):
+    return int(evt.row_value[1])
+
+
 def build() -> dict:
     with gr.Tab("Tune", id="tune") as tab:
         gr.Markdown(HELP, elem_classes="help")
@@ -200,6 +236,9 @@ def build() -> dict:
                     batch_size = gr.Number(value=8, precision=0, label="Batch size", elem_id="tune-batch")
                     max_seq_len = gr.Number(value=160, precision=0, label="Max tokens", elem_id="tune-max-tokens")
                     seed = gr.Number(value=0, precision=0, label="Seed")
+                grid_lists = gr.Textbox(label="Grid (optional)", lines=2, elem_id="tune-grid",
+                                        placeholder="learning_rate: [0.001, 0.003]\nr: [4, 8]",
+                                        info=f"{GRID_HELP} Its lists replace the form's values.")
         with gr.Row():
             start_btn = gr.Button("Start", variant="primary", elem_id="tune-start")
             stop_btn = gr.Button("Stop", variant="stop", elem_id="tune-stop")
@@ -213,6 +252,7 @@ def build() -> dict:
             to_compare = gr.Button("Open the tuned model in Compare", visible=False, elem_id="tune-to-compare")
             # the job's base-vs-tuned evaluation with its loss curve (refused in words while the job has none yet)
             share_row("tune")([job_id], lambda job: (job_run_id(int(job or 0)),))
+        grid_ranking = gr.Dataframe(interactive=False, visible=False, elem_id="tune-grid-ranking")
         job_table = gr.Dataframe(headers=JOB_LABELS, interactive=False, elem_id="tune-jobs")
         with gr.Accordion("Equivalent CLI", open=False):
             cli = gr.Code(language="yaml", elem_id="tune-cli")
@@ -220,14 +260,17 @@ def build() -> dict:
         finished = gr.State(0)
 
     values = [template, dataset, target, variable_column, strategy, model, method, r, alpha, target_modules, lr,
-              max_steps, batch_size, max_seq_len, seed]
+              max_steps, batch_size, max_seq_len, seed, grid_lists]
     on(start_btn.click, start, values, job_id, api_visibility="private")
     on(stop_btn.click, stop_job, job_id, None, api_visibility="private")
     on(resume_btn.click, resume_job, job_id, None, api_visibility="private")
     outputs = [job_table, status, loss, after, to_compare, finished]
     timer.tick(friendly(poll), [job_id, finished], outputs, api_visibility="private", queue=False,
                show_progress="hidden")
+    timer.tick(friendly(grid_table), job_id, grid_ranking, api_visibility="private", queue=False,
+               show_progress="hidden")
     job_table.select(pick_job, None, job_id, api_visibility="private")
+    grid_ranking.select(pick_grid_job, None, job_id, api_visibility="private")
     for control in values:
         on(control.change, cli_line, values, cli, api_visibility="private")
     return {"tab": tab, "template": template, "dataset": dataset, "to_compare": to_compare, "job_id": job_id,
