@@ -18,7 +18,8 @@ from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.settings import get_settings
 
 # A first guess of each action's duration, in seconds, until this process has timed some (then a running mean).
-FIRST_GUESS_S = {"compare": 15.0, "evaluate": 90.0, "run_again": 15.0, "resume_evaluation": 90.0}
+FIRST_GUESS_S = {"compare": 15.0, "evaluate": 90.0, "run_again": 15.0, "resume_evaluation": 90.0, "search": 120.0,
+                 "resume_search": 120.0}
 
 
 class BusyError(PromptLabError):

@@ -1,5 +1,5 @@
-"""Links that open a run: `?run=42` (a compare run in Compare, an evaluation in Evaluate) and `?compare=12,14`
-(two evaluation runs paired in History), with `present=1` for the presenter view.
+"""Links that open a run: `?run=42` (a compare run in Compare, an evaluation in Evaluate, a search in Search) and
+`?compare=12,14` (two evaluation runs paired in History), with `present=1` for the presenter view.
 
 A link names run-log ids, never session state, so it works after a restart. Locally anyone who can reach the app
 sees every run and a link needs nothing more. On a public Space runs are each visitor's own, so a link carries a

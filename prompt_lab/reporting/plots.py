@@ -357,12 +357,13 @@ def search_rounds(result: dict) -> go.Figure:
                     line=dict(color="#2563eb", shape="hv"), hoverinfo="skip")
     test = result.get("test")
     if test:
-        sides = [(test["original"], "original (test)", "#6b7280", "square")]
-        if test.get("winner"):
-            sides.append((test["winner"], "winner (test)", "#dc2626", "star"))
-        for side, name, color, symbol in sides:
+        sides = [(test["original"], "original (test)", "#6b7280", "square", 0.0)]
+        if test.get("winner"):  # side by side, so equal scores do not hide one marker under the other
+            sides = [(test["original"], "original (test)", "#6b7280", "square", -0.15),
+                     (test["winner"], "winner (test)", "#dc2626", "star", 0.15)]
+        for side, name, color, symbol, shift in sides:
             low, high = side["ci"]
-            fig.add_scatter(name=name, mode="markers", x=[rounds + 1], y=[side["score"]],
+            fig.add_scatter(name=name, mode="markers", x=[rounds + 1 + shift], y=[side["score"]],
                             marker=dict(size=13, color=color, symbol=symbol),
                             error_y=dict(type="data", symmetric=False, array=[high - side["score"]],
                                          arrayminus=[side["score"] - low], color=color),
@@ -371,7 +372,8 @@ def search_rounds(result: dict) -> go.Figure:
         fig.add_vline(x=rounds + 0.5, line=dict(color="#9ca3af", dash="dot"))
     ticks = list(range(0, rounds + 2 if test else rounds + 1))
     labels = ["original"] + [f"round {r}" for r in range(1, rounds + 1)] + (["test"] if test else [])
-    return _layout(fig, "Dev score by round; the winner judged on held-out test items",
+    title = "Dev score by round; the winner judged on held-out test items" if test else "Dev score by round"
+    return _layout(fig, title,
                    dict(title="round (dev split) · test (held out)", tickvals=ticks, ticktext=labels,
                         range=[-0.5, ticks[-1] + 0.5]),
                    dict(title="accuracy (% of items)" if result.get("metric") == "accuracy" else

@@ -167,7 +167,7 @@ def evaluate(experiment: str = "", limit: int = 0, template: str = "", dataset: 
 def _experiment_spec(experiment: str, limit: int):
     """(spec, None, command) of a shipped experiment file, found by name only."""
     from prompt_lab.evaluation.experiments import load_spec
-    from prompt_lab.ui.evaluate_tab import EXPERIMENTS
+    from prompt_lab.ui.pickers import EXPERIMENTS
 
     path = EXPERIMENTS / Path(str(experiment)).name
     if path.suffix != ".yaml":
@@ -287,7 +287,7 @@ def tune(spec: dict) -> dict:
     name, template a shipped or saved template's name). Returns {"job_id", "message"}."""
     from prompt_lab.tuning import jobs
     from prompt_lab.tuning.spec import TuneSpec as spec_class
-    from prompt_lab.ui.evaluate_tab import DATA_DIR
+    from prompt_lab.ui.pickers import DATA_DIR
     from prompt_lab.ui.tune_tab import tune_template
 
     fields = dict(spec or {})

@@ -16,6 +16,7 @@ import prompt_lab.ui.evaluate_tab as evaluate_tab  # noqa: E402
 import prompt_lab.ui.history_tab as history_tab  # noqa: E402
 import prompt_lab.ui.identity as identity  # noqa: E402
 import prompt_lab.ui.opening as opening  # noqa: E402
+import prompt_lab.ui.search_tab as search_tab  # noqa: E402
 import prompt_lab.ui.templates_tab as templates_tab  # noqa: E402
 import prompt_lab.ui.tune_tab as tune_tab  # noqa: E402
 from prompt_lab.ui.common import CSS, friendly, on, theme  # noqa: E402
@@ -48,11 +49,12 @@ def picker_choices() -> list:
     """Fresh choices for every picker that lists templates, models (with tuned adapters), datasets or experiment
     files: run on page load, on every tab switch and after a save or a finished job, so a new template or
     adapter shows up without a restart. Values are kept."""
-    from prompt_lab.ui.evaluate_tab import experiment_files, shipped_datasets
+    from prompt_lab.ui.pickers import shipped_datasets
+    from prompt_lab.ui.evaluate_tab import experiment_files
 
     templates, models, datasets = template_names(), model_choices(), shipped_datasets()
-    return ([gr.update(choices=templates)] * 4 + [gr.update(choices=models)] * 2
-            + [gr.update(choices=datasets)] * 2 + [gr.update(choices=experiment_files())])
+    return ([gr.update(choices=templates)] * 5 + [gr.update(choices=models)] * 4
+            + [gr.update(choices=datasets)] * 3 + [gr.update(choices=experiment_files())])
 
 
 def build_demo() -> gr.Blocks:
@@ -70,16 +72,21 @@ def build_demo() -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:  # the id lets the presenter view's CSS outrank the scoped rules
             compare = compare_tab.build(choices)
             evaluation = evaluate_tab.build()
+            searching = search_tab.build(choices)
             tune = tune_tab.build()
             editor = templates_tab.build(choices)
             history = history_tab.build()
-        pickers = [compare["template"], evaluation["template"], tune["template"], editor["pick"], compare["model"],
-                   editor["model"], evaluation["dataset"], tune["dataset"], evaluation["experiment"]]
+        pickers = [compare["template"], evaluation["template"], searching["template"], tune["template"], editor["pick"],
+                   compare["model"], editor["model"], searching["model"], searching["proposer"], evaluation["dataset"],
+                   searching["dataset"], tune["dataset"], evaluation["experiment"]]
         refresh = dict(fn=friendly(picker_choices), inputs=None, outputs=pickers, api_visibility="private",
                        queue=False, show_progress="hidden")
-        for tab in (compare["tab"], evaluation["tab"], tune["tab"], editor["tab"], history["tab"]):
+        for tab in (compare["tab"], evaluation["tab"], searching["tab"], tune["tab"], editor["tab"], history["tab"]):
             tab.select(**refresh)
         editor["saved"].then(**refresh)
+        searching["saved"].then(**refresh)  # the saved winner joins every template list
+        on(history["open_search"].click, lambda run_id: (gr.Tabs(selected="search"), run_id), history["selected"],
+           [tabs, searching["run_id"]], api_visibility="private")
         tune["finished"](**refresh)
         on(tune["to_compare"].click, lambda job: gr.update(choices=model_choices(), value=[tune["adapter_spec"](job)]),
            tune["job_id"], compare["model"],
@@ -92,13 +99,14 @@ def build_demo() -> gr.Blocks:
         present.change(None, present, None, js=opening.PRESENT_TOGGLE, api_visibility="private", queue=False)
         # A link's run (?run=42, ?compare=12,14) opens after the Compare form has its first example, so its own
         # values stay.
-        open_link, opened = opening.opener(tabs, present, compare, evaluation, history)
+        open_link, opened = opening.opener(tabs, present, compare, evaluation, searching, history)
         filled = loaded.then(compare["show_vars"], compare["template"],
                              compare["var_boxes"] + compare["example_buttons"], api_visibility="private")
         on(filled.then, open_link, None, opened, api_visibility="private")
         loaded.then(editor["load"], editor["pick"], [editor["yaml"]] + editor["form"], api_visibility="private").then(
             editor["preview"], editor["preview_inputs"], editor["preview_outputs"], api_visibility="private")
         loaded.then(*evaluation["init"], api_visibility="private")
+        loaded.then(*searching["init"], api_visibility="private")
         loaded.then(history["refresh"], history["filters"], history["outs"], api_visibility="private")
     return demo
 

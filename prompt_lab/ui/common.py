@@ -186,9 +186,20 @@ def _session(request: gr.Request | None) -> str:
 stop_switches = StopSwitches()
 
 
+def stoppable(request: gr.Request | None, progress, start: str | None = "Starting") -> dict:
+    """The `progress` and `cancel` arguments of a core run started from the page: its messages go to the progress
+    bar, and this session's Stop button (a fresh switch) ends it."""
+    cancel = stop_switches.fresh(request)
+    if start:
+        progress(0, desc=start)
+    return dict(progress=lambda fraction, message: progress(fraction, desc=message), cancel=cancel)
+
+
 # ZeroGPU time asked for per action (seconds): a compare generates a few hundred tokens at most; an evaluation of
-# the default model over a shipped dataset takes a few minutes (ZeroGPU queues longer requests behind shorter ones).
-GPU_SECONDS = {"compare": 60, "run_again": 60, "evaluate": 300, "resume_evaluation": 300}
+# the default model over a shipped dataset takes a few minutes (ZeroGPU queues longer requests behind shorter ones);
+# a prompt search on a public Space has a wall-time budget that leaves room for its final test (ui/search_tab.py).
+GPU_SECONDS = {"compare": 60, "run_again": 60, "evaluate": 300, "resume_evaluation": 300, "search": 300,
+               "resume_search": 300}
 
 
 def gpu(action: str):

@@ -19,14 +19,13 @@ from prompt_lab.reporting.summary import EvalReport, eval_report
 from prompt_lab.runlog.store import connect
 from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
-from prompt_lab.prompts.templates import template_from_request, template_names
+from prompt_lab.prompts.templates import template_from_request
 from prompt_lab.prompts.variants import variants_from_text, variants_text
 from prompt_lab.ui.sharing import share_row
-from prompt_lab.ui.common import as_text, error, friendly, in_line, model_event, on, stop_switches, warn
+from prompt_lab.ui.common import (as_text, error, friendly, in_line, model_event, on, stop_switches, stoppable,
+                                  warn)
+from prompt_lab.ui.pickers import DATA_DIR, EXPERIMENTS, dataset_line, dataset_path, form_head
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-DATA_DIR = ROOT / "experiments" / "data"
-EXPERIMENTS = ROOT / "experiments"
 MAX_VARS = 4
 NONE = "(none)"
 HELP = ("Score strategies over a dataset. Pick an experiment file or a template and a dataset (shipped or "
@@ -36,27 +35,16 @@ SUMMARY_HEADERS = ["condition", "accuracy", "95% CI", "strict", "chance", "major
                    "tokens", "latency s"]
 
 
-def shipped_datasets() -> list[str]:
-    return sorted(p.name for p in DATA_DIR.glob("*") if p.suffix in (".csv", ".jsonl"))
-
-
 def experiment_files() -> list[str]:
-    """Evaluation experiment files (tune_*.yaml are tuning specs, for the Tune tab and `tune`)."""
-    return sorted(p.name for p in EXPERIMENTS.glob("*.yaml") if not p.name.startswith("tune_"))
-
-
-def _dataset_path(choice: str, upload) -> str:
-    if upload:
-        return upload if isinstance(upload, str) else upload.name
-    if not choice:
-        raise error("Pick a shipped dataset or upload a CSV/JSONL file.")
-    return str(DATA_DIR / Path(choice).name)
+    """Evaluation experiment files (tune_*.yaml are tuning specs, for the Tune tab and `tune`; search_*.yaml are
+    prompt searches, for the Search tab and `search`)."""
+    return sorted(p.name for p in EXPERIMENTS.glob("*.yaml") if not p.name.startswith(("tune_", "search_")))
 
 
 def columns_for(template_name: str, choice: str, upload):
     """Column dropdowns for the template's variables and the target, guessed from the dataset."""
     template = template_from_request(template_name)  # a name or YAML text, never a server path
-    dataset = load_dataset(_dataset_path(choice, upload))
+    dataset = load_dataset(dataset_path(choice, upload))
     guess = guess_mapping(dataset, template.variables)
     options = [NONE] + dataset.columns
     boxes = []
@@ -67,8 +55,7 @@ def columns_for(template_name: str, choice: str, upload):
                                    label=f"column for {{{{ {var} }}}}"))
         else:
             boxes.append(gr.update(visible=False, value=None))
-    info = f"{dataset.name}: {len(dataset.rows)} rows · columns: {', '.join(dataset.columns)}"
-    return boxes + [gr.update(choices=options, value=guess.target or NONE), info]
+    return boxes + [gr.update(choices=options, value=guess.target or NONE), dataset_line(dataset)]
 
 
 def load_experiment(name: str):
@@ -241,7 +228,7 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
         k_shot = [int(k) for k in str(k_values).replace(" ", "").split(",") if k]
     except ValueError:
         raise error(f"k values must be whole numbers separated by commas, got '{k_values}'") from None
-    spec = EvalSpec(template=template.name, dataset=_dataset_path(dataset_choice, upload), columns=columns,
+    spec = EvalSpec(template=template.name, dataset=dataset_path(dataset_choice, upload), columns=columns,
                     strategies=[s for s in STRATEGIES if s in (strategies or [])],
                     models=[m.strip() for m in (models or "default").split(",") if m.strip()], method=method,
                     k_shot=k_shot or [3], samples=int(samples), temperature=float(temperature),
@@ -249,10 +236,8 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
                     batch_size=16 if method == "label_probs" else 8, variants=chosen,
                     example_selection=selection or "random",
                     baseline=(baseline or "").strip() or None)
-    cancel = stop_switches.fresh(request)
-    progress(0, desc="Starting")
     try:
-        run_id = evaluate(spec, template=template, progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+        run_id = evaluate(spec, template=template, **stoppable(request, progress))
     except CancelledError as exc:
         warn("Stopped. Finished items are saved: 'Resume run' continues it.")
         run_id = getattr(exc, "run_id", None)
@@ -265,9 +250,8 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
 def resume_eval(run_id, request: gr.Request = None, progress=gr.Progress()):
     if not run_id:
         raise error("Enter the id of the evaluation run to resume.")
-    cancel = stop_switches.fresh(request)
     try:
-        resumed = resume(int(run_id), progress=lambda f, m: progress(f, desc=m), cancel=cancel)
+        resumed = resume(int(run_id), **stoppable(request, progress, start=None))
     except CancelledError:
         warn("Stopped again; finished items are saved.")
         return f"Stopped again: run **{int(run_id)}** keeps the items it finished.", gr.update()
@@ -279,18 +263,8 @@ def build() -> dict:
         gr.Markdown(HELP, elem_classes="help")
         with gr.Row(elem_classes="edit-only"):  # the presenter view hides the form
             with gr.Column(scale=3):
-                with gr.Row():
-                    experiment = gr.Dropdown(experiment_files(), value=None, label="Start from an experiment file",
-                                             elem_id="eval-experiment")
-                    template = gr.Dropdown(template_names(), value="sentiment", label="Template",
-                                           elem_id="eval-template")
-                with gr.Row():
-                    dataset = gr.Dropdown(shipped_datasets(), value="sentiment.csv", label="Shipped dataset",
-                                          elem_id="eval-dataset")
-                    upload = gr.File(label="…or upload CSV / JSONL / Parquet / Arrow",
-                                     file_types=[".csv", ".jsonl", ".json", ".parquet", ".arrow"],
-                                     elem_id="eval-upload", height=130)
-                dataset_info = gr.Markdown(elem_id="eval-dataset-info")
+                experiment, template, dataset, upload, dataset_info = form_head(
+                    "eval", experiment_files(), "Start from an experiment file", "eval-experiment")
                 with gr.Row():
                     column_boxes = [gr.Dropdown([], label=f"column {i + 1}", visible=i == 0, elem_id=f"eval-col-{i}")
                                     for i in range(MAX_VARS)]

@@ -45,20 +45,25 @@ def refresh(template, strategy, model, kind, period):
             f"{len(rows)} run{'' if len(rows) == 1 else 's'} shown (newest first, at most 200)")
 
 
+NOTES = {"eval": "; continue an evaluation with Resume run in Evaluate",
+         "search": "; a prompt search: *Open in Search* shows its candidates, chart and verdict (and resumes it)"}
+
+
 def show_run(run_id):
-    """A run's outputs, a line about it, and Run again offered only where it applies (compare runs)."""
+    """A run's outputs, a line about it, Run again offered only where it applies (compare runs), and Open in Search
+    only for a prompt search."""
     if run_id in (None, "", 0):
-        return gr.update(value=[]), "Select a run in the table.", gr.update(interactive=False)
+        return gr.update(value=[]), "Select a run in the table.", gr.update(interactive=False), gr.update(visible=False)
     with connect() as db:
         run = get_run(db, int(run_id))
         rows = generations_table(db, int(run_id))
     if run is None:
         raise error(f"There is no run {int(run_id)} in the run log.")
     again = run["kind"] == "compare"
-    note = "" if again else " · Run again repeats compare runs; continue an evaluation with Resume run in Evaluate"
+    note = "" if again else " · Run again repeats compare runs" + NOTES.get(run["kind"], NOTES["eval"])
     return ([[r[c] for c in GENERATION_COLUMNS] for r in rows],
             f"Run **{int(run_id)}** ({run['kind']}, {run['status']}): {len(rows)} outputs{note}",
-            gr.update(interactive=again))
+            gr.update(interactive=again), gr.update(visible=run["kind"] == "search"))
 
 
 def pick_row(evt: gr.SelectData, table):
@@ -112,6 +117,8 @@ def build() -> dict:
         with gr.Row():
             selected = gr.Number(label="Selected run", precision=0, elem_id="hist-selected", elem_classes="edit-only")
             again_btn = gr.Button("Run again", elem_id="hist-again", interactive=False, elem_classes="edit-only")
+            open_search = gr.Button("Open in Search", elem_id="hist-open-search", visible=False,
+                                    elem_classes="edit-only")
             export_btn = gr.Button("Export CSV", elem_id="hist-export", elem_classes="edit-only")
             share = share_row("hist")
             export_file = gr.File(label="Last export", elem_id="hist-export-file", interactive=False, height=60,
@@ -141,7 +148,8 @@ def build() -> dict:
     on(refresh_btn.click, refresh, filters, outs, api_visibility="private")
     on(tab.select, refresh, filters, outs, api_visibility="private")
     runs.select(pick_row, runs, selected, api_visibility="private")
-    on(selected.change, show_run, selected, [generations, run_info, again_btn], api_visibility="private")
+    on(selected.change, show_run, selected, [generations, run_info, again_btn, open_search],
+       api_visibility="private")
     on(export_btn.click, export, filters, export_file, api_visibility="private").success(
         None, None, None, js=click_link("hist-export-file"), api_visibility="private", queue=False)
     on(again_btn.click, run_again, selected, [selected, run_info], api_visibility="private", **model_event(),
@@ -151,4 +159,5 @@ def build() -> dict:
     # the two evaluation runs when both are filled in (paired), else the selected run
     share([selected, run_a, run_b], lambda sel, a, b: (a, b) if a and b else (sel,))
     return {"tab": tab, "refresh": safe_refresh, "filters": filters, "outs": outs, "selected": selected,
+            "open_search": open_search,
             "pair": compare_runs, "pair_outputs": [run_a, run_b, table_a, table_b, pair_verdict]}

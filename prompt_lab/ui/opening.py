@@ -1,7 +1,8 @@
 """What the page opens with: the run a link names (access.links) in the tab of its kind, and the presenter view.
 
-`?run=42` shows a compare run in Compare (its grid as it finished, the controls set to what it ran) and an
-evaluation in Evaluate (its headline, table and charts); `?compare=12,14` pairs two evaluation runs in History;
+`?run=42` shows a compare run in Compare (its grid as it finished, the controls set to what it ran), an
+evaluation in Evaluate (its headline, table and charts) and a prompt search in Search (its candidates, chart and
+verdict); `?compare=12,14` pairs two evaluation runs in History;
 `present=1` turns the presenter view on. Runs with a valid key become readable for this page session
 (ui.identity.share); without one another visitor's run reads as missing, in words, like any missing run.
 """
@@ -30,17 +31,20 @@ ON_LOAD = """() => {
 }"""
 
 
-def opener(tabs, present, compare: dict, evaluation: dict, history: dict):
+def opener(tabs, present, compare: dict, evaluation: dict, searching: dict, history: dict):
     """(handler, outputs) for the page-load step that opens a link."""
     logged_fn, logged_outputs = compare["logged"]
     pair_outputs = history["pair_outputs"]  # run A, run B, table A, table B, verdict
-    outputs = [tabs, present, evaluation["run_id"], history["selected"]] + logged_outputs + pair_outputs
+    # a run of another kind opens in its tab by setting that tab's run id
+    shown_in = {"eval": ("evaluate", evaluation["run_id"]), "search": ("search", searching["run_id"])}
+    outputs = [tabs, present, evaluation["run_id"], searching["run_id"], history["selected"]] + logged_outputs + \
+        pair_outputs
 
     def open_link(request: gr.Request):
         link = links.parse(dict(request.query_params) if request is not None else {})
         shown: dict = {present: True} if link.present else {}
-        if not link.view:
-            return shown
+        if not link.view:  # Gradio reads an empty dict as one value for all the outputs, so name one
+            return shown or {present: gr.update()}
         if link.granted:
             share(request, link.run_ids)
         with visitors.acting_as(visitor_for(request)):  # now with the runs the link opened
@@ -57,8 +61,9 @@ def opener(tabs, present, compare: dict, evaluation: dict, history: dict):
             if run["kind"] == "compare":
                 return {**shown, tabs: gr.Tabs(selected="compare"),
                         **dict(zip(logged_outputs, logged_fn(run_id)))}
-            if run["kind"] == "eval":
-                return {**shown, tabs: gr.Tabs(selected="evaluate"), evaluation["run_id"]: run_id}
+            if run["kind"] in shown_in:
+                tab, run_box = shown_in[run["kind"]]
+                return {**shown, tabs: gr.Tabs(selected=tab), run_box: run_id}
             return {**shown, tabs: gr.Tabs(selected="history"), history["selected"]: run_id}
 
     return open_link, outputs

@@ -22,7 +22,7 @@ from prompt_lab.tuning.spec import METHODS, TuneError, TuneSpec
 from prompt_lab.reporting.export import job_run_id
 from prompt_lab.ui.sharing import share_row
 from prompt_lab.ui.common import as_text, error, friendly, info, on
-from prompt_lab.ui.evaluate_tab import DATA_DIR, shipped_datasets
+from prompt_lab.ui.pickers import DATA_DIR, shipped_datasets
 
 HELP = ("Tune when no prompt is good enough. Defaults finish in a few minutes on this CPU with the default "
         "model. The job runs in its own process: closing or reloading the page changes nothing, and the chart "
