@@ -80,7 +80,7 @@ def test_a_search_from_the_tab_shows_its_candidates_and_verdict_saves_the_winner
     assert f"template **sentiment-search-{run_id}** (`sentiment-search-{run_id}.yaml` in your templates" in message
     assert f"sentiment-search-{run_id}" in template_names()
     assert "my-winner" in search_tab.save(run_id, "  my-winner ") and "my-winner" in template_names()
-    with pytest.raises(PromptLabError, match="'Not A Name' is not a template name"):
+    with pytest.raises(PromptLabError, match="The template name 'Not A Name' is not allowed"):
         search_tab.save(run_id, "Not A Name")
 
     outputs, info, again, open_search = history_tab.show_run(run_id)

@@ -125,7 +125,8 @@ def save_winner(run_id: int, name: str | None = None, db_path: str | Path | None
         raise PromptLabError(f"search run {run_id} has no winner to save: no candidate was scored")
     name = (name or default_winner_name(result)).strip()
     if not NAME_RE.fullmatch(name):
-        raise PromptLabError(f"'{name}' is not a template name: lowercase letters, digits, '-' and '_'")
+        raise PromptLabError(f"The template name {name!r} is not allowed: use 1-64 lowercase letters, digits, - and _ "
+                             "(e.g. sentiment-v2)")
     with connect(db_path) as db:
         template = run_template(db, {"id": run_id, "template_hash": winner["template_hash"]})
     data = template.to_dict()
