@@ -18,7 +18,7 @@ def test_open_db_migrates_once_and_uses_wal(home):
     assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
     applied = [m.name for m in migrations.applied(db)]
     assert applied == ["m001_runs_and_generations", "m002_evaluation_columns", "m003_jobs",
-                       "m004_token_source", "m005_item_identity", "m006_visitors"]
+                       "m004_token_source", "m005_item_identity", "m006_visitors", "m007_search_candidates"]
     open_db()  # idempotent
     assert [m.name for m in migrations.applied(open_db())] == applied
     # a plain sqlite3 connection (no app) reads it
