@@ -393,3 +393,23 @@ def test_a_gold_label_outside_the_choices_is_refused_before_anything_runs(home, 
                                              r"template's choices$"):
         evaluate(spec_for(path, "default"))
     assert not list(open_db().query("select id from runs"))  # no run row for a refused evaluation
+
+
+def test_label_probs_with_a_text_metric_is_refused_before_anything_runs(home, tmp_path):
+    """A template whose answers are text defaults to ROUGE; label probabilities pick a choice, right or wrong, so the
+    pair is refused in words before a run row is written (it used to fail mid-run with a traceback)."""
+    from prompt_lab.errors import PromptLabError
+    from prompt_lab.runlog.store import list_runs, open_db
+
+    template = tmp_path / "mc.yaml"
+    template.write_text("name: mc\ninstruction: Pick one.\nvariables: [q]\nchoices: [yes, no]\nanswer: {type: text}\n")
+    data = tmp_path / "mc.csv"
+    data.write_text("q,answer\nIs water wet?,yes\nIs fire cold?,no\n")
+    spec = EvalSpec(template=str(template), dataset=str(data), method="label_probs")
+    with pytest.raises(PromptLabError, match="metric 'rouge' \\(the default for this template\\) scores text"):
+        evaluate(spec)
+    assert list_runs(open_db()) == []
+    spec.metric = "accuracy"
+    from prompt_lab.evaluation.evaluate import plan
+
+    assert plan(spec).metric == "accuracy"

@@ -75,7 +75,12 @@ def plan(spec: EvalSpec, template: Template | None = None, variants: list[Varian
     if spec.method == "label_probs" and not (template.choices or all(i.choices for i in items)):
         raise PromptLabError(f"method label_probs needs answer choices: template '{template.name}' has none "
                              "and the dataset has no choices column")
-    check_gold_in_choices(template, items, dataset.name, spec.metric or default_metric(template))
+    metric = spec.metric or default_metric(template)
+    if spec.method == "label_probs" and metric not in CORRECTNESS_METRICS:
+        raise PromptLabError(f"method label_probs picks one answer choice, which is right or wrong, but metric "
+                             f"'{metric}'{'' if spec.metric else ' (the default for this template)'} scores text; "
+                             "set metric: accuracy, or use method generate")
+    check_gold_in_choices(template, items, dataset.name, metric)
     remote = [m for m in spec.models if not is_local_spec(m)]
     if spec.method == "label_probs" and remote:
         raise PromptLabError(f"method label_probs scores choices with the model's own forward pass, which a remote "
