@@ -87,9 +87,8 @@ def search_result(run_id: int, db_path: str | Path | None = None) -> dict:
         original = next(c for c in rows if c["round"] == 0)
         by_id = {c["id"]: c for c in rows}
         winner = by_id.get(options.get("winner"))
-        test = _test_result(db, run, original, winner, [c["id"] for c in rows].index(winner["id"]) + 1 if winner
-                            else None, template)
-    number = {c["id"]: n for n, c in enumerate(rows, 1)}  # a search's candidates are numbered 1, 2, ... in its run
+        number = {c["id"]: n for n, c in enumerate(rows, 1)}  # a search's candidates are numbered 1, 2, ... in its run
+        test = _test_result(db, run, original, winner, number[winner["id"]] if winner else None, template)
     candidates = [{"id": number[c["id"]], "round": c["round"], "text": c["text"], "parent": number.get(c["parent_id"]),
                    "status": c["status"], "reason": c["reason"], "dev_score": c["dev_score"], "dev_n": c["dev_n"],
                    "test_score": c["test_score"], "calls": c["calls"], "seconds": c["seconds"],
