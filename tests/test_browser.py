@@ -205,7 +205,7 @@ def test_new_template_saved_and_used_in_compare_and_evaluate_without_a_restart(w
     expect(page.locator("#tpl-yaml .cm-content")).to_contain_text("name: trivia-quiz", timeout=30_000)
     page.locator("#tpl-save").click()
     assert "Saved 'trivia-quiz'" in walk.toast()
-    expect(page.locator("#tpl-status")).to_contain_text("Saved")
+    expect(page.locator("#tpl-status")).to_contain_text("Saved as trivia-quiz.yaml", timeout=30_000)
     walk.shot("saved")
     walk.close_toasts()
 

@@ -95,7 +95,7 @@ def test_two_visitors_see_only_their_own_runs_and_templates_and_the_author_sees_
     expect(alice.page.locator("#tpl-yaml .cm-content")).to_contain_text("name: alices-template", timeout=30_000)
     alice.page.locator("#tpl-save").click()
     assert "Saved 'alices-template'" in alice.toast()
-    expect(alice.page.locator("#tpl-status")).to_contain_text("Saved as alices-template.yaml")
+    expect(alice.page.locator("#tpl-status")).to_contain_text("Saved as alices-template.yaml", timeout=30_000)
     assert "/visitors/" not in alice.page.locator("#tpl-status").inner_text()  # no server path shown
     alice.shot("template-saved")
 

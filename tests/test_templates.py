@@ -1,6 +1,7 @@
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -148,6 +149,20 @@ def test_user_templates_are_saved_apart_and_never_replace_shipped_ones(home):
                                                 r"name|: missing required field 'name')"):
             save_user_template(BASE.replace("name: probe", f"name: '{bad}'"))
     assert sorted(p.name for p in (home / "templates").iterdir()) == ["my-probe.yaml"]
+
+
+def test_the_editor_status_says_whether_the_text_on_screen_is_the_saved_one(home):
+    """Save then re-load the saved template: the status line must keep saying Saved (it once said only Valid)."""
+    from prompt_lab.prompts.templates import save_user_template, stored_state
+
+    text = BASE.replace("name: probe", "name: my-probe")
+    assert stored_state(parse_template(text)) == "new"
+    save_user_template(text)
+    assert stored_state(parse_template(text)) == "saved"
+    assert stored_state(parse_template(text.replace("name: my-probe", "name: my-probe\ndescription: edited"))) == "changed"
+    assert stored_state(get_template("sentiment")) == "shipped"
+    shipped = (Path(get_template("sentiment").source)).read_text()
+    assert stored_state(parse_template(shipped.replace("overall feeling", "feeling"))) == "changed"
 
 
 def test_the_editor_starter_is_a_valid_template_for_every_strategy(home):

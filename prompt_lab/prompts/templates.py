@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from prompt_lab.access import fair_use, visitors
-from prompt_lab.errors import TemplateError, UnknownChoiceError
+from prompt_lab.errors import PromptLabError, TemplateError, UnknownChoiceError
 from prompt_lab.prompts.rendering import RenderFailure, check_syntax, render_strings, template_variables
 from prompt_lab.settings import get_settings
 from prompt_lab.yamlfiles import SIZE_SETTING, mapping_node, parse_yaml, read_text_file
@@ -357,6 +357,21 @@ def get_template(name_or_path: str) -> Template:
     raise UnknownChoiceError(
         f"unknown template '{name_or_path}'; available: {', '.join(sorted(files)) or '(none)'}"
     )
+
+
+def stored_state(template: Template) -> str:
+    """How a template being edited stands against the file of the same name: 'shipped' or 'saved' (same content as
+    that file), 'changed' (a file of that name differs), or 'new' (no file of that name)."""
+    path = _template_files().get(template.name)
+    if path is None:
+        return "new"
+    try:
+        stored = load_template(path)
+    except PromptLabError:
+        return "changed"
+    if stored.content_hash != template.content_hash:
+        return "changed"
+    return "shipped" if path.parent.resolve() == SHIPPED_DIR.resolve() else "saved"
 
 
 def shipped_names() -> set[str]:

@@ -10,7 +10,7 @@ from prompt_lab.compare import render
 from prompt_lab.runlog.store import connect, save_template_version
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS, supported_strategies
 from prompt_lab.prompts.templates import (ANSWER_TYPES, parse_template, save_user_template, template_names,
-                                          template_path)
+                                          stored_state, template_path)
 from prompt_lab.yamlfiles import read_text_file
 from prompt_lab.ui.common import as_text, error, friendly, info, on
 from prompt_lab.prompts.form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
@@ -18,6 +18,11 @@ from prompt_lab.prompts.form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, ya
 HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview shows the exact prompt each "
         "strategy sends to the model, filled with one of the template's examples. Shipped templates are "
         "read-only: save your changes under a new name.")
+
+
+# The status line says whether what is on screen is what a Compare or an Evaluation of this name would use.
+STORED_NOTE = {"saved": " · **Saved** as `{name}.yaml`", "shipped": " · shipped",
+               "changed": " · unsaved changes (Compare and Evaluate use the saved `{name}`)", "new": " · not saved yet"}
 
 
 def template_text(name: str) -> str:
@@ -60,7 +65,7 @@ def preview(text: str, model: str, k: int, example: int):
             updates.append(gr.update(value=item["prompt"],
                                      label=f"{STRATEGY_LABELS[strategy]} · {item['tokens']} tokens"))
     status = f"**Valid** · version `{template.content_hash}` · {len(template.examples)} example{'' if len(template.examples) == 1 else 's'}"
-    return [status] + updates
+    return [status + STORED_NOTE[stored_state(template)].format(name=template.name)] + updates
 
 
 def build(model_choices: list[str]) -> dict:
