@@ -45,6 +45,9 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         return elapsed, run_report(open_db(), run_id)["conditions"][0]
 
+    # warm-up: the first forward passes of a process allocate and tune kernels; neither method should pay that
+    timed_eval(strategies=["zero_shot"], method="label_probs", limit=16, batch_size=16)
+    timed_eval(strategies=["zero_shot"], method="generate", limit=4, max_new_tokens=8, batch_size=4)
     summary = {}
     for strategy, k in (("zero_shot", [3]), ("few_shot", [3])):
         probs_s, probs = timed_eval(strategies=[strategy], k_shot=k, method="label_probs", limit=args.items,

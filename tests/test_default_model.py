@@ -75,12 +75,17 @@ def test_label_probabilities_equal_a_full_forward_pass(default_model_dir, home):
     backend = get_backend("default")
     template = get_template("sentiment")
     reviews = ["I love it, best purchase ever.", "Broke after one day and support ignored me.", "It is a phone case."]
-    for strategy in ("zero_shot", "few_shot"):
+    # the shipped choices: one of several tokens ('Neutral'), which rides in the first pass; then two of several
+    # tokens each, which need the second pass
+    for strategy, choices in (("zero_shot", template.choices), ("few_shot", template.choices),
+                              ("zero_shot", ["Neutral", "Mostly positive", "Positive"])):
         texts = [backend.format_prompt(build_prompts(template, [strategy], {"review": r})[0]) for r in reviews]
-        scores = backend.score_choices(texts, [template.choices] * len(texts))
+        scores = backend.score_choices(texts, [choices] * len(texts))
         for text, row in zip(texts, scores):
             prompt = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
-            for choice, score in zip(template.choices, row):
+            assert sum(len(backend._continuation_ids(text, prompt, c)) > 1 for c in choices) == (
+                1 if choices is template.choices else 2)
+            for choice, score in zip(choices, row):
                 cont = backend._continuation_ids(text, prompt, choice)
                 with torch.inference_mode():
                     logits = backend.model(input_ids=torch.tensor([prompt + cont])).logits[0].float()

@@ -216,6 +216,13 @@ def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> li
     return rows
 
 
+def _by_length(items: list[Item]) -> list[Item]:
+    """Items ordered by the length of their own text, so each scoring batch holds prompts of similar length and
+    little of a batch's forward pass is spent on padding (on the shipped reviews: 20% of the tokens in file order,
+    3% sorted). Scores do not depend on the order; the log keeps each item's index."""
+    return sorted(items, key=lambda item: sum(len(str(v)) for v in item.variables.values()))
+
+
 def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, cancel) -> int:
     with connect(db_path) as db, finishing(db, run_id):
         size = capped_batch_size(plan.spec)
@@ -229,6 +236,8 @@ def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, canc
         for variant, condition, pending in work:
             backend = get_backend(condition[1], progress)
             variant_plan = replace(plan, template=variant.template)
+            if plan.spec.method == "label_probs":
+                pending = _by_length(pending)
             for start in range(0, len(pending), size):
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("evaluation stopped")

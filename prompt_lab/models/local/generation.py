@@ -222,7 +222,19 @@ class HFBackend:
                 input_ids, mask = input_ids[index], mask[index]
                 cache.batch_select_indices(index)
                 rows = [rows[i] for i in keep]
+                input_ids, mask = self._trim_padding(input_ids, mask, cache)
         return generated
+
+    @staticmethod
+    def _trim_padding(input_ids, mask, cache):
+        """Drop the left-padding columns no remaining row needs (the padding of a longer prompt that has
+        finished) from the ids, the mask and the KV cache, so the rows left do not attend over them."""
+        pad = int((mask.cumsum(dim=1) == 0).sum(dim=1).min())
+        if pad == 0 or any(type(layer).__name__ != "DynamicLayer" for layer in cache.layers):
+            return input_ids, mask
+        for layer in cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, pad:], layer.values[:, :, pad:]
+        return input_ids[:, pad:], mask[:, pad:]
 
     def _prefill_rows(self, enc):
         """Prefill each prompt on its own, then stack the KV caches left-padded into one batch cache.
@@ -253,7 +265,7 @@ class HFBackend:
         return DynamicCache(ddp_cache_data=[(torch.cat([row[i][0] for row in rows]),
                                              torch.cat([row[i][1] for row in rows])) for i in range(len(rows[0]))])
 
-    SCORE_CHUNK_ROWS = 8  # prompts per forward pass when scoring choices (sorted by length: little padding)
+    SCORE_CHUNK_ROWS = 16  # prompts per forward pass when scoring choices (sorted by length: little padding)
 
     def score_choices(self, texts: list[str], choices: list[list[str]], *,
                       cancel: threading.Event | None = None) -> list[list[float]]:
@@ -312,30 +324,46 @@ class HFBackend:
         return self._prefix_cache
 
     def _score_chunk(self, prefix_kv, p: int, suffixes: list[list[int]], choice_ids: list[list[list[int]]]):
+        """Scores of every choice of each row. Where each row has at most one choice of several tokens (the
+        usual case: 'Neutral' is two tokens beside one-token 'Positive' and 'Negative'), that choice's tokens
+        but its last ride along in the same pass after the row's own text, so no second pass is needed."""
         torch = lazy_torch()
         from transformers import DynamicCache
 
-        rows, width, pad = len(suffixes), max(len(s) for s in suffixes), self.tokenizer.pad_token_id
-        cache = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1).contiguous(),
-                                              v.expand(rows, -1, -1, -1).contiguous()) for k, v in prefix_kv]
-                             ) if prefix_kv else DynamicCache(config=self.model.config)
+        multi = [[j for j, c in enumerate(item) if len(c) > 1] for item in choice_ids]
+        ride = all(len(m) <= 1 for m in multi)
+        heads = [choice_ids[i][m[0]][:-1] if ride and m else [] for i, m in enumerate(multi)]
+        rows_ids = [s + h for s, h in zip(suffixes, heads)]
+        rows, width, pad = len(rows_ids), max(len(r) for r in rows_ids), self.tokenizer.pad_token_id
+        keep = 1 + max(len(h) for h in heads)
+        # the prefix's keys and values as views, one per row (no copy: the cache's first update concatenates)
+        cache = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
+                                             for k, v in prefix_kv]) if prefix_kv else DynamicCache(config=self.model.config)
         device = self.device
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in suffixes], device=device)
-        mask = torch.tensor([[1] * p + [0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
-        positions = torch.tensor([[p] * (width - len(s)) + list(range(p, p + len(s))) for s in suffixes],
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows_ids], device=device)
+        mask = torch.tensor([[1] * p + [0] * (width - len(r)) + [1] * len(r) for r in rows_ids], device=device)
+        positions = torch.tensor([[p] * (width - len(r)) + list(range(p, p + len(r))) for r in rows_ids],
                                  device=device)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                         use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        scores = [[float(first[i, c[0]]) for c in item] for i, item in enumerate(choice_ids)]
-        longer = [(i, j) for i, item in enumerate(choice_ids) for j, c in enumerate(item) if len(c) > 1]
+                         use_cache=True, logits_to_keep=keep)
+        kept = torch.log_softmax(out.logits.float(), dim=-1)  # the last `keep` positions of every row
+        scores = []
+        for i, item in enumerate(choice_ids):
+            at = keep - 1 - len(heads[i])  # the row's own last token: it scores every choice's first token
+            row = [float(kept[i, at, c[0]]) for c in item]
+            if heads[i]:
+                j = multi[i][0]
+                row[j] += sum(float(kept[i, at + 1 + t, choice_ids[i][j][t + 1]]) for t in range(len(heads[i])))
+            scores.append(row)
+        longer = [] if ride else [(i, j) for i, m in enumerate(multi) for j in m]
         if longer:
             cache.batch_select_indices(torch.tensor([i for i, _ in longer], device=device))
-            heads = [choice_ids[i][j][:-1] for i, j in longer]
-            span = max(len(h) for h in heads)
-            ids2 = torch.tensor([h + [pad] * (span - len(h)) for h in heads], device=device)
+            heads2 = [choice_ids[i][j][:-1] for i, j in longer]
+            span = max(len(h) for h in heads2)
+            ids2 = torch.tensor([h + [pad] * (span - len(h)) for h in heads2], device=device)
             mask2 = torch.cat([mask[[i for i, _ in longer]],
-                               torch.tensor([[1] * len(h) + [0] * (span - len(h)) for h in heads], device=device)], 1)
+                               torch.tensor([[1] * len(h) + [0] * (span - len(h)) for h in heads2], device=device)],
+                              1)
             pos2 = torch.stack([torch.arange(span, device=device) + p + len(suffixes[i]) for i, _ in longer])
             logprobs = torch.log_softmax(self.model(input_ids=ids2, attention_mask=mask2, position_ids=pos2,
                                                     past_key_values=cache).logits.float(), dim=-1)
