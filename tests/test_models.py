@@ -115,6 +115,17 @@ def test_unknown_models_say_what_was_tried(spec, message, home):
         get_backend(spec)
 
 
+def test_a_file_that_is_not_gguf_is_refused_by_the_converting_process_and_leaves_no_copy(tmp_path, home):
+    """The conversion runs in a child process (so the app never holds its memory peak); its failure still comes
+    back as one line naming the file and why, and no half-written copy is left in the model cache."""
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("these are notes, not weights\n")
+    with pytest.raises(ModelLoadError, match=r"^could not convert notes\.gguf to a safetensors copy: .*GGUF magic"):
+        get_backend(str(bad))
+    cache = home / "models"
+    assert not cache.exists() or not [p for p in cache.iterdir() if p.name.startswith("notes")]
+
+
 def test_folder_without_config_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="has no config.json"):
         resolve(str(tmp_path))

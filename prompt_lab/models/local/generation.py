@@ -2,6 +2,7 @@
 (shared prefix and suffix work), and streaming."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Callable, Iterator
@@ -70,6 +71,19 @@ class _Hooks:
         stop = bool(self.cancel is not None and self.cancel.is_set())
         self.cancelled = self.cancelled or stop
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+@functools.cache
+def _passing_layer():
+    """A DynamicLayer that returns the cached prefix joined with the new keys and values without keeping them."""
+    from transformers.cache_utils import DynamicLayer
+
+    class PassingLayer(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            torch = lazy_torch()
+            return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+    return PassingLayer
 
 
 class HFBackend:
@@ -265,7 +279,19 @@ class HFBackend:
         return DynamicCache(ddp_cache_data=[(torch.cat([row[i][0] for row in rows]),
                                              torch.cat([row[i][1] for row in rows])) for i in range(len(rows[0]))])
 
-    SCORE_CHUNK_ROWS = 16  # prompts per forward pass when scoring choices (sorted by length: little padding)
+    SCORE_CHUNK_ROWS = 16  # most prompts per forward pass when scoring choices (sorted by length: little padding)
+    SCORE_CHUNK_TOKENS = 1024  # most suffix tokens per pass (rows x the longest): bounds the KV cache and activations
+
+    def _next_chunk(self, order: list[int], suffix_lengths: list[int]) -> list[int]:
+        """The next rows of `order` (shortest first) for one pass: up to SCORE_CHUNK_ROWS, fewer when their
+        padded width would pass SCORE_CHUNK_TOKENS (16 zero-shot reviews of 20 tokens fit; few-shot prompts of
+        200 tokens go 5 at a time, which is as fast per token and keeps the app's peak memory down)."""
+        chunk = [order[0]]
+        for i in order[1:self.SCORE_CHUNK_ROWS]:
+            if (len(chunk) + 1) * suffix_lengths[i] > self.SCORE_CHUNK_TOKENS:
+                break
+            chunk.append(i)
+        return chunk
 
     def score_choices(self, texts: list[str], choices: list[list[str]], *,
                       cancel: threading.Event | None = None) -> list[list[float]]:
@@ -288,10 +314,11 @@ class HFBackend:
             prefix, prefix_kv = self._shared_prefix(prompt_ids)
             scores: list[list[float]] = [[] for _ in texts]
             order = sorted(range(len(texts)), key=lambda i: len(prompt_ids[i]))
-            for start in range(0, len(order), self.SCORE_CHUNK_ROWS):
+            while order:
                 if cancel is not None and cancel.is_set():  # checked per chunk: Stop answers within one chunk
                     raise CancelledError("scoring stopped")
-                chunk = order[start:start + self.SCORE_CHUNK_ROWS]
+                chunk = self._next_chunk(order, [len(ids) - len(prefix) for ids in prompt_ids])
+                order = order[len(chunk):]
                 for i, row in zip(chunk, self._score_chunk(prefix_kv, len(prefix),
                                                            [prompt_ids[i][len(prefix):] for i in chunk],
                                                            [choice_ids[i] for i in chunk])):
@@ -329,6 +356,7 @@ class HFBackend:
         but its last ride along in the same pass after the row's own text, so no second pass is needed."""
         torch = lazy_torch()
         from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
 
         multi = [[j for j, c in enumerate(item) if len(c) > 1] for item in choice_ids]
         ride = all(len(m) <= 1 for m in multi)
@@ -336,9 +364,15 @@ class HFBackend:
         rows_ids = [s + h for s, h in zip(suffixes, heads)]
         rows, width, pad = len(rows_ids), max(len(r) for r in rows_ids), self.tokenizer.pad_token_id
         keep = 1 + max(len(h) for h in heads)
-        # the prefix's keys and values as views, one per row (no copy: the cache's first update concatenates)
-        cache = DynamicCache(ddp_cache_data=[(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1))
-                                             for k, v in prefix_kv]) if prefix_kv else DynamicCache(config=self.model.config)
+        cache = DynamicCache(config=self.model.config)
+        for layer, (k, v) in zip(cache.layers, prefix_kv or []):
+            # The shared prefix as a view per row: a copy per row held for all layers at once cost 180 MB with a
+            # 247-token few-shot prefix and 16 rows. Without a second pass nothing needs this pass's keys and
+            # values afterwards, so each layer's concatenation is handed to attention and dropped.
+            layer.lazy_initialization(k, v)
+            layer.keys, layer.values = k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)
+            if ride and type(layer) is DynamicLayer:
+                layer.__class__ = _passing_layer()
         device = self.device
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows_ids], device=device)
         mask = torch.tensor([[1] * p + [0] * (width - len(r)) + [1] * len(r) for r in rows_ids], device=device)

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -154,8 +156,37 @@ def gguf_cache_dir(gguf_path: Path) -> Path:
     return get_settings().model_cache_dir / f"{gguf_path.stem}-{key}"
 
 
+CONVERT_TIMEOUT_S = 900
+
+
 def convert_gguf(gguf_path: Path, progress: ProgressFn | None = None) -> Path:
-    """Dequantize a GGUF once into a safetensors folder (model + tokenizer) under the data dir; returns it."""
+    """Dequantize a GGUF once into a safetensors folder (model + tokenizer) under the data dir; returns it.
+
+    The conversion runs in a child process: it holds the GGUF reader's buffers and the dequantized model at once
+    (a peak of about 1.2 GB for the default model, twice what the loaded model needs), and a process that did it
+    itself would keep that peak as its own (the app's peak went from 1.77 GB to the figure in the README's
+    Performance section). The child hands all of it back to the system when it exits."""
+    target = gguf_cache_dir(gguf_path)
+    if (target / CACHE_META).exists():
+        return target
+    if progress:
+        progress(0.05, f"Converting {gguf_path.name} to a safetensors copy (first use only, ~20 s on a CPU)")
+    package_root = str(Path(__file__).resolve().parents[3])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    try:
+        done = subprocess.run([sys.executable, "-m", "prompt_lab.models.local.loading", str(gguf_path)], env=env,
+                              capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ModelLoadError(f"converting {gguf_path.name} took over {CONVERT_TIMEOUT_S} s and was stopped") from None
+    if done.returncode != 0 or not (target / CACHE_META).exists():
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        why = lines[-1][:300] if lines else f"the converting process ended with code {done.returncode}"
+        raise ModelLoadError(f"could not convert {gguf_path.name} to a safetensors copy: {why}")
+    return target
+
+
+def _convert_gguf_here(gguf_path: Path) -> Path:
+    """The conversion itself (run by convert_gguf in a child process)."""
     target = gguf_cache_dir(gguf_path)
     if (target / CACHE_META).exists():
         return target
@@ -164,8 +195,6 @@ def convert_gguf(gguf_path: Path, progress: ProgressFn | None = None) -> Path:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    if progress:
-        progress(0.05, f"Converting {gguf_path.name} to a safetensors copy (first use only, ~20 s on a CPU)")
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
@@ -346,3 +375,7 @@ def load_model(spec: str, location: str, *, adapter: str | None = None, progress
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model, device, plain
+
+
+if __name__ == "__main__":  # convert_gguf's child process: python -m prompt_lab.models.local.loading FILE.gguf
+    _convert_gguf_here(Path(sys.argv[1]))
