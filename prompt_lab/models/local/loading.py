@@ -172,10 +172,11 @@ def convert_gguf(gguf_path: Path, progress: ProgressFn | None = None) -> Path:
     if progress:
         progress(0.05, f"Converting {gguf_path.name} to a safetensors copy (first use only, ~20 s on a CPU)")
     package_root = str(Path(__file__).resolve().parents[3])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+            "from prompt_lab.models.local.loading import _convert_gguf_here; _convert_gguf_here(Path(sys.argv[2]))")
     try:
-        done = subprocess.run([sys.executable, "-m", "prompt_lab.models.local.loading", str(gguf_path)], env=env,
-                              capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-c", code, package_root, str(gguf_path)], capture_output=True,
+                              text=True, timeout=CONVERT_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise ModelLoadError(f"converting {gguf_path.name} took over {CONVERT_TIMEOUT_S} s and was stopped") from None
     if done.returncode != 0 or not (target / CACHE_META).exists():
@@ -376,6 +377,3 @@ def load_model(spec: str, location: str, *, adapter: str | None = None, progress
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model, device, plain
 
-
-if __name__ == "__main__":  # convert_gguf's child process: python -m prompt_lab.models.local.loading FILE.gguf
-    _convert_gguf_here(Path(sys.argv[1]))
