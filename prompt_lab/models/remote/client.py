@@ -1,9 +1,9 @@
-"""The OpenAI-compatible chat-completions client: one HTTP pool and in-flight limit per endpoint, bounded retries,
+"""The OpenAI-compatible chat-completions client: bounded retries, failover between an endpoint's replicas,
 server-sent-event streaming, token counting, and the backend (vLLM, TGI, Ollama, llama.cpp's server,
-`transformers serve`, hosted APIs), through httpx. Endpoints and keys: see remote.endpoints."""
+`transformers serve`, hosted APIs), through httpx. Endpoints and keys: see remote.endpoints; HTTP pools, per-replica
+limits and replica health: remote.replicas."""
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -15,37 +15,12 @@ from typing import Callable, Iterator
 
 from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.models.base import Generation, GenerationParams, ProgressFn, StreamEvent
-from prompt_lab.models.remote.endpoints import Endpoint, RemoteModelError, known_keys, parse_spec
+from prompt_lab.models.remote.endpoints import RemoteModelError, known_keys, parse_spec
+from prompt_lab.models.remote.replicas import Replica, ReplicaFailed, http_client, replica_set, with_failover
 from prompt_lab.models.remote.replies import ModelListing, error_detail, list_models, root_reason
 from prompt_lab.models.secrets import scrub, scrub_cut
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-
-
-# One connection pool and one in-flight limit per endpoint, shared by every backend and caller in the process.
-_clients: dict[tuple, object] = {}
-_limits: dict[tuple, threading.BoundedSemaphore] = {}
-_shared_lock = threading.Lock()
-
-
-def _client_for(endpoint: Endpoint, key: str | None):
-    import httpx
-
-    ident = (endpoint.base_url, hashlib.sha256((key or "").encode()).hexdigest(), endpoint.timeout_s,
-             endpoint.max_concurrency)
-    with _shared_lock:
-        client = _clients.get(ident)
-        if client is None:
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
-            client = httpx.Client(base_url=endpoint.base_url + "/", headers=headers,
-                                  timeout=httpx.Timeout(endpoint.timeout_s, connect=min(10.0, endpoint.timeout_s)),
-                                  limits=httpx.Limits(max_connections=max(endpoint.max_concurrency, 1) + 2))
-            _clients[ident] = client
-        slot = (endpoint.name, endpoint.base_url, endpoint.max_concurrency)  # a named endpoint's own limit
-        limit = _limits.get(slot)
-        if limit is None:
-            limit = _limits[slot] = threading.BoundedSemaphore(endpoint.max_concurrency)
-        return client, limit
 
 
 def _finish_reason(server_reason: str | None, text: str, stop: list[str]) -> tuple[str, str]:
@@ -78,7 +53,7 @@ class OpenAIBackend:
     def __init__(self, spec: str):
         self.spec = spec.strip()
         self.endpoint, self.model = parse_spec(self.spec)
-        self.revision = f"{self.model}@{self.endpoint.base_url}"
+        self.revision = f"{self.model}@{self.endpoint.location}"
         self._tokenizer = None
         self._tokenizer_lock = threading.Lock()
 
@@ -146,11 +121,11 @@ class OpenAIBackend:
             body.update(stream=True, stream_options={"include_usage": True})
         return body
 
-    def _error(self, response) -> RemoteModelError:
-        """A plain message for an HTTP error answer; the key is never part of it."""
+    def _error(self, response, url: str) -> RemoteModelError:
+        """A plain message for an HTTP error answer of the server at url; the key is never part of it."""
         code = response.status_code
         detail = self._excerpt(error_detail(response), 300)
-        where = f"{self.endpoint.base_url} (model '{self.model}')"
+        where = f"{url} (model '{self.model}')"
         if code in (401, 403):
             return RemoteModelError(f"{where} refused the API key (HTTP {code}: {detail}). Set a valid key in the "
                                     f"environment variable {self.endpoint.key_hint}.")
@@ -189,72 +164,90 @@ class OpenAIBackend:
         return self.model_listing().ids
 
     def model_listing(self) -> ModelListing:
-        """GET /models: the ids the server lists, or why it lists none (its status and words, scrubbed)."""
-        client, _ = _client_for(self.endpoint, self.endpoint.api_key())
-        return list_models(client, known_keys(self.endpoint.api_key_env))
+        """GET /models: the ids the server lists, or why it lists none (its status and words, scrubbed); with
+        replicas, the first one that lists its models."""
+        key, listing = self.endpoint.api_key(), ModelListing()
+        for url in self.endpoint.replicas:
+            listing = list_models(http_client(self.endpoint, url, key), known_keys(self.endpoint.api_key_env))
+            if listing.problem is None:
+                break
+        return listing
 
-    def _transport_error(self, exc) -> RemoteModelError:
+    def _transport_error(self, exc, url: str) -> RemoteModelError:
         import httpx
 
-        where = f"{self.endpoint.base_url} (model '{self.model}')"
+        where = f"{url} (model '{self.model}')"
         if isinstance(exc, httpx.TimeoutException):
             return RemoteModelError(f"{where} did not answer within {self.endpoint.timeout_s:g} s "
                                     f"({type(exc).__name__}); raise timeout_s for this endpoint or ask for fewer "
                                     "tokens")
         if isinstance(exc, httpx.ConnectError):
-            return RemoteModelError(f"could not reach {self.endpoint.base_url} "
+            return RemoteModelError(f"could not reach {url} "
                                     f"({self._excerpt(root_reason(exc), 200)}). Is the server running, and is the "
                                     "address (host, port, /v1 path) right?")
         return RemoteModelError(f"{where}: the connection failed ({type(exc).__name__}: "
                                 f"{self._excerpt(root_reason(exc), 200)})")
 
     def _send(self, body: dict, cancel: threading.Event | None, on_text: Callable[[str], None] | None = None):
-        """POST /chat/completions with bounded retries on 429/5xx (exponential backoff, Retry-After honoured).
+        """POST /chat/completions to the least busy live replica of the endpoint; one that fails (unreachable,
+        connection lost, timeout, 429/5xx after its retries) is marked down and the request goes to the next.
 
         Returns (choices: list of (text, finish_reason), usage dict or None, served model, seconds).
         With on_text the answer is streamed (server-sent events) and on_text gets the text so far.
         """
+        key, replicas = self.endpoint.api_key(), replica_set(self.endpoint)
+        return with_failover(replicas, lambda replica: self._send_to(
+            replica, replicas, http_client(self.endpoint, replica.url, key), body, cancel, on_text),
+            f"endpoint '{self.endpoint.name}' (model '{self.model}')", self._scrub, cancel)
+
+    def _send_to(self, replica: Replica, replicas, client, body: dict, cancel, on_text):
+        """One replica's tries at a request (the first slot is held already), with bounded retries on 429/5xx
+        (exponential backoff, Retry-After honoured). Raises ReplicaFailed where another replica may do better."""
         import httpx
 
-        client, limit = _client_for(self.endpoint, self.endpoint.api_key())
         attempt = 0
         while True:
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("generation stopped")
-            with limit:
+            try:
                 start = time.perf_counter()
-                try:
-                    if body.get("stream"):
-                        with client.stream("POST", "chat/completions", json=body) as response:
-                            if response.is_success:
-                                return (*self._read_stream(response, cancel, on_text), time.perf_counter() - start)
-                            response.read()
-                    else:
-                        response = client.post("chat/completions", json=body)
+                if body.get("stream"):
+                    with client.stream("POST", "chat/completions", json=body) as response:
                         if response.is_success:
-                            return (*self._read_json(response), time.perf_counter() - start)
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc) from None
-            if response.status_code not in RETRY_STATUS or attempt >= self.endpoint.max_retries:
-                raise self._error(response)
+                            return (*self._read_stream(response, cancel, on_text, replica.url),
+                                    time.perf_counter() - start)
+                        response.read()
+                else:
+                    response = client.post("chat/completions", json=body)
+                    if response.is_success:
+                        return (*self._read_json(response, replica.url), time.perf_counter() - start)
+            except httpx.HTTPError as exc:
+                raise ReplicaFailed(self._transport_error(exc, replica.url)) from None
+            finally:
+                replicas.release(replica)
+            if response.status_code not in RETRY_STATUS:  # the request's own fault (400, 401, 404): no failover
+                raise self._error(response, replica.url)
+            if attempt >= self.endpoint.max_retries:
+                raise ReplicaFailed(self._error(response, replica.url))
             delay = min(8.0, 0.5 * 2 ** attempt) * (1 + random.random() * 0.25)
             retry_after = response.headers.get("retry-after", "")
             if retry_after.replace(".", "", 1).isdigit():
                 delay = min(30.0, max(delay, float(retry_after)))
             attempt += 1
             time.sleep(delay)
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("generation stopped")
+            replicas.acquire_on(replica, cancel)
 
-    def _read_json(self, response):
+    def _read_json(self, response, url: str = ""):
         try:
             data = response.json()
             choices = [(self._scrub((c.get("message") or {}).get("content") or ""), c.get("finish_reason"))
                        for c in sorted(data["choices"], key=lambda c: c.get("index", 0))]
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise RemoteModelError(f"{self.endpoint.base_url}: the answer is not a chat completion "
+            raise RemoteModelError(f"{url or self.endpoint.base_url}: the answer is not a chat completion "
                                    f"({self._excerpt(response.text, 200)!r})") from None
         return choices, data.get("usage"), self._scrub(str(data.get("model") or "")) or None
 
-    def _read_stream(self, response, cancel, on_text):
+    def _read_stream(self, response, cancel, on_text, url: str):
         text, reason, usage, served, events, other = "", None, None, None, 0, ""
         for line in response.iter_lines():
             if cancel is not None and cancel.is_set():  # stopped mid-answer: keep the text so far
@@ -282,7 +275,7 @@ class OpenAIBackend:
                         on_text(self._scrub(text))
                 reason = choice.get("finish_reason") or reason
         if not events:  # a 200 that is no event stream (a JSON body, a page): not an empty answer
-            raise RemoteModelError(f"{self.endpoint.base_url}: the answer is not a chat completion stream "
+            raise RemoteModelError(f"{url}: the answer is not a chat completion stream "
                                    f"({self._excerpt(other.strip(), 200)!r})")
         return [(self._scrub(text), reason)], usage, served
 
@@ -304,7 +297,7 @@ class OpenAIBackend:
             timed += [(c, usage2, seconds2, len(extra)) for c in extra[:1]]
             served = served or served2
         if served:
-            self.revision = f"{served}@{self.endpoint.base_url}"
+            self.revision = f"{served}@{self.endpoint.location}"
         prompt_count = None
         out = []
         for index, ((raw, reason), use, secs, shared) in enumerate(timed):
@@ -325,7 +318,7 @@ class OpenAIBackend:
     def generate(self, texts: list[str], params: GenerationParams, *, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None,
                  on_partial: Callable[[list[str]], None] | None = None) -> list[list[Generation]]:
-        """Every prompt as its own request, up to the endpoint's max_concurrency in flight.
+        """Every prompt as its own request, up to the endpoint's max_concurrency in flight on each of its replicas.
 
         on_partial(texts) gets the text so far of each prompt's first sample as tokens stream in.
         """
@@ -355,7 +348,7 @@ class OpenAIBackend:
                 if progress:
                     progress(done[0] / len(texts), f"{self.model}: {done[0]}/{len(texts)} answers")
 
-        workers = max(1, min(self.endpoint.max_concurrency, len(texts)))
+        workers = max(1, min(self.endpoint.max_concurrency * len(self.endpoint.replicas), len(texts)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="remote") as pool:
             list(pool.map(one, range(len(texts))))
         real = [e for e in errors if not isinstance(e, CancelledError)]

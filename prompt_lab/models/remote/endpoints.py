@@ -1,7 +1,8 @@
 """Where remote models live: the endpoints file, the Endpoint spec, and the URL and API-key policy.
 
 Specs: `openai:<model>@<base_url>` (e.g. `openai:llama3.2@http://localhost:11434/v1`) or
-`openai:<model>@<endpoint name>` for an endpoint described in the endpoints file (see load_endpoints).
+`openai:<model>@<endpoint name>` for an endpoint described in the endpoints file (see load_endpoints). A named
+endpoint may list several servers of the same model (`base_urls`, replicas): remote.replicas spreads requests over them.
 
 API keys are read from the environment (through settings.secret_from_env) when a request is made and live only
 in the HTTP client's headers: they are never part of a spec, a revision, an error message, the run log or a CLI
@@ -41,11 +42,25 @@ class Endpoint:
     base_url: str = spec_field(help="server address, e.g. http://localhost:8000/v1")
     api_key_env: str | None = spec_field(None, help="name of the environment variable holding the API key")
     models: tuple[str, ...] = spec_field((), help="model names to offer in the app's model lists")
-    max_concurrency: int = spec_field(4, min=1, help="most requests in flight to this endpoint")
+    base_urls: tuple[str, ...] = spec_field((), help="instead of base_url: several servers (replicas) of the same "
+                                                     "model; requests are spread over them and a replica that fails "
+                                                     "is skipped for a while, its requests retried on the others")
+    max_concurrency: int = spec_field(4, min=1, help="most requests in flight to each server (base_url, or each of "
+                                                     "base_urls)")
     timeout_s: float = spec_field(120.0, min=0.1, help="seconds to wait for one answer")
     max_retries: int = spec_field(3, min=0, help="retries on 429 and 5xx answers, with backoff")
     tokenizer: str | None = spec_field(None, help="local model folder whose tokenizer counts tokens when the "
                                                   "server reports none")
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        """The server addresses requests go to: base_urls, or the one base_url."""
+        return self.base_urls or (self.base_url,)
+
+    @property
+    def location(self) -> str:
+        """Where the model is served, as runs log it: the base URL, or the replicas' URLs joined by commas."""
+        return ",".join(self.replicas)
 
     def api_key(self) -> str | None:
         """The key from the environment (read at use, so a Space secret or an export applies at once)."""
@@ -140,14 +155,46 @@ def endpoints_file() -> Path:
 
 
 def entry_lines(text: str) -> dict[str, tuple[int, dict[str, int]]]:
-    """For each top-level entry of a YAML mapping: (its line, {field: line}), 1-based; empty if not a mapping."""
+    """For each top-level entry of a YAML mapping: (its line, {field: line}), 1-based; empty if not a mapping.
+    The items of a list field are there too, as 'field[i]' (i from 1)."""
     node = mapping_node(text)
     if node is None:
         return {}
-    return {str(key.value): (key.start_mark.line + 1,
-                             {str(k.value): k.start_mark.line + 1 for k, _ in value.value}
-                             if isinstance(value, yaml.MappingNode) else {})
-            for key, value in node.value}
+    out = {}
+    for key, value in node.value:
+        fields: dict[str, int] = {}
+        for k, v in value.value if isinstance(value, yaml.MappingNode) else ():
+            fields[str(k.value)] = k.start_mark.line + 1
+            for i, item in enumerate(v.value if isinstance(v, yaml.SequenceNode) else (), start=1):
+                fields[f"{k.value}[{i}]"] = item.start_mark.line + 1
+        out[str(key.value)] = (key.start_mark.line + 1, fields)
+    return out
+
+
+def _replica_urls(fields, source: str, lines: dict[str, int] | None, fail, keys) -> tuple[str, ...]:
+    """The checked, normalized server addresses of an entry: base_url, or each of base_urls (a non-empty list
+    without the same server twice). Messages never repeat an address that may hold a credential."""
+    def at(key: str) -> str:
+        return f", line {lines[key]}" if lines and key in lines else ""
+
+    if "base_url" in fields:
+        return (normalize_base_url(fields["base_url"], f"{source}{at('base_url')}: field 'base_url':", keys),)
+    urls = fields["base_urls"]
+    if not isinstance(urls, list):  # not repeated: a single address with a password is a plausible mistake
+        fail("base_urls", f"must be a list of server addresses such as [http://host-a:8000/v1, "
+                          f"http://host-b:8000/v1], got {type(urls).__name__}")
+    if not urls:
+        fail("base_urls", "must list at least one server address")
+    out: list[str] = []
+    for i, url in enumerate(urls, start=1):
+        where = f"{source}{at(f'base_urls[{i}]') or at('base_urls')}: field 'base_urls', item {i}:"
+        if not isinstance(url, str):
+            raise RemoteModelError(f"{where} must be a server address (text), got {type(url).__name__}")
+        out.append(normalize_base_url(url, where, keys))
+        if out[-1] in out[:-1]:
+            raise RemoteModelError(f"{where} the same server as item {out.index(out[-1]) + 1}; list each replica "
+                                   "once")
+    return tuple(out)
 
 
 def endpoint_from_fields(name: str, fields, source: str, lines: dict[str, int] | None = None,
@@ -161,18 +208,21 @@ def endpoint_from_fields(name: str, fields, source: str, lines: dict[str, int] |
     unknown = sorted(str(k) for k in fields if k not in FILE_FIELDS)
     if unknown:
         fail(unknown[0], f"unknown field; allowed: {', '.join(FILE_FIELDS)}")
-    if "base_url" not in fields:
-        raise RemoteModelError(f"{source}{at}: base_url is missing ({FILE_FIELDS['base_url']})")
+    if "base_url" not in fields and "base_urls" not in fields:
+        raise RemoteModelError(f"{source}{at}: base_url is missing ({FILE_FIELDS['base_url']}; or base_urls, a "
+                               "list of replicas)")
+    if "base_url" in fields and "base_urls" in fields:
+        fail("base_urls", "give either base_url (one server) or base_urls (a list of replicas), not both")
     models = fields.get("models")
     if models is not None and not (isinstance(models, list) and all(isinstance(m, str) and m for m in models)):
         fail("models", f"must be a list of model names, got {models!r}")
-    raw = Endpoint(name=name, **{**fields, "models": tuple(models or ())})
+    raw = Endpoint(name=name, **{**fields, "base_url": fields.get("base_url", ""), "base_urls": (),
+                                 "models": tuple(models or ())})
     check_fields(raw, fail)
     if raw.api_key_env is not None and not raw.api_key_env.strip():
         fail("api_key_env", "must be the name of an environment variable")
-    url_at = f", line {lines['base_url']}" if lines and "base_url" in lines else ""
-    url = normalize_base_url(raw.base_url, f"{source}{url_at}: field 'base_url':", known_keys(raw.api_key_env))
-    return dataclasses.replace(raw, base_url=url, timeout_s=float(raw.timeout_s))
+    urls = _replica_urls(fields, source, lines, fail, known_keys(raw.api_key_env))
+    return dataclasses.replace(raw, base_url=urls[0], base_urls=urls, timeout_s=float(raw.timeout_s))
 
 
 def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
@@ -183,6 +233,9 @@ def load_endpoints(path: str | Path | None = None) -> dict[str, Endpoint]:
           api_key_env: VLLM_API_KEY
           models: [Qwen/Qwen2.5-7B-Instruct]
           max_concurrency: 16
+        my-replicas:                # the same model on two servers: requests are spread, failures fail over
+          base_urls: [http://gpu-a:8000/v1, http://gpu-b:8000/v1]
+          max_concurrency: 8        # per server
 
     A missing file means no named endpoints. Errors name the file, the line, the endpoint and the field.
     """
