@@ -32,8 +32,8 @@ Matching the prompts (what differs between the tools by default, and what this b
   while Prompt Lab scores the choice after "...assistant\n". The tokens are the same (the string is the same and
   "\n" is its own token), but lm-eval's log-likelihood has one more term, log p("\n" | context) (about -1e-4
   nats here), the same for every choice of an item: the chosen answer and the gaps between choices are unchanged.
-- Prompt Lab with `answer: {type: text}` defaults to metric rouge, which label_probs cannot score (the run stops
-  with "metric 'rouge' scores items, it has no right or wrong"): the experiment sets `metric: accuracy`.
+- Prompt Lab with `answer: {type: text}` defaults to metric rouge, which label_probs cannot score (such a run is
+  refused before it starts): the experiment sets `metric: accuracy`.
 
 Each whole command (a subprocess, start to exit, model load included) is timed, for zero-shot and for 3-shot.
 Output: per-item agreement of the chosen answer, each tool's accuracy, both wall times and their ratio.

@@ -67,6 +67,7 @@ class HFBackend(ChoiceScoring):
     """One loaded transformers model + tokenizer; generate() is serialized by a lock (one model, many callers)."""
 
     CHUNK_TOKENS = 8  # new tokens per generate() call before finished rows are dropped from the batch
+    FIRST_CHUNK_TOKENS = 2  # the first call's: a label and its end token, so label rows leave a compare at once
     is_local = True
     can_tune = True  # the registry's base_location() finds the weights a tuning job trains
 
@@ -191,7 +192,8 @@ class HFBackend(ChoiceScoring):
             hooks.rows = rows
             if streamer is not None:
                 streamer.rows = rows
-            step = remaining if self._plain else min(self.CHUNK_TOKENS, remaining)
+            first = remaining == params.max_new_tokens and len(rows) > 1
+            step = remaining if self._plain else min(self.FIRST_CHUNK_TOKENS if first else self.CHUNK_TOKENS, remaining)
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
                                       max_new_tokens=step, max_time=max(0.01, deadline - time.monotonic()),
                                       return_dict_in_generate=True, stopping_criteria=StoppingCriteriaList([hooks]),
@@ -233,7 +235,7 @@ class HFBackend(ChoiceScoring):
         Left-padding the prompts makes the batched prefill compute every pad position (a few-shot prompt of
         330 tokens next to a zero-shot one of 90 nearly doubles the work); prefilling rows apart wastes none.
         All but each prompt's last token go into the cache; generate() then feeds the last tokens as a batch.
-        Returns None where this does not apply (one prompt, a one-token prompt, a cache that is not plain).
+        Returns None where this does not apply (one prompt, a one-token prompt, a cache that is not plain, a GPU).
         """
         from transformers import DynamicCache
 
@@ -241,8 +243,8 @@ class HFBackend(ChoiceScoring):
         ids, mask = enc["input_ids"], enc["attention_mask"]
         lengths = mask.sum(dim=1).tolist()
         width = ids.shape[1]
-        if self._plain or len(lengths) < 2 or min(lengths) < 2:
-            return None
+        if self._plain or len(lengths) < 2 or min(lengths) < 2 or self.device != "cpu":
+            return None  # a GPU prefills the padded batch in parallel: one pass beats a pass per row there
         rows = []
         for r, length in enumerate(lengths):
             cache = DynamicCache(config=self.model.config)
