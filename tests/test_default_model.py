@@ -116,3 +116,18 @@ def test_stop_keeps_the_answers_that_had_finished(default_model_dir, home):
     assert [(r["strategy"], r["finish_reason"], r["answer"]) for r in rows] == [
         ("zero_shot", "eos", "Positive"), ("cot", "cancelled", None)]
     assert open_db().execute("select status from runs where id = ?", [result.run_id]).fetchone() == ("cancelled",)
+
+
+def test_label_scoring_passes_stay_within_their_row_and_token_budgets():
+    """Rows go shortest first, up to SCORE_CHUNK_ROWS a pass, fewer when rows x the longest suffix would pass
+    SCORE_CHUNK_TOKENS; a row longer than the budget still goes, alone."""
+    from types import SimpleNamespace
+
+    from prompt_lab.models.local.choices import ChoiceScoring
+
+    budget = SimpleNamespace(SCORE_CHUNK_ROWS=3, SCORE_CHUNK_TOKENS=100)
+    lengths = [20, 30, 30, 40, 500]
+    assert ChoiceScoring._next_chunk(budget, [0, 1, 2, 3, 4], lengths) == [0, 1, 2]  # the row cap
+    assert ChoiceScoring._next_chunk(budget, [2, 3, 4], lengths) == [2, 3]  # 2 x 40 fit; 3 x 500 do not
+    assert ChoiceScoring._next_chunk(budget, [3, 4], lengths) == [3]
+    assert ChoiceScoring._next_chunk(budget, [4], lengths) == [4]

@@ -216,11 +216,10 @@ def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> li
     return rows
 
 
-def _by_length(items: list[Item]) -> list[Item]:
-    """Items ordered by the length of their own text, so each scoring batch holds prompts of similar length and
-    little of a batch's forward pass is spent on padding (on the shipped reviews: 20% of the tokens in file order,
-    3% sorted). Scores do not depend on the order; the log keeps each item's index."""
-    return sorted(items, key=lambda item: sum(len(str(v)) for v in item.variables.values()))
+# Label scoring takes this many batches at once: the backend orders them by length and makes its own passes (up
+# to 16 prompts or 1,024 tokens each), so a window of 128 reviews wastes 3% of a pass on padding where batches of
+# 16 in file order wasted 20%. Rows are logged in item order, a window at a time (what a Stop can lose: seconds).
+LABEL_WINDOW_BATCHES = 8
 
 
 def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, cancel) -> int:
@@ -236,12 +235,11 @@ def _execute(plan: Plan, run_id: int, db_path, progress: ProgressFn | None, canc
         for variant, condition, pending in work:
             backend = get_backend(condition[1], progress)
             variant_plan = replace(plan, template=variant.template)
-            if plan.spec.method == "label_probs":
-                pending = _by_length(pending)
-            for start in range(0, len(pending), size):
+            step = size * LABEL_WINDOW_BATCHES if plan.spec.method == "label_probs" else size
+            for start in range(0, len(pending), step):
                 if cancel is not None and cancel.is_set():
                     raise CancelledError("evaluation stopped")
-                batch = pending[start:start + size]
+                batch = pending[start:start + step]
                 log_generations(db, run_id, score_batch(variant_plan, backend, condition, batch, cancel))
                 done += len(batch)
                 if progress:

@@ -68,14 +68,17 @@ class ChoiceScoring:
             prompt_ids = [self.tokenizer(t, add_special_tokens=not self.has_chat_template)["input_ids"] for t in texts]
             choice_ids = [[self._continuation_ids(t, ids, c) for c in cs]
                           for t, ids, cs in zip(texts, prompt_ids, choices)]
-            prefix, prefix_kv = self._shared_prefix(prompt_ids)
+            common = len(_common_prefix(prompt_ids))
             scores: list[list[float]] = [[] for _ in texts]
             order = sorted(range(len(texts)), key=lambda i: len(prompt_ids[i]))
             while order:
                 if cancel is not None and cancel.is_set():  # checked per chunk: Stop answers within one chunk
                     raise CancelledError("scoring stopped")
-                chunk = self._next_chunk(order, [len(ids) - len(prefix) for ids in prompt_ids])
+                chunk = self._next_chunk(order, [len(ids) - common for ids in prompt_ids])
                 order = order[len(chunk):]
+                # each pass's own common prefix: one item whose demonstrations differ (its query was one of the
+                # examples) then costs only its own pass the shared demonstrations, not every pass
+                prefix, prefix_kv = self._shared_prefix([prompt_ids[i] for i in chunk])
                 for i, row in zip(chunk, self._score_chunk(prefix_kv, len(prefix),
                                                            [prompt_ids[i][len(prefix):] for i in chunk],
                                                            [choice_ids[i] for i in chunk])):
