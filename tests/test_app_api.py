@@ -19,7 +19,8 @@ COMPARE_KEYS = {"run_id", "template", "template_hash", "models", "revisions", "p
 OUTPUT_KEYS = {"run_id", "model", "strategy", "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
                "latency_ms", "finish_reason", "samples"}
 REPORT_KEYS = {"run_id", "status", "template", "dataset", "items", "metric", "rows", "labels", "paired", "conditions",
-               "template_hash", "method", "dataset_hash", "warnings", "example_selection", "variants", "baseline"}
+               "template_hash", "method", "dataset_hash", "warnings", "example_selection", "variants", "baseline",
+               "wall_s", "scored", "items_per_s"}
 ROW_KEYS = {"condition", "kind", "value", "ci_low", "ci_high", "strict", "chance", "majority", "no_answer", "wrong",
             "tokens", "latency_s", "samples", "self_consistency", "agreement", "corpus", "majority_label",
             "beats_majority", "baseline_note"}
@@ -141,6 +142,7 @@ def test_every_named_endpoint_returns_its_documented_keys(client):
 
     report = call("/evaluate", "sentiment_label_probs", 10)
     assert set(report) == REPORT_KEYS and report["items"] == 10 and report["status"] == "completed"
+    assert report["wall_s"] > 0 and report["items_per_s"] == pytest.approx(report["scored"] / report["wall_s"], rel=0.01)
     assert set(report["rows"][0]) == ROW_KEYS and len(report["labels"]) == len(report["rows"]) > 1
     assert set(report["paired"][0]) == TEST_KEYS
     run_id = report["run_id"]

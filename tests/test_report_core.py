@@ -99,6 +99,42 @@ def test_cli_prints_the_report_rows(home, capsys):
     assert data["conditions"][0]["accuracy"] == 0.8 and data["rows"][0]["value"] == 0.8
 
 
+def test_the_report_gives_wall_time_and_items_per_second_and_a_resume_counts_run_time_not_the_pause(home):
+    """eval --json, the CLI's first line and the Evaluate head give the run's wall time and throughput; a run
+    stopped and resumed counts the time it ran in each session, not the pause between them."""
+    from prompt_lab.reporting.text import report_json, report_lines
+    from prompt_lab.runlog.store import finish_run, reopen_run, update_run_options
+
+    db = open_db()
+    a, _ = two_runs(db)
+    running = eval_report(a, db)  # still running: no wall time yet, and no line claims one
+    assert (running.wall_s, running.items_per_s, running.scored) == (None, None, 20)
+    assert "items/s" not in report_lines(running)[0] and report_json(running)["wall_s"] is None
+    db.conn.execute("update runs set created_utc = ? where id = ?", [ago(4), a])  # it ran for 4 s, then stopped
+    finish_run(db, a, "cancelled")
+    first = db.execute("select duration_ms from runs where id = ?", [a]).fetchone()[0]
+    assert 4000 <= first < 6000
+    db.conn.execute("update runs set created_utc = ? where id = ?", [ago(3600), a])  # an hour's pause, then...
+    reopen_run(db, a)  # ...the resume, which runs 2 s more
+    update_run_options(db, a, resumed_utc=ago(2))
+    finish_run(db, a)
+    total = db.execute("select duration_ms from runs where id = ?", [a]).fetchone()[0]
+    assert first + 2000 <= total < first + 4000  # the hour it sat stopped (created_utc) is not counted
+    report = eval_report(a, db)
+    assert report.wall_s == pytest.approx(total / 1000, abs=0.01) and report.scored == 20
+    assert report.items_per_s == pytest.approx(20 / report.wall_s, rel=0.01)
+    data = report_json(report)
+    assert (data["wall_s"], data["scored"], data["items_per_s"]) == (report.wall_s, 20, report.items_per_s)
+    assert report_lines(report)[0].endswith(f" · 20 items in {report.wall_s:.1f} s, {report.items_per_s:.1f} items/s")
+
+
+def ago(seconds: float) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    when = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def test_compare_refuses_more_prompts_than_the_batch_cap_before_loading_a_model(home, monkeypatch):
     import sys
 

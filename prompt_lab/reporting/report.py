@@ -183,7 +183,10 @@ def run_report(db: Database, run_id: int) -> dict:
     place = {name: i for i, name in enumerate(named)}
     conditions.sort(key=lambda c: (c["model"], place.get(c["variant"], len(place)), order.get(c["strategy"], 99),
                                    c["k"], c["seed"]))
+    wall_s = round(run["duration_ms"] / 1000, 2) if run.get("duration_ms") else None  # None while it runs
+    scored = sum(c["items"] for c in conditions)  # (condition, item) pairs scored
     return {"run_id": run["id"], "status": run["status"], "template": run["template_name"], "metric": metric,
+            "wall_s": wall_s, "scored": scored, "items_per_s": round(scored / wall_s, 2) if wall_s else None,
             "template_hash": run["template_hash"], "method": run["params"].get("method", "generate"),
             "example_selection": run["params"].get("example_selection", "random"),
             "dataset": run["options"].get("dataset"), "dataset_hash": run["options"].get("dataset_hash"),

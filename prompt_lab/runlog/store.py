@@ -243,9 +243,12 @@ def start_run(db: sqlite_utils.Database, *, kind: str, template_name: str = "", 
 def finish_run(db: sqlite_utils.Database, run_id: int, status: str = "completed", error: str | None = None) -> None:
     if status not in RUN_STATUSES:
         raise ValueError(f"unknown run status {status!r}")
-    row = db.execute("select created_utc from runs where id = ?", [run_id]).fetchone()
-    created = datetime.fromisoformat(row[0].replace("Z", "+00:00"))
-    duration_ms = (datetime.now(timezone.utc) - created).total_seconds() * 1000
+    row = db.execute("select created_utc, options_json from runs where id = ?", [run_id]).fetchone()
+    options = json.loads(row[1] or "{}")
+    # a resumed run counts the time it ran, not the pause: its earlier sessions plus this one since the resume
+    since = options.get("resumed_utc") or row[0]
+    started = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    duration_ms = (datetime.now(timezone.utc) - started).total_seconds() * 1000 + float(options.get("ran_ms") or 0)
     with db.conn:
         db.conn.execute("update runs set status = ?, finished_utc = ?, duration_ms = ?, error = ? where id = ?",
                         (status, utc_now(), round(duration_ms, 1), error, run_id))
@@ -254,6 +257,8 @@ def finish_run(db: sqlite_utils.Database, run_id: int, status: str = "completed"
 def reopen_run(db: sqlite_utils.Database, run_id: int) -> None:
     """Take over a run that did not complete (to resume it): `running` again, owned by this process."""
     pid = os.getpid()
+    ran = db.execute("select duration_ms from runs where id = ?", [run_id]).fetchone()
+    update_run_options(db, run_id, ran_ms=float(ran[0] or 0) if ran else 0.0, resumed_utc=utc_now())
     with db.conn:
         db.conn.execute("update runs set status = 'running', finished_utc = null, error = null, owner_pid = ?, "
                         "owner_start = ? where id = ?", (pid, process_start(pid), run_id))

@@ -123,7 +123,8 @@ def show_results(run_id):
     report = eval_report(int(run_id))
     conditions, labels, metric = report.conditions, report.labels, report.metric
     head = (f"Run **{report.run_id}** ({report.status}) · {as_text(report.template)} on "
-            f"{as_text(report.dataset)} · {report.items} items · metric {metric} · method {report.method}")
+            f"{as_text(report.dataset)} · {report.items} items · metric {metric} · method {report.method}"
+            + (f" · {report.speed()}" if report.speed() else ""))
     notes = [f"- ⚠ {as_text(w)}" for w in report.warnings]
     notes += [f"- **{as_text(r.condition)}** {as_text(r.baseline_note)}" for r in report.rows if r.baseline_note]
     notes += variant_notes(report)
