@@ -20,7 +20,7 @@ from prompt_lab.models.base import Generation, ProgressFn
 from prompt_lab.answers.scoring import extract_for
 from prompt_lab.settings import get_settings
 from prompt_lab.runlog.store import connect, finish_run, finishing, log_generations, save_template_version, start_run
-from prompt_lab.prompts.strategies import STRATEGIES, build_prompts, check_strategies
+from prompt_lab.prompts.strategies import STRATEGIES, build_prompts, fit_strategies
 from prompt_lab.prompts.templates import Template, get_template
 
 
@@ -117,9 +117,10 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
     """
     template = get_template(template) if isinstance(template, str) else template
     check_inputs(template, variables)
-    strategies = check_strategies(strategies)
+    strategies, left_out = fit_strategies(template, strategies)  # a template without examples: zero-shot and CoT
     models = model_list(models)
     params, warnings = (params or GenerationParams()).clamped(get_settings())
+    warnings = left_out + warnings
     prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed, selection=selection)
     check_batch(len(prompts), params.n)
     adapted = {m for m in models if resolve(m).adapter}  # a mistyped spec fails here, before the run row

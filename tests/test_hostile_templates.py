@@ -395,6 +395,39 @@ def test_the_cli_renders_a_template_without_examples(home, tiny_model_dir, tmp_p
     assert out.returncode == 2 and "few_shot needs 'examples'; this template has none" in out.stderr
 
 
+def test_a_template_without_examples_compares_and_evaluates_with_the_strategies_it_supports(home, tiny_model_dir,
+                                                                                            tmp_path):
+    """Issue 19: asked for few-shot, a template without examples runs zero-shot and CoT and says few-shot was left
+    out (it used to stop with "few_shot needs 'examples'"); asked only for what it cannot build, it says why."""
+    from prompt_lab.compare import compare
+    from prompt_lab.evaluation.evaluate import evaluate
+    from prompt_lab.evaluation.experiments import EvalSpec
+    from prompt_lab.models import GenerationParams
+    from prompt_lab.prompts.templates import parse_template
+    from prompt_lab.reporting.summary import eval_report
+
+    template = parse_template(MINIMAL)
+    note = "few_shot, few_shot_cot left out: few_shot and few_shot_cot need examples: this template has none"
+    result = compare(template, {"question": "Why?"}, models=str(tiny_model_dir),
+                     params=GenerationParams(max_new_tokens=2))
+    assert [o.strategy for o in result.outputs] == ["zero_shot", "cot"] and result.warnings[0] == note
+    with pytest.raises(TemplateError, match=r"^template 'probe' cannot build few_shot: few_shot and few_shot_cot "
+                                            r"need examples: this template has none; use zero_shot or cot$"):
+        compare(template, {"question": "Why?"}, strategies=["few_shot"], models=str(tiny_model_dir))
+    data = tmp_path / "questions.csv"
+    data.write_text("question,answer\nWhy?,Because\nHow?,Thus\n")
+    run_id = evaluate(EvalSpec(template="probe", dataset=str(data), models=[str(tiny_model_dir)],
+                               strategies=["zero_shot", "few_shot"], max_new_tokens=2), template=template)
+    report = eval_report(run_id)
+    assert report.status == "completed" and report.labels == ["zero_shot · " + str(tiny_model_dir)]
+    assert report.warnings == ["few_shot left out: few_shot and few_shot_cot need examples: this template has none"]
+    (tmp_path / "probe.yaml").write_text(MINIMAL)  # as a user runs it: the CLI, default strategies (all four)
+    out, _ = cli("compare", "-t", str(tmp_path / "probe.yaml"), "--var", "question=Why?", "--model",
+                 str(tiny_model_dir), "--max-new-tokens", "2")
+    assert out.returncode == 0, out.stderr
+    assert f"warning: {note}" in out.stderr and "cot" in out.stdout
+
+
 # ---------------------------------------------------------------- the running app
 
 

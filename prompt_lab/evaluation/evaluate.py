@@ -25,7 +25,8 @@ from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import (connect, finishing, log_generations, logged_item_indexes, reopen_run, resumable_run,
                                      run_template, save_template_version, start_run)
 from prompt_lab.settings import Settings, get_settings
-from prompt_lab.prompts.strategies import build_prompts, is_own_example, strategy_notes, supported_strategies
+from prompt_lab.prompts.strategies import (build_prompts, fit_strategies, is_own_example, strategy_notes,
+                                           supported_strategies)
 from prompt_lab.prompts.templates import Template, get_template
 from prompt_lab.prompts.variants import ORIGINAL, Variant, build_variants
 
@@ -55,6 +56,8 @@ def plan(spec: EvalSpec, template: Template | None = None, variants: list[Varian
     spec.validate()
     template = template or get_template(spec.template)
     variants = variants or build_variants(template, spec.variants)
+    # a template without examples evaluates zero-shot and CoT; few-shot is left out with a note, not an error
+    spec.strategies, left_out = fit_strategies(template, spec.strategies)
     for variant in variants[1:]:
         unable = [s for s in spec.strategies if s not in supported_strategies(variant.template)]
         if unable:  # found now, not when its first prompt is built
@@ -87,7 +90,7 @@ def plan(spec: EvalSpec, template: Template | None = None, variants: list[Varian
                              f"model ({remote[0]}) does not offer; use method generate for remote models")
     for model in spec.models:
         resolve(model)  # a bad spec or an unknown endpoint fails here, before a run row is written
-    warnings = example_duplicates(template, items, dataset.name)
+    warnings = left_out + example_duplicates(template, items, dataset.name)
     for variant in variants[1:]:
         if variant.template.examples != template.examples:
             warnings += [f"variant '{variant.name}': {w}" for w in example_duplicates(variant.template, items,

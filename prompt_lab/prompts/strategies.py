@@ -76,6 +76,20 @@ def strategy_notes(template: Template) -> list[str]:
     return []
 
 
+def fit_strategies(template: Template, asked) -> tuple[list[str], list[str]]:
+    """The asked strategies this template can build, and a note for each one left out (few-shot without examples,
+    few-shot CoT without rationales); asked for none it can build: an error naming why."""
+    asked = check_strategies(asked)
+    usable = supported_strategies(template)
+    kept = [s for s in asked if s in usable]
+    dropped = [s for s in asked if s not in usable]
+    if not kept:
+        raise TemplateError(f"template '{template.name}' cannot build {', '.join(dropped)}: "
+                            f"{'; '.join(strategy_notes(template))}; use {' or '.join(usable)}")
+    notes = [f"{', '.join(dropped)} left out: {'; '.join(strategy_notes(template))}"] if dropped else []
+    return kept, notes
+
+
 def _pick_examples(template: Template, strategy: str, k: int, seed: int, values: dict, selection: str = "random"):
     return select_examples(template, values, k, selection, seed, need_rationale=strategy == "few_shot_cot")
 
