@@ -312,3 +312,26 @@ def test_without_strategies_named_a_template_builds_those_it_supports(home):
     assert supported_strategies(sentiment) == list(STRATEGIES) and strategy_notes(sentiment) == []
     with pytest.raises(TemplateError, match=r"^template 'bare': few_shot needs 'examples'; this template has none$"):
         build_prompts(bare, ["few_shot"], {"q": "why?"})  # asked for by name, it is still refused with the reason
+
+
+def test_no_instruction_sends_no_system_turn_so_the_models_own_default_applies(home, default_model_dir):
+    """Issue 19: an absent, empty or blank instruction (and no output format) sends no system turn; the chat template
+    then adds the model's own default system line, as lm-eval's prompts get it. CoT's reasoning line closes the
+    question instead of making a system turn of its own."""
+    from transformers import AutoTokenizer
+
+    from prompt_lab.models.local.generation import format_prompt
+
+    base = "name: bare\nvariables: [q]\ninput: 'Q: {{ q }}'\n"
+    for text in (base, base + "instruction: ''\n", base + "instruction: '  '\n"):
+        zero, cot = build_prompts(parse_template(text), ["zero_shot", "cot"], {"q": "Why <b>\"so\"</b>?"})
+        assert zero.messages == [{"role": "user", "content": 'Q: Why <b>"so"</b>?'}]
+        assert cot.messages == [{"role": "user", "content": 'Q: Why <b>"so"</b>?\nReason step by step, then finish '
+                                                            'with "The answer is <answer>."'}]
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    text = format_prompt(tokenizer, zero)
+    assert text == tokenizer.apply_chat_template(zero.messages, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")  # the model's default
+    # an output format alone still makes a system turn
+    (fmt,) = build_prompts(parse_template(base + "output_format: One word.\n"), ["zero_shot"], {"q": "Why?"})
+    assert fmt.messages[0] == {"role": "system", "content": "One word."}

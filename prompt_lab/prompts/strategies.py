@@ -121,18 +121,17 @@ def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3
     prompts = []
     for strategy in strategies:
         cot = strategy in ("cot", "few_shot_cot")
-        system = instruction
-        if output_format:
-            system += f"\n{output_format}"
-        if cot:
-            system += f'\nReason step by step, then finish with "{template.answer_prefix} <answer>."'
-        messages = [{"role": "system", "content": system}]
+        reason = f'Reason step by step, then finish with "{template.answer_prefix} <answer>."' if cot else ""
+        system = "\n".join(part for part in (instruction, output_format) if part)
+        # no instruction and no output format: no system turn at all, so the model's own default applies (as in
+        # lm-eval); CoT's reasoning line then closes the question instead
+        messages = [{"role": "system", "content": f"{system}\n{reason}" if reason else system}] if system else []
         for example in chosen[strategy]:
             messages.append({"role": "user", "content": rendered[example_index[id(example)]].strip()})
             answer = example.output
             if strategy == "few_shot_cot":
                 answer = f"{example.rationale.strip()} {template.answer_prefix} {example.output}."
             messages.append({"role": "assistant", "content": answer})
-        messages.append({"role": "user", "content": user_input})
+        messages.append({"role": "user", "content": f"{user_input}\n{reason}" if reason and not system else user_input})
         prompts.append(Prompt(strategy, messages, template.cot_trigger if strategy == "cot" else None))
     return prompts

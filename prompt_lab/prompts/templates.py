@@ -53,7 +53,7 @@ class AnswerSpec:
 @dataclass
 class Template:
     name: str
-    instruction: str
+    instruction: str  # empty: no system turn (the model's chat template then applies its own default, if any)
     variables: list[str]
     description: str = ""
     input: str = ""
@@ -200,7 +200,7 @@ def _parse_template(text: str, source: str) -> Template:
     unknown = sorted(set(data) - allowed)
     if unknown:
         fail(unknown[0], f"unknown field; allowed fields: {', '.join(sorted(allowed))}")
-    for key in ("name", "instruction", "variables"):
+    for key in ("name", "variables"):  # no instruction, or an empty one: the prompt has no system turn
         if key not in data or data[key] in (None, "", []):
             fail(None, f"missing required field '{key}'")
     for key in ("name", "description", "instruction", "input", "output_format", "cot_trigger", "answer_prefix"):
@@ -271,7 +271,7 @@ def _parse_template(text: str, source: str) -> Template:
         ))
     template = Template(
         name=name,
-        instruction=data["instruction"],
+        instruction=data.get("instruction") or "",
         variables=list(variables),
         description=data.get("description") or "",
         input=data.get("input") or "",

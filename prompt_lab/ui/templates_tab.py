@@ -85,7 +85,9 @@ def build(model_choices: list[str]) -> dict:
                             variables = gr.Textbox(label="Input variables", info="comma-separated")
                         description = gr.Textbox(label="Description")
                         instruction = gr.Textbox(label="Task instruction", lines=3, elem_id="tpl-instruction",
-                                                 info="Jinja; {{ choices|join(', ') }} lists the answer choices")
+                                                 info="Jinja; {{ choices|join(', ') }} lists the answer choices. "
+                                                      "Empty (and no output format): no system turn, so the "
+                                                      "model's own default system line applies")
                         input_ = gr.Textbox(label="Input layout", lines=2, info="Jinja, e.g. Review: {{ review }}")
                         output_format = gr.Textbox(label="Output format hint")
                         with gr.Row():
