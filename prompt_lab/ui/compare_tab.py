@@ -10,7 +10,7 @@ from prompt_lab.models import GenerationParams, resolve
 from prompt_lab.compare import check_batch, check_inputs, compare_events, logged_result, model_list
 from prompt_lab.settings import get_settings
 from prompt_lab.prompts.selection import SELECTIONS
-from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
+from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS, fit_strategies
 from prompt_lab.prompts.templates import template_from_request, template_names
 from prompt_lab.errors import CancelledError
 from prompt_lab.ui.common import error, friendly, in_line, model_event, on, stop_switches, warn
@@ -90,6 +90,9 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
     strategies = [s for s in STRATEGIES if s in (strategies or [])]
     if not strategies:
         raise error("Pick at least one strategy.")
+    strategies, left_out = fit_strategies(template, strategies)  # the grid shows only the columns that will run
+    for note in left_out:
+        warn(note)
     models = model_list(model)
     if len(models) > MAX_MODELS:
         raise error(f"Pick at most {MAX_MODELS} models here ({len(models)} chosen); the CLI takes more.")
