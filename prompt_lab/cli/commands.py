@@ -118,7 +118,8 @@ def cmd_endpoints(args) -> int:
                 served = f"error: {listing.problem}" if listing.problem else listing.ids
             except Exception as exc:  # reported per endpoint, never with the key
                 served = f"error: {exc}"
-        rows.append({"name": name, "base_url": e.replicas[0], "base_urls": list(e.replicas), "api_key_env": e.api_key_env, "api_key_set": key_set,
+        rows.append({"name": name, "base_url": e.replicas[0], "base_urls": list(e.replicas),
+                     "api_key_env": e.api_key_env, "api_key_set": key_set,
                      "models": list(e.models), "max_concurrency": e.max_concurrency, "served": served})
     if args.json:
         print(json.dumps({"file": str(endpoints_file()), "endpoints": rows}, indent=2))

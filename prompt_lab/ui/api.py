@@ -128,7 +128,8 @@ def run_generations(run_id: int) -> dict:
 
 def run_report(run_id: int) -> dict:
     """An evaluation run's report. Returns {"run_id", "status", "template", "dataset", "items", "metric",
-    "wall_s", "scored", "items_per_s" (seconds the run ran, (condition, item) pairs scored, their rate), "labels", "rows": [{"condition", "kind", "value", "ci_low", "ci_high", "strict", "chance", "majority",
+    "wall_s", "scored", "items_per_s" (seconds the run ran, (condition, item) pairs scored, their rate), "labels",
+    "rows": [{"condition", "kind", "value", "ci_low", "ci_high", "strict", "chance", "majority",
     "no_answer", "wrong", "tokens", "latency_s", "samples", ...}], "paired": [first condition vs each other],
     "conditions": [every number per condition]}."""
     return eval_report(_run_id(run_id)).to_dict()

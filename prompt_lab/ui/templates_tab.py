@@ -22,7 +22,8 @@ HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview 
 
 # The status line says whether what is on screen is what a Compare or an Evaluation of this name would use.
 STORED_NOTE = {"saved": " · **Saved** as `{name}.yaml`", "shipped": " · shipped",
-               "changed": " · unsaved changes (Compare and Evaluate use the saved `{name}`)", "new": " · not saved yet"}
+               "changed": " · unsaved changes (Compare and Evaluate use the saved `{name}`)",
+               "new": " · not saved yet"}
 
 
 def template_text(name: str) -> str:
