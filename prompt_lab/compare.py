@@ -16,7 +16,7 @@ from prompt_lab.access import visitors
 from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.models.registry import using
-from prompt_lab.models.base import Generation, ProgressFn
+from prompt_lab.models.base import Generation, ProgressFn, format_params, prompt_format as prompt_format_of
 from prompt_lab.answers.scoring import extract_for
 from prompt_lab.settings import get_settings
 from prompt_lab.runlog.store import connect, finish_run, finishing, log_generations, save_template_version, start_run
@@ -31,9 +31,11 @@ class StrategyOutput:
     generations: list[Generation]
     answers: list[str | None]
     model: str = ""
+    format: str = "chat"  # the prompt format this model got: chat (its chat template) or raw (plain text)
 
     def to_dict(self) -> dict:
-        return {"strategy": self.strategy, "model": self.model, "prompt": self.prompt, "answers": self.answers,
+        return {"strategy": self.strategy, "model": self.model, "format": self.format, "prompt": self.prompt,
+                "answers": self.answers,
                 "generations": [g.to_dict() for g in self.generations]}
 
 
@@ -53,6 +55,7 @@ class CompareResult:
     variables: dict = field(default_factory=dict)  # the template's inputs as filled in
     k: int = 3
     example_selection: str = "random"  # how the few-shot examples were chosen (prompts.selection)
+    prompt_format: str | None = None  # the format asked for (None: the template's); each output says the one used
 
     @property
     def model(self) -> str:
@@ -68,6 +71,7 @@ class CompareResult:
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "template": self.template, "template_hash": self.template_hash,
                 "models": self.models, "revisions": self.revisions, "params": self.params.to_dict(),
+                "format": self.prompt_format,
                 "warnings": self.warnings, "errors": self.errors, "command": self.command, "cancelled": self.cancelled,
                 "outputs": [o.to_dict() for o in self.outputs]}
 
@@ -83,7 +87,7 @@ def model_list(models) -> list[str]:
 
 
 def cli_command(template: str, variables: dict, strategies, models, params: GenerationParams, k: int,
-                selection: str = "random") -> str:
+                selection: str = "random", prompt_format: str | None = None) -> str:
     """The `python -m prompt_lab compare ...` line that repeats a run (model specs hold no API keys)."""
     parts = ["python", "-m", "prompt_lab", "compare", "--template", template]
     for key, value in variables.items():
@@ -92,6 +96,7 @@ def cli_command(template: str, variables: dict, strategies, models, params: Gene
     for model in model_list(models):
         parts += ["--model", model]
     parts += ["--k", str(k)] + (["--examples", selection] if selection != "random" else [])
+    parts += ["--format", prompt_format] if prompt_format else []
     parts += ["--temperature", f"{params.temperature:g}", "--top-p", f"{params.top_p:g}",
               "--max-new-tokens", str(params.max_new_tokens), "--seed", str(params.seed), "--n", str(params.n)]
     for stop in params.stop:
@@ -102,11 +107,13 @@ def cli_command(template: str, variables: dict, strategies, models, params: Gene
 def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES, models="default",
             params: GenerationParams | None = None, k: int = 3, db_path: str | Path | None = None,
             progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-            on_update: Callable[[list[list[str]]], None] | None = None, selection: str = "random") -> CompareResult:
+            on_update: Callable[[list[list[str]]], None] | None = None, selection: str = "random",
+            prompt_format: str | None = None) -> CompareResult:
     """Render the template with each strategy, run the prompts on every model (each model's prompts as one
     batch, the models at the same time, adapted models at most settings.max_loaded_adapters at a time: each is
     loaded when its turn comes and let go when it is done), extract answers, log the run. `selection` chooses the
-    few-shot examples (random, fixed or similar; prompts.selection).
+    few-shot examples (random, fixed or similar; prompts.selection). `prompt_format`: chat or raw (None: the
+    template's); a model without a chat template gets raw, and a raw prompt's answer ends at the separator.
 
     on_update(grid) receives, as tokens arrive, the text so far of each model's strategies (first sample):
     grid[model_index][strategy_index]. A model that fails (an unreachable server, say) does not sink the
@@ -121,20 +128,23 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
     models = model_list(models)
     params, warnings = (params or GenerationParams()).clamped(get_settings())
     warnings = left_out + warnings
-    prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed, selection=selection)
+    prompts = build_prompts(template, strategies, variables, k=k, seed=params.seed, selection=selection,
+                            prompt_format=prompt_format)
     check_batch(len(prompts), params.n)
     adapted = {m for m in models if resolve(m).adapter}  # a mistyped spec fails here, before the run row
     values = {v: variables[v] for v in template.variables}
-    command = cli_command(template.name, values, strategies, models, params, k, selection)
+    command = cli_command(template.name, values, strategies, models, params, k, selection, prompt_format)
     with connect(db_path) as db:
         save_template_version(db, template.name, template.content_hash, template.to_yaml())
         run_id = start_run(db, kind="compare", template_name=template.name, template_hash=template.content_hash,
                            models=models, strategies=strategies, params=params.to_dict(),
-                           options={"k": k, "example_selection": selection},
+                           options={"k": k, "example_selection": selection,
+                                    **({"format": prompt_format} if prompt_format else {})},
                            variables=values, command=command)
         results: dict[str, list[list[Generation]]] = {}
         errors: dict[str, BaseException] = {}
         texts: dict[str, list[str]] = {}  # model -> the exact text of each prompt (its chat template applied)
+        formats = dict.fromkeys(models, prompts[0].format)  # model -> the format it got (raw or chat)
         revisions = dict.fromkeys(models, "")
         grid = [[""] * len(prompts) for _ in models]
         grid_lock = threading.Lock()
@@ -151,7 +161,9 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
             with using(model, progress) as backend:
                 try:
                     texts[model] = [backend.format_prompt(p) for p in prompts]
-                    results[model] = backend.generate(texts[model], params, progress=progress, cancel=cancel,
+                    formats[model] = prompt_format_of(backend, prompts[0])
+                    results[model] = backend.generate(texts[model], format_params(params, prompts[0], formats[model]),
+                                                      progress=progress, cancel=cancel,
                                                       on_partial=partial if on_update else None)
                 finally:
                     revisions[model] = backend.revision
@@ -183,16 +195,18 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                     # an answer cut off by Stop is unfinished: nothing is extracted from it
                     answers = [None if g.finish_reason == "cancelled" else extract_for(template, g.text).answer
                                for g in gens]
-                    outputs.append(StrategyOutput(prompt.strategy, text, gens, answers, model))
-                    rows += [_row(template, prompt.strategy, model, revisions[model], values, text, params,
-                                  gen, answer) for gen, answer in zip(gens, answers)]
+                    outputs.append(StrategyOutput(prompt.strategy, text, gens, answers, model, formats[model]))
+                    rows += [_row(template, prompt.strategy, model, revisions[model], values, text,
+                                  format_params(params, prompt, formats[model]), gen, answer, formats[model])
+                             for gen, answer in zip(gens, answers)]
             log_generations(db, run_id, rows)
         if cancelled:
             finish_run(db, run_id, "cancelled", "stopped by the user")
         elif errors:
             finish_run(db, run_id, "failed", "; ".join(f"{m}: {e}" for m, e in errors.items()))
     return CompareResult(run_id, template.name, template.content_hash, models, revisions, params, outputs, warnings,
-                         command, {m: _message(e) for m, e in errors.items()}, cancelled, values, k, selection)
+                         command, {m: _message(e) for m, e in errors.items()}, cancelled, values, k, selection,
+                         prompt_format)
 
 
 def check_batch(prompts: int, samples: int = 1) -> None:
@@ -221,11 +235,11 @@ def _message(exc: BaseException) -> str:
 
 
 def _row(template: Template, strategy: str, model: str, revision: str, values: dict, text: str,
-         params: GenerationParams, gen: Generation, answer: str | None) -> dict:
+         params: GenerationParams, gen: Generation, answer: str | None, used: str) -> dict:
     return {"template_name": template.name, "template_hash": template.content_hash, "strategy": strategy,
             "model_spec": model, "model_revision": revision,
             "variables_json": json.dumps(values, ensure_ascii=False), "prompt": text,
-            "params_json": json.dumps(params.to_dict()), "seed": params.seed, "answer": answer,
+            "params_json": json.dumps({**params.to_dict(), "format": used}), "seed": params.seed, "answer": answer,
             **gen.log_fields()}
 
 
@@ -270,15 +284,18 @@ def compare_events(template: str | Template, variables: dict, **kwargs) -> Itera
 
 
 def render(template: str | Template, variables: dict, *, strategies=STRATEGIES, model: str = "default",
-           k: int = 3, seed: int = 0, progress: ProgressFn | None = None, selection: str = "random") -> list[dict]:
-    """The final prompt text of each strategy as the model would see it, with its token count."""
+           k: int = 3, seed: int = 0, progress: ProgressFn | None = None, selection: str = "random",
+           prompt_format: str | None = None) -> list[dict]:
+    """The final prompt text of each strategy as the model would see it, with its token count and format."""
     template = get_template(template) if isinstance(template, str) else template
-    prompts = build_prompts(template, strategies, variables, k=k, seed=seed, selection=selection)
+    prompts = build_prompts(template, strategies, variables, k=k, seed=seed, selection=selection,
+                            prompt_format=prompt_format)
     backend = get_backend(model, progress)
     out = []
     for prompt in prompts:
         text = backend.format_prompt(prompt)
-        out.append({"strategy": prompt.strategy, "prompt": text, "tokens": backend.count_tokens(text),
+        out.append({"strategy": prompt.strategy, "format": prompt_format_of(backend, prompt), "prompt": text,
+                    "tokens": backend.count_tokens(text),
                     "messages": prompt.messages, "prefill": prompt.prefill})
     return out
 
@@ -304,7 +321,8 @@ def rerun(run_id: int, *, db_path: str | Path | None = None, **kwargs) -> Compar
         template = run_template(db, run)
     return compare(template, run["variables"], strategies=run["strategies"], models=run["models"],
                    params=GenerationParams(**run["params"]), k=int(run["options"].get("k", 3)), db_path=db_path,
-                   selection=run["options"].get("example_selection", "random"), **kwargs)
+                   selection=run["options"].get("example_selection", "random"),
+                   prompt_format=run["options"].get("format"), **kwargs)
 
 
 def logged_result(run_id: int, *, db_path: str | Path | None = None) -> CompareResult:
@@ -325,7 +343,9 @@ def logged_result(run_id: int, *, db_path: str | Path | None = None) -> CompareR
             gens = [Generation(r["output"] or "", r["prompt_tokens"] or 0, r["completion_tokens"] or 0,
                                r["latency_ms"] or 0.0, r["finish_reason"] or "", r["sample_index"] or 0,
                                r["token_source"] or "local") for r in mine]
-            outputs.append(StrategyOutput(strategy, mine[0]["prompt"] or "", gens, [r["answer"] for r in mine], model))
+            used = json.loads(mine[0]["params_json"] or "{}").get("format") or "chat"
+            outputs.append(StrategyOutput(strategy, mine[0]["prompt"] or "", gens, [r["answer"] for r in mine], model,
+                                          used))
     answered = {o.model for o in outputs}
     reason = run.get("error") or "it gave no answers"
     errors = {m: reason for m in models if m not in answered and run["status"] != "cancelled"}
@@ -333,4 +353,5 @@ def logged_result(run_id: int, *, db_path: str | Path | None = None) -> CompareR
                          GenerationParams(**run["params"]), outputs, [], run.get("command") or "", errors,
                          run["status"] == "cancelled", dict(run["variables"] or {}),
                          int((run["options"] or {}).get("k", 3)),
-                         (run["options"] or {}).get("example_selection", "random"))
+                         (run["options"] or {}).get("example_selection", "random"),
+                         (run["options"] or {}).get("format"))

@@ -16,11 +16,11 @@ ENDPOINTS = {"/render", "/compare", "/runs", "/run_generations", "/run_report", 
              "/tune", "/stop_job", "/resume_job"}
 COMPARE_KEYS = {"run_id", "template", "template_hash", "models", "revisions", "params", "warnings", "errors",
                 "cancelled", "command", "outputs"}
-OUTPUT_KEYS = {"run_id", "model", "strategy", "prompt", "output", "answer", "prompt_tokens", "completion_tokens",
-               "latency_ms", "finish_reason", "samples"}
+OUTPUT_KEYS = {"run_id", "model", "strategy", "format", "prompt", "output", "answer", "prompt_tokens",
+               "completion_tokens", "latency_ms", "finish_reason", "samples"}
 REPORT_KEYS = {"run_id", "status", "template", "dataset", "items", "metric", "rows", "labels", "paired", "conditions",
                "template_hash", "method", "dataset_hash", "warnings", "example_selection", "variants", "baseline",
-               "wall_s", "scored", "items_per_s"}
+               "wall_s", "scored", "items_per_s", "format"}
 ROW_KEYS = {"condition", "kind", "value", "ci_low", "ci_high", "strict", "chance", "majority", "no_answer", "wrong",
             "tokens", "latency_s", "samples", "self_consistency", "agreement", "corpus", "majority_label",
             "beats_majority", "baseline_note"}
@@ -210,6 +210,21 @@ def test_evaluate_runs_a_template_on_an_uploaded_dataset_and_logs_it(client, tmp
                             method="label_probs", api_name="/evaluate")
     assert (report["items"], report["dataset"], report["template"]) == (5, "renamed.jsonl", "sentiment-x")
     assert [r["condition"] for r in report["rows"]] == ["zero_shot · default"]  # the default strategy and model
+
+
+def test_the_prompt_format_reaches_render_compare_and_evaluate(client):
+    statement = {"statement": 'A cat "sat" <on> the mat.'}
+    out = client.predict("plausibility", statement, "default", 2, "raw", api_name="/render")
+    assert {p["format"] for p in out["prompts"]} == {"raw"}
+    assert out["prompts"][0]["prompt"].endswith('\n\nStatement: A cat "sat" <on> the mat.\nAnswer:')
+    assert client.predict("plausibility", statement, api_name="/render")["prompts"][0]["format"] == "chat"
+    run = client.predict("plausibility", statement, ["zero_shot"], ["default"], {"max_new_tokens": 4}, 3, "raw",
+                         api_name="/compare")
+    assert run["outputs"][0]["format"] == "raw" and "--format raw" in run["command"]
+    report = client.predict(experiment="plausibility_zero_vs_few", limit=4, prompt_format="raw", api_name="/evaluate")
+    assert report["format"] == "raw" and {c["format"] for c in report["conditions"]} == {"raw"}
+    with pytest.raises(Exception, match="unknown prompt format 'text'; use one of: chat, raw"):
+        client.predict("plausibility", statement, "default", 2, "text", api_name="/render")
 
 
 def test_evaluate_refuses_a_bad_upload_or_request_with_a_plain_message(client, tmp_path):

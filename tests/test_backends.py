@@ -23,7 +23,7 @@ class EchoBackend:
         self.spec, self.revision = spec, "echo-1"
 
     def format_prompt(self, prompt) -> str:
-        return prompt.as_plain_text()
+        return prompt.as_raw_text()
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -275,7 +275,7 @@ class CountingBackend:
         self.calls = []
 
     def format_prompt(self, prompt):
-        return prompt.as_plain_text()
+        return prompt.as_raw_text()
 
     def generate(self, texts, params, cancel=None):
         from prompt_lab.models.base import Generation

@@ -254,7 +254,7 @@ def test_an_evaluation_with_similar_examples_logs_the_most_similar_demonstration
         assert row["prompt"].count(query["review"]) == 1  # the query once, as the question; never a demonstration
     report = eval_report(run_id)
     assert report_json(report)["example_selection"] == "similar"
-    assert re.search(r"· metric accuracy · method label_probs · examples similar · 16 items in \d+\.\d s, "
+    assert re.search(r"· metric accuracy · method label_probs · format chat · examples similar · 16 items in \d+\.\d s, "
                      r"\d+\.\d items/s$", report_lines(report)[0])
 
 

@@ -71,6 +71,8 @@ EVAL_BAD = [
     ("baseline", "terse", "'terse' is not a variant; use one of: original"),
     ("example_selection", "nearest", "'nearest' is not one of: random, fixed, similar"),
     ("example_selection", "3", "must be text, got 3"),
+    ("format", "text", "'text' is not one of: chat, raw"),
+    ("format", "[raw]", "must be text, got ['raw']"),
 ]
 
 
@@ -88,6 +90,7 @@ EVAL_EDGES = [
     ("batch_size", "64"), ("metric", "null"), ("metric", "regex"), ("columns", "null"), ("strategies", "cot"),
     ("method", "label_probs"), ("name", "mine"), ("models", "[default, other]"), ("variants", "null"),
     ("variants", "[]"), ("baseline", "original"), ("example_selection", "similar"), ("example_selection", "fixed"),
+    ("format", "raw"), ("format", "chat"),
 ]
 
 

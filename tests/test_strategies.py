@@ -41,7 +41,7 @@ def test_k_is_clamped_to_the_examples_there_are(home):
 
 def test_plain_text_fallback_for_models_without_chat_template(home):
     prompt = build_prompts(get_template("sentiment"), ["cot"], REVIEW)[0]
-    text = prompt.as_plain_text()
+    text = prompt.as_raw_text()
     assert text.startswith("Read the review")
     assert text.endswith("Review: Great value, works perfectly.\nAnswer: Let's think step by step.")
 
@@ -152,16 +152,16 @@ def test_prompts_come_in_the_order_the_strategies_were_asked_for(home):
 
 def test_plain_text_prompt_shows_examples_as_answered_questions(home):
     zero, few, cot = build_prompts(parse_template(CLAIMS), ["zero_shot", "few_shot", "cot"], CLAIM, k=1)
-    assert zero.as_plain_text() == f"{SYSTEM}\n\n{QUERY}\nAnswer:"
-    assert few.as_plain_text() == f"{SYSTEM}\n\n{EXAMPLE}\nAnswer: Approve\n\n{QUERY}\nAnswer:"
-    assert cot.as_plain_text() == f"{SYSTEM}{REASON}\n\n{QUERY}\nAnswer: Let us check the receipts."
+    assert zero.as_raw_text() == f"{SYSTEM}\n\n{QUERY}\nAnswer:"
+    assert few.as_raw_text() == f"{SYSTEM}\n\n{EXAMPLE}\nAnswer: Approve\n\n{QUERY}\nAnswer:"
+    assert cot.as_raw_text() == f"{SYSTEM}{REASON}\n\n{QUERY}\nAnswer: Let us check the receipts."
 
 
 
 def test_plain_text_prompt_answers_each_example_right_after_it(home):
     extra = "  - inputs: {claim: \"Gift, 500 EUR\", source: none}\n    output: Reject\n"
     few = build_prompts(parse_template(CLAIMS + extra), ["few_shot"], CLAIM, k=2)[0]
-    text = few.as_plain_text()
+    text = few.as_raw_text()
     assert text.startswith(f"{SYSTEM}\n\n") and text.endswith(f"\n\n{QUERY}\nAnswer:")
     assert f"\n\n{EXAMPLE}\nAnswer: Approve\n\n" in text
     assert "\n\nClaim: Gift, 500 EUR\nSource: none\nAnswer: Reject\n\n" in text

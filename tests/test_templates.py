@@ -153,7 +153,8 @@ def test_user_templates_are_saved_apart_and_never_replace_shipped_ones(home):
 
 def test_the_editor_status_says_whether_the_text_on_screen_is_the_saved_one(home):
     """Save then re-load the saved template: the status line must keep saying Saved (it once said only Valid)."""
-    from prompt_lab.prompts.templates import save_user_template, stored_state
+    from prompt_lab.prompts.form import stored_state
+    from prompt_lab.prompts.templates import save_user_template
 
     text = BASE.replace("name: probe", "name: my-probe")
     assert stored_state(parse_template(text)) == "new"
@@ -190,8 +191,8 @@ def test_yes_and_no_stay_labels_and_booleans_must_be_quoted(tmp_path):
 # ---------------------------------------------------------------- every validation message, as the author reads it
 
 MINIMAL = "name: probe\ninstruction: Answer the question.\nvariables: [question]\n"
-ALLOWED = ("answer, answer_prefix, choices, cot_trigger, description, examples, input, instruction, name, "
-           "output_format, variables")
+ALLOWED = ("answer, answer_label, answer_prefix, choices, cot_trigger, description, examples, format, input, "
+           "instruction, name, output_format, separator, variables")
 
 
 @pytest.mark.parametrize("text, message", [

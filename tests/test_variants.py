@@ -132,8 +132,9 @@ def test_a_spec_without_variants_loads_and_hashes_as_before(tmp_path):
                   "batch_size": 8, "metric": None}  # a run's params as logged before variants existed
     spec = EvalSpec(**old_params)
     assert spec.variants is None and spec.baseline is None and spec.variant_names() == ["original"]
-    # the hash of the fields logged before variants and example_selection existed: old runs keep theirs
-    data = {k: v for k, v in spec.to_dict().items() if k not in ("variants", "baseline", "example_selection")}
+    # the hash of the fields logged before variants, example_selection and format existed: old runs keep theirs
+    data = {k: v for k, v in spec.to_dict().items()
+            if k not in ("variants", "baseline", "example_selection", "format")}
     import hashlib
     assert spec.spec_hash == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     assert spec.crossed() == [("original", *c) for c in spec.conditions()]
@@ -334,8 +335,8 @@ def test_the_evaluate_tab_carries_an_experiments_variants_and_runs_the_box(home,
     from prompt_lab.ui import evaluate_tab
 
     filled = evaluate_tab.load_experiment("sentiment_variants.yaml")
-    assert yaml.safe_load(filled[-3]) == load_spec(ROOT / "experiments" / "sentiment_variants.yaml").variants
-    assert filled[-2:] == ("original", "random")  # the baseline, then the few-shot example selection
+    assert yaml.safe_load(filled[-4]) == load_spec(ROOT / "experiments" / "sentiment_variants.yaml").variants
+    assert filled[-3:] == ("original", "random", "")  # the baseline, the example selection, the format (template's)
     run_eval = inspect.unwrap(evaluate_tab.run_eval)
     form = ("sentiment", "sentiment.csv", None, "review", None, None, None, "label", ["zero_shot"], str(tiny_model_dir),
             "label_probs", "3", 1, 0, 8, 4)

@@ -55,7 +55,8 @@ def cmd_render(args) -> int:
     progress = TerminalProgress()
     models = model_list(args.model)
     items = {m: render(template, _parse_vars(args.var, args.vars_file), strategies=strategies,
-                       model=m, k=args.k, seed=args.seed, progress=progress, selection=args.examples) for m in models}
+                       model=m, k=args.k, seed=args.seed, progress=progress, selection=args.examples,
+                       prompt_format=args.prompt_format) for m in models}
     progress.close()
     if args.json:
         print(json.dumps(items[models[0]] if len(models) == 1 else items, indent=2, ensure_ascii=False))
@@ -63,7 +64,7 @@ def cmd_render(args) -> int:
     for model, rendered in items.items():
         for item in rendered:
             where = f" for {model}" if len(models) > 1 else ""
-            print(f"===== {item['strategy']}{where} ({item['tokens']} tokens) =====")
+            print(f"===== {item['strategy']}{where} ({item['tokens']} tokens, {item['format']} format) =====")
             print(item["prompt"])
             print()
     return 0
@@ -74,7 +75,8 @@ def cmd_compare(args) -> int:
 
     progress = TerminalProgress()
     result = compare(args.template, _parse_vars(args.var, args.vars_file), strategies=args.strategies,
-                     models=args.model, params=_params(args), k=args.k, progress=progress, selection=args.examples)
+                     models=args.model, params=_params(args), k=args.k, progress=progress, selection=args.examples,
+                     prompt_format=args.prompt_format)
     progress.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -83,7 +85,8 @@ def cmd_compare(args) -> int:
         return 1 if result.errors else 0
     print(f"run {result.run_id} · template {result.template} ({result.template_hash})")
     for model in result.models:
-        print(f"\n##### model {model} ({result.revisions.get(model, '')})")
+        used = next((o.format for o in result.outputs if o.model == model), None)
+        print(f"\n##### model {model} ({result.revisions.get(model, '')})" + (f" · {used} format" if used else ""))
         if model in result.errors:
             print(f"error: {result.errors[model]}")
             continue
@@ -177,12 +180,17 @@ def cmd_eval(args) -> int:
 
     progress = TerminalProgress()
     if args.resume:
+        if args.prompt_format:
+            raise PromptLabError("--format cannot change a run being resumed: it goes on in the format it started in")
         run_id = resume(args.resume, progress=progress)
     else:
         spec = load_spec(args.experiment)
         if args.limit:
             spec.limit = args.limit
-        command = f"python -m prompt_lab eval {args.experiment}" + (f" --limit {args.limit}" if args.limit else "")
+        if args.prompt_format:
+            spec.format = args.prompt_format
+        command = (f"python -m prompt_lab eval {args.experiment}" + (f" --limit {args.limit}" if args.limit else "")
+                   + (f" --format {args.prompt_format}" if args.prompt_format else ""))
         run_id = evaluate(spec, progress=progress, command=command)
     progress.close()
     report = eval_report(run_id)

@@ -8,6 +8,7 @@ from prompt_lab.cli.commands import (SPEC_KINDS, cmd_compare, cmd_endpoints, cmd
 from prompt_lab.cli.search import add_search_parser
 from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES as STRATEGY_CHOICES
+from prompt_lab.prompts.templates import FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_templates)
 
+    def format_arg(p):
+        p.add_argument("--format", choices=FORMATS, dest="prompt_format",
+                       help="prompt format: chat (the model's chat template) or raw (plain text, as lm-eval's "
+                            "default prompts: separator between blocks, answer label before each answer); "
+                            "default: the template's (the experiment's for eval)")
+
     def prompt_args(p):
         p.add_argument("--template", "-t", required=True, help="template name (see `templates`) or a .yaml path")
         p.add_argument("--var", action="append", metavar="NAME=VALUE", help="a template variable (repeatable)")
@@ -34,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--k", type=int, default=3, help="examples in few-shot prompts (default 3)")
         p.add_argument("--examples", choices=SELECTIONS, default="random", help="few-shot: random, fixed, similar (BM25)")
         p.add_argument("--seed", type=int, default=0, help="seed for example choice and sampling")
+        format_arg(p)
         common(p)
 
     p = sub.add_parser("render", help="show the final prompt of each strategy")
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", nargs="?", help="experiments/NAME.yaml")
     p.add_argument("--limit", type=int, help="evaluate only the first N items")
     p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue an interrupted evaluation run")
+    format_arg(p)
     common(p)
     p.set_defaults(func=cmd_eval)
 

@@ -19,7 +19,7 @@ from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.evaluation.experiments import EvalSpec
 from prompt_lab.models import GenerationParams, get_backend, resolve
 from prompt_lab.models.registry import is_local_spec
-from prompt_lab.models.base import ProgressFn
+from prompt_lab.models.base import ProgressFn, format_params, prompt_format
 from prompt_lab.answers.scoring import CORRECTNESS_METRICS, extract_for, extract_strict, is_correct, same_answer
 from prompt_lab.runlog import Database
 from prompt_lab.runlog.store import (connect, finishing, log_generations, logged_item_indexes, reopen_run, resumable_run,
@@ -88,6 +88,9 @@ def plan(spec: EvalSpec, template: Template | None = None, variants: list[Varian
     if spec.method == "label_probs" and remote:
         raise PromptLabError(f"method label_probs scores choices with the model's own forward pass, which a remote "
                              f"model ({remote[0]}) does not offer; use method generate for remote models")
+    if (spec.format or template.format) == "raw" and remote:
+        raise PromptLabError(f"the raw prompt format sends plain text, which a chat API ({remote[0]}) does not take: "
+                             "use format chat for remote models, or a local model for raw")
     for model in spec.models:
         resolve(model)  # a bad spec or an unknown endpoint fails here, before a run row is written
     warnings = left_out + example_duplicates(template, items, dataset.name)
@@ -174,9 +177,10 @@ def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> li
     strategy, model, k, seed = condition
     spec, template = plan.spec, plan.template
     prompts = [build_prompts(template, [strategy], item.variables, k=max(k, 1), seed=seed, choices=item.choices,
-                             selection=spec.example_selection)[0]
+                             selection=spec.example_selection, prompt_format=spec.format)[0]
                for item in batch]
     texts = [backend.format_prompt(p) for p in prompts]
+    layout = prompt_format(backend, prompts[0])  # raw: answers follow the label after a space, end at the separator
     base = {"template_name": template.name, "template_hash": template.content_hash, "strategy": strategy,
             "model_spec": model, "model_revision": backend.revision, "seed": seed, "k_shot": k}
     identity = {item.index: {"item_hash": item.content_hash,
@@ -189,8 +193,9 @@ def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> li
         if cancel is not None and cancel.is_set():
             raise CancelledError("evaluation stopped")
         choice_lists = [item.choices or template.choices for item in batch]
+        lead = " " if layout == "raw" else ""  # lm-eval's target delimiter: the continuation scored is " " + choice
         started = time.perf_counter()
-        scores = backend.score_choices(texts, choice_lists, cancel=cancel)
+        scores = backend.score_choices(texts, [[lead + c for c in cs] for cs in choice_lists], cancel=cancel)
         per_item_ms = (time.perf_counter() - started) * 1000 / len(batch)
         for item, text, choices, logliks in zip(batch, texts, choice_lists, scores):
             top = max(logliks)
@@ -200,7 +205,7 @@ def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> li
             correct = int(is_correct(template, plan.metric, answer, _gold(item)))
             rows.append({**base, **identity[item.index], "item_index": item.index, "target": item.target, "prompt": text,
                          "variables_json": json.dumps(item.variables, ensure_ascii=False),
-                         "params_json": json.dumps({"method": "label_probs"}), "sample_index": 0,
+                         "params_json": json.dumps({"method": "label_probs", "format": layout}), "sample_index": 0,
                          "output": answer, "answer": answer, "strict_answer": answer, "correct": correct,
                          "correct_strict": correct, "score": float(correct),
                          "label_probs_json": json.dumps(probs), "prompt_tokens": backend.count_tokens(text),
@@ -208,6 +213,7 @@ def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> li
         return rows
     params, _ = GenerationParams(temperature=spec.temperature, top_p=spec.top_p, max_new_tokens=spec.max_new_tokens,
                                  seed=seed, n=spec.samples).clamped(get_settings())
+    params = format_params(params, prompts[0], layout)  # raw: the answer also ends at the separator
     results = backend.generate(texts, params, cancel=cancel)
     if cancel is not None and cancel.is_set():  # a batch cut short is not logged: resume runs it whole
         raise CancelledError("evaluation stopped")
@@ -215,7 +221,7 @@ def score_batch(plan: Plan, backend, condition, batch: list[Item], cancel) -> li
         for gen in gens:
             rows.append({**base, **identity[item.index], **_score(plan, gen.text, item), "item_index": item.index, "target": item.target,
                          "prompt": text, "variables_json": json.dumps(item.variables, ensure_ascii=False),
-                         "params_json": json.dumps(params.to_dict()), **gen.log_fields()})
+                         "params_json": json.dumps({**params.to_dict(), "format": layout}), **gen.log_fields()})
     return rows
 
 
@@ -258,7 +264,8 @@ def evaluate(spec: EvalSpec, *, template: Template | None = None, db_path: str |
     already loaded (the app's, from a name or YAML text), instead of spec.template looked up by name or path."""
     p = plan(spec, template)
     options = {"dataset": Path(spec.dataset).name, "dataset_hash": p.dataset_hash, "items": len(p.items),
-               "metric": p.metric, "spec_hash": spec.spec_hash, "warnings": p.warnings}
+               "metric": p.metric, "spec_hash": spec.spec_hash, "warnings": p.warnings,
+               "format": spec.format or p.template.format}  # as asked; each generation logs the one used
     if spec.variants:  # each variant's exact text is a template version; its rows carry its hash
         options.update(variants={v.name: v.template.content_hash for v in p.variants},
                        baseline=spec.baseline or ORIGINAL)

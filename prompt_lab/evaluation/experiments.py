@@ -14,7 +14,7 @@ from prompt_lab.errors import PromptLabError
 from prompt_lab.models.base import SEED_MAX
 from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES
-from prompt_lab.prompts.templates import get_template
+from prompt_lab.prompts.templates import FORMATS, get_template
 from prompt_lab.prompts.variants import ORIGINAL, build_variants, check_variants
 from prompt_lab.specs import check_fields, failer, spec_field
 from prompt_lab.yamlfiles import load_spec_lines
@@ -56,6 +56,10 @@ class EvalSpec:
     example_selection: str = spec_field("random", choices=SELECTIONS,
                                         help="Which examples few-shot shows: random (seeded), fixed (the first k) or "
                                              "similar (the k closest to the item by BM25); never the item itself.")
+    format: str | None = spec_field(None, choices=FORMATS,
+                                    help="Prompt format: chat (the model's chat template) or raw (plain text: the "
+                                         "template's separator between blocks, its answer_label before each answer, "
+                                         "as lm-eval's default prompts); empty: the template's own.")
     limit: int | None = spec_field(None, min=0, help="Run the first N items only; empty or 0: all of them.")
     batch_size: int = spec_field(8, min=1, max=MAX_BATCH_SIZE,
                                  help="Items per generate call (capped by the server's PROMPT_LAB_MAX_BATCH).")
@@ -76,7 +80,7 @@ class EvalSpec:
     @property
     def spec_hash(self) -> str:
         # fields added later leave the hash of a spec that does not use them as it was
-        unused = {"variants": None, "baseline": None, "example_selection": "random"}
+        unused = {"variants": None, "baseline": None, "example_selection": "random", "format": None}
         data = {k: v for k, v in self.to_dict().items() if not (k in unused and v == unused[k])}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -106,6 +106,21 @@ class ModelRef:
     adapter: str | None = None  # a PEFT adapter folder applied on top (`<base>+<adapter dir>`)
 
 
+def prompt_format(backend, prompt) -> str:
+    """The format (raw or chat) `backend.format_prompt(prompt)` lays the prompt out in: what a backend says it
+    uses (a local model without a chat template uses raw), else what the prompt asks for."""
+    says = getattr(backend, "prompt_format", None)
+    return says(prompt) if callable(says) else prompt.format
+
+
+def format_params(params: "GenerationParams", prompt, used: str) -> "GenerationParams":
+    """The decoding params for a prompt laid out in `used`: a raw prompt's answer also ends at its separator (past
+    it the model goes on to write the next question itself, as lm-eval's `until` stops it)."""
+    if used != "raw" or not prompt.separator or prompt.separator in params.stop:
+        return params
+    return replace(params, stop=[*params.stop, prompt.separator])
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What a model backend can do. Callers ask it (or the registry, by spec) instead of checking its class."""
@@ -116,7 +131,8 @@ class Backend(Protocol):
     is_local: bool  # weights in this process (False: a server answers)
     can_tune: bool  # local weights a LoRA / prompt-tuning job can train
 
-    def format_prompt(self, prompt) -> str: ...  # the exact input logged and shown (text, or JSON messages)
+    def format_prompt(self, prompt) -> str: ...  # the exact input logged and shown (text, or JSON messages); a
+    # backend that cannot take prompt.format ("raw": plain text) raises a PromptLabError saying so
 
     def count_tokens(self, text: str) -> int: ...
 

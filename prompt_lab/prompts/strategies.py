@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from prompt_lab.errors import TemplateError, UnknownChoiceError
 from prompt_lab.prompts.selection import check_selection, is_own_example, select_examples  # noqa: F401 (re-export)
-from prompt_lab.prompts.templates import Template
+from prompt_lab.prompts.templates import FORMATS, Template
 
 STRATEGIES = ("zero_shot", "few_shot", "cot", "few_shot_cot")
 STRATEGY_LABELS = {
@@ -24,22 +24,33 @@ STRATEGY_LABELS = {
 
 @dataclass
 class Prompt:
-    """Chat messages plus an optional start of the answer (prefill) the model continues from."""
+    """Chat messages plus an optional start of the answer (prefill) the model continues from, and the format they
+    reach a model in: `chat` (the model's chat template) or `raw` (as_raw_text)."""
 
     strategy: str
     messages: list[dict] = field(default_factory=list)
     prefill: str | None = None
+    format: str = "chat"
+    separator: str = "\n\n"  # raw: between the system text, each demonstration and the query
+    answer_label: str = "Answer:"  # raw: closes each input; the answer follows it after one space
 
-    def as_plain_text(self) -> str:
-        """The prompt for a model without a chat template."""
+    def as_raw_text(self) -> str:
+        """The prompt as plain text, laid out as lm-eval's default prompts are: the system text, each demonstration
+        (its input, a newline, the answer label, a space, its answer) and the query (its input, a newline, the
+        label) joined by the separator; a prefill (the CoT trigger) follows the label after a space. Also the
+        prompt of a model without a chat template."""
+        label = f"\n{self.answer_label}" if self.answer_label else ""
         parts = []
         for message in self.messages:
             if message["role"] == "assistant":
-                parts[-1] += f"\nAnswer: {message['content']}"
+                parts[-1] += f" {message['content']}"
+            elif message["role"] == "user":
+                parts.append(message["content"] + label)
             else:
                 parts.append(message["content"])
-        parts[-1] += "\nAnswer:" + (f" {self.prefill}" if self.prefill else "")
-        return "\n\n".join(parts)
+        if self.prefill:
+            parts[-1] += f" {self.prefill}"
+        return self.separator.join(parts)
 
     def as_chat_without_prefill(self) -> list[dict]:
         """Messages for APIs that cannot continue a started answer: the prefill joins the last user turn."""
@@ -94,13 +105,27 @@ def _pick_examples(template: Template, strategy: str, k: int, seed: int, values:
     return select_examples(template, values, k, selection, seed, need_rationale=strategy == "few_shot_cot")
 
 
+def check_format(name: str | None, template: Template | None = None) -> str:
+    """A prompt format asked for (None: the template's, else chat), or UnknownChoiceError naming the valid ones."""
+    if name in (None, ""):
+        return template.format if template is not None else "chat"
+    if name not in FORMATS:
+        raise UnknownChoiceError(f"unknown prompt format {name!r}; use one of: {', '.join(FORMATS)} (chat: the "
+                                 "model's chat template; raw: plain text, as lm-eval's default prompts)")
+    return name
+
+
 def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3, seed: int = 0,
-                  choices: list[str] | None = None, selection: str = "random") -> list[Prompt]:
+                  choices: list[str] | None = None, selection: str = "random",
+                  prompt_format: str | None = None) -> list[Prompt]:
     """One Prompt per strategy (None: those the template supports), rendered in a single round trip to the template
     sandbox. `choices` (an item's own answer choices) is what `{{ choices }}` shows for the query; demonstrations
-    keep the template's choices. `selection`: how the few-shot examples are chosen (prompts.selection.SELECTIONS)."""
+    keep the template's choices. `selection`: how the few-shot examples are chosen (prompts.selection.SELECTIONS).
+    `prompt_format`: chat or raw (None: the template's format)."""
     strategies = check_strategies(supported_strategies(template) if strategies is None else strategies)
     check_selection(selection)
+    layout = {"format": check_format(prompt_format, template), "separator": template.separator,
+              "answer_label": template.answer_label}
     missing = [v for v in template.variables if v not in variables]
     if missing:
         raise TemplateError(
@@ -133,5 +158,5 @@ def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3
                 answer = f"{example.rationale.strip()} {template.answer_prefix} {example.output}."
             messages.append({"role": "assistant", "content": answer})
         messages.append({"role": "user", "content": f"{user_input}\n{reason}" if reason and not system else user_input})
-        prompts.append(Prompt(strategy, messages, template.cot_trigger if strategy == "cot" else None))
+        prompts.append(Prompt(strategy, messages, template.cot_trigger if strategy == "cot" else None, **layout))
     return prompts

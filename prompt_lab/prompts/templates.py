@@ -31,6 +31,8 @@ ANSWER_TYPES = ("choice", "number", "text", "json")
 MATCH_MODES = ("first", "last")
 JINJA_FIELDS = ("instruction", "input", "output_format")
 DEFAULT_COT_TRIGGER = "Let's think step by step."
+FORMATS = ("chat", "raw")  # chat: the model's chat template; raw: plain text (prompts.strategies.Prompt.as_raw_text)
+RAW_DEFAULTS = {"format": "chat", "separator": "\n\n", "answer_label": "Answer:"}
 
 
 @dataclass
@@ -63,6 +65,9 @@ class Template:
     cot_trigger: str = DEFAULT_COT_TRIGGER
     answer_prefix: str = "The answer is"
     answer: AnswerSpec = field(default_factory=AnswerSpec)
+    format: str = "chat"  # one of FORMATS; an experiment, a compare or the CLI's --format may override it
+    separator: str = "\n\n"  # raw format: what joins the system text, each demonstration and the query
+    answer_label: str = "Answer:"  # raw format: the line after each input that the answer follows ("" for none)
     source: str = field(default="", compare=False, repr=False)  # file it came from, for messages
 
     def __post_init__(self) -> None:
@@ -74,6 +79,9 @@ class Template:
         data.pop("source")
         if not data["choices"]:
             data.pop("choices")
+        for key, default in RAW_DEFAULTS.items():  # left out at their defaults: older templates keep their hash
+            if data[key] == default:
+                data.pop(key)
         for example in data["examples"]:
             if not example.get("rationale"):
                 example.pop("rationale", None)
@@ -122,15 +130,9 @@ class Template:
         where = f"template '{self.name}', field '{field_name}'"
         if failure.line:
             where += f", line {failure.line}"
-        labels = {
-            "undefined": "undefined value",
-            "security": "unsafe operation blocked",
-            "too_large": "output too large, cut off",
-            "timeout": "too slow, cut off",
-            "too_deep": "nested or recursive too deeply, cut off",
-            "syntax": "syntax error",
-            "runtime": "error",
-        }
+        labels = {"undefined": "undefined value", "security": "unsafe operation blocked",
+                  "too_large": "output too large, cut off", "timeout": "too slow, cut off",
+                  "too_deep": "nested or recursive too deeply, cut off", "syntax": "syntax error", "runtime": "error"}
         return f"{where}: {labels.get(failure.kind, failure.kind)}: {failure.message}"
 
 
@@ -203,7 +205,8 @@ def _parse_template(text: str, source: str) -> Template:
     for key in ("name", "variables"):  # no instruction, or an empty one: the prompt has no system turn
         if key not in data or data[key] in (None, "", []):
             fail(None, f"missing required field '{key}'")
-    for key in ("name", "description", "instruction", "input", "output_format", "cot_trigger", "answer_prefix"):
+    for key in ("name", "description", "instruction", "input", "output_format", "cot_trigger", "answer_prefix",
+                "format", "separator", "answer_label"):
         if key in data and data[key] is not None and not isinstance(data[key], str):
             fail(key, f"must be text, got {type(data[key]).__name__}")
     name = data["name"]
@@ -219,6 +222,12 @@ def _parse_template(text: str, source: str) -> Template:
             fail("variables", f"{_shown(v)} is not a valid variable name: {VARIABLE_RULE}")
     if len(set(variables)) != len(variables):
         fail("variables", "lists a variable twice")
+    if (data.get("format") or "chat") not in FORMATS:
+        fail("format", f"{_shown(data['format'])} is not a prompt format; use one of: {', '.join(FORMATS)} (chat: "
+                       "the model's chat template; raw: plain text, as lm-eval's default prompts)")
+    if data.get("separator") == "":
+        fail("separator", "is empty: demonstrations and the query would run together; leave it out for the "
+                          "default, a blank line (\"\\n\\n\")")
     choices = data.get("choices")
     if choices is not None:
         if not isinstance(choices, list) or not choices or not all(isinstance(c, (str, int)) for c in choices):
@@ -281,6 +290,9 @@ def _parse_template(text: str, source: str) -> Template:
         cot_trigger=data.get("cot_trigger") or DEFAULT_COT_TRIGGER,
         answer_prefix=data.get("answer_prefix") or "The answer is",
         answer=spec,
+        format=data.get("format") or "chat", separator=data.get("separator") or RAW_DEFAULTS["separator"],
+        # the answer always follows its label after one space, so a label's own trailing spaces would double it
+        answer_label=RAW_DEFAULTS["answer_label"] if data.get("answer_label") is None else data["answer_label"].rstrip(),
         source=source,
     )
     for key in JINJA_FIELDS:
@@ -303,7 +315,8 @@ def load_template(path: str | Path) -> Template:
     return parse_template(read_text_file(path, "template file", TemplateError), source=str(path))
 
 
-def _template_files() -> dict[str, Path]:
+def template_files() -> dict[str, Path]:
+    """Every template file by name: the shipped ones, then the user's (which shadow a shipped one of their name)."""
     files: dict[str, Path] = {}
     for folder in (SHIPPED_DIR, visitors.templates_dir()):
         if folder.is_dir():
@@ -313,18 +326,18 @@ def _template_files() -> dict[str, Path]:
 
 
 def template_names() -> list[str]:
-    return sorted(_template_files())
+    return sorted(template_files())
 
 
 def list_templates() -> list[Template]:
     """All shipped and user templates, by name."""
-    return [load_template(path) for _, path in sorted(_template_files().items())]
+    return [load_template(path) for _, path in sorted(template_files().items())]
 
 
 def template_path(name: str) -> Path:
     """The file of a shipped or saved template, found by name only; a saved file that links outside its folder
     is not read."""
-    files = _template_files()
+    files = template_files()
     if name not in files:
         raise UnknownChoiceError(f"unknown template {_shown(name)}; available: {', '.join(sorted(files)) or '(none)'}")
     path = files[name]
@@ -349,7 +362,7 @@ def template_from_request(value) -> Template:
 
 def get_template(name_or_path: str) -> Template:
     """A template by name, or by path to a .yaml file; unknown names list the valid ones."""
-    files = _template_files()
+    files = template_files()
     if name_or_path in files:
         return load_template(files[name_or_path])
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
@@ -357,21 +370,6 @@ def get_template(name_or_path: str) -> Template:
     raise UnknownChoiceError(
         f"unknown template '{name_or_path}'; available: {', '.join(sorted(files)) or '(none)'}"
     )
-
-
-def stored_state(template: Template) -> str:
-    """How a template being edited stands against the file of the same name: 'shipped' or 'saved' (same content as
-    that file), 'changed' (a file of that name differs), or 'new' (no file of that name)."""
-    path = _template_files().get(template.name)
-    if path is None:
-        return "new"
-    try:
-        stored = load_template(path)
-    except PromptLabError:
-        return "changed"
-    if stored.content_hash != template.content_hash:
-        return "changed"
-    return "shipped" if path.parent.resolve() == SHIPPED_DIR.resolve() else "saved"
 
 
 def shipped_names() -> set[str]:

@@ -101,7 +101,9 @@ def _summarize(rows: list[dict], metric: str, template: Template) -> dict:
            "completion_tokens": sum(r["completion_tokens"] or 0 for r in rows) / len(rows),
            "latency_ms": sum(r["latency_ms"] or 0 for r in rows) / len(rows),
            "format_failures_strict": sum(r["strict_answer"] is None for r in rows),
-           "format_failures_flexible": sum(r["answer"] is None for r in rows), "generations": len(rows)}
+           "format_failures_flexible": sum(r["answer"] is None for r in rows), "generations": len(rows),
+           # the prompt format the model got (raw or chat); runs logged before formats existed say nothing
+           "format": json.loads(first[0].get("params_json") or "{}").get("format")}
     if metric in CORRECTNESS_METRICS:
         # one rule for right and wrong (scoring.is_correct) for single answers, strict ones and votes alike
         judge = lambda answer, g: is_correct(template, metric, answer, g)  # noqa: E731
@@ -185,8 +187,11 @@ def run_report(db: Database, run_id: int) -> dict:
                                    c["k"], c["seed"]))
     wall_s = round(run["duration_ms"] / 1000, 2) if run.get("duration_ms") else None  # None while it runs
     scored = sum(c["items"] for c in conditions)  # (condition, item) pairs scored
+    formats = {c["model"]: c["format"] for c in conditions if c["format"]}
     return {"run_id": run["id"], "status": run["status"], "template": run["template_name"], "metric": metric,
             "wall_s": wall_s, "scored": scored, "items_per_s": round(scored / wall_s, 2) if wall_s else None,
+            "format": (next(iter(formats.values())) if len(set(formats.values())) == 1
+                       else "; ".join(f"{m}: {f}" for m, f in formats.items()) or None),
             "template_hash": run["template_hash"], "method": run["params"].get("method", "generate"),
             "example_selection": run["params"].get("example_selection", "random"),
             "dataset": run["options"].get("dataset"), "dataset_hash": run["options"].get("dataset_hash"),

@@ -98,6 +98,7 @@ class EvalReport:
     wall_s: float | None = None  # how long the run ran, resumes included, pauses not (None while it runs)
     scored: int = 0  # (condition, item) pairs scored
     items_per_s: float | None = None  # scored / wall_s
+    format: str | None = None  # the prompt format used: raw or chat ("model: format; ..." when models differ)
 
     def speed(self) -> str:
         """'312 items in 12.4 s, 25.2 items/s' (items = condition x item pairs), or '' while the run runs."""
@@ -205,7 +206,8 @@ def build_report(report: dict) -> EvalReport:
                       dataset_hash=report.get("dataset_hash"), warnings=list(report.get("warnings") or []),
                       example_selection=report.get("example_selection") or "random", variants=ranks,
                       baseline=report.get("baseline"), wall_s=report.get("wall_s"),
-                      scored=report.get("scored") or 0, items_per_s=report.get("items_per_s"))
+                      scored=report.get("scored") or 0, items_per_s=report.get("items_per_s"),
+                      format=report.get("format"))
 
 
 def eval_report(run_id: int, db: Database | None = None, db_path: str | Path | None = None) -> EvalReport:

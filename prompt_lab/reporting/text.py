@@ -24,13 +24,15 @@ def report_json(report: EvalReport) -> dict:
             "dataset": data["dataset"], "dataset_hash": data["dataset_hash"], "items": data["items"],
             "warnings": data["warnings"], "conditions": data["conditions"], "rows": data["rows"],
             "paired": data["paired"], "baseline": data["baseline"], "variants": data["variants"],
-            "wall_s": data["wall_s"], "scored": data["scored"], "items_per_s": data["items_per_s"]}
+            "wall_s": data["wall_s"], "scored": data["scored"], "items_per_s": data["items_per_s"],
+            "format": data["format"]}
 
 
 def report_lines(report: EvalReport) -> list[str]:
     """An EvalReport as the lines `eval` prints: the same rows the Evaluate view shows."""
     lines = [f"run {report.run_id} ({report.status}) · template {report.template} · dataset "
              f"{report.dataset} ({report.items} items) · metric {report.metric} · method {report.method}"
+             + (f" · format {report.format}" if report.format else "")
              + (f" · examples {report.example_selection}" if any(c.get("k") for c in report.conditions) else "")
              + (f" · {report.speed()}" if report.speed() else "")]
     lines += [f"warning: {w}" for w in report.warnings]

@@ -169,7 +169,7 @@ def export_csv(db: sqlite_utils.Database, filters: RunFilter, limit: int = 200_0
 
 EVAL_ROW_COLUMNS = ("strategy, model_spec, k_shot, seed, item_index, sample_index, answer, strict_answer, target, "
                     "correct, correct_strict, score, completion_tokens, latency_ms, label_probs_json, variables_json, "
-                    "item_hash, targets_json, choices_json, template_hash")
+                    "item_hash, targets_json, choices_json, template_hash, params_json")
 
 
 def eval_generations(db: sqlite_utils.Database, run_id: int) -> list[dict]:

@@ -32,6 +32,7 @@ class Pair:
 def training_pairs(spec: TuneSpec, tokenizer_backend) -> tuple[list[Pair], str]:
     """Prompt/completion pairs from the dataset, rendered like prompting does; returns them and a data hash."""
     from prompt_lab.evaluation.datasets import load_dataset, mapping_for, to_items
+    from prompt_lab.models.base import prompt_format
     from prompt_lab.prompts.strategies import Prompt, build_prompts
     from prompt_lab.prompts.templates import get_template
 
@@ -62,6 +63,8 @@ def training_pairs(spec: TuneSpec, tokenizer_backend) -> tuple[list[Pair], str]:
             if spec.strategy in ("cot", "few_shot_cot"):
                 completion = f"{template.answer_prefix} {item.target}."
             text = tokenizer_backend.format_prompt(prompt)
+            if prompt_format(tokenizer_backend, prompt) == "raw":  # the answer follows its label after a space
+                completion = f" {completion}"
             pairs.append(Pair(item.index, text, completion, item.variables, item.target))
     pairs = pairs[: spec.limit or None]
     return pairs, dataset.content_hash
@@ -170,7 +173,7 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, Trainer, \
         TrainingArguments
 
-    from prompt_lab.models.local.generation import format_prompt
+    from prompt_lab.models.local.generation import format_prompt, used_format
     from prompt_lab.models.registry import base_location
 
     torch.manual_seed(spec.seed)
@@ -182,6 +185,9 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
     class Formatter:
         def format_prompt(self, prompt):
             return format_prompt(tokenizer, prompt)
+
+        def prompt_format(self, prompt):
+            return used_format(tokenizer, prompt)
 
     pairs, data_hash = training_pairs(spec, Formatter())
     train_pairs, val_pairs = split(pairs, spec.val_fraction, spec.seed)

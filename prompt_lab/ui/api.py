@@ -12,7 +12,7 @@ import gradio as gr
 from prompt_lab.compare import CompareResult, compare as run_compare, render as render_prompts, rerun
 from prompt_lab.errors import CancelledError, PromptLabError
 from prompt_lab.models import GenerationParams
-from prompt_lab.prompts.strategies import STRATEGIES, strategy_notes, supported_strategies
+from prompt_lab.prompts.strategies import STRATEGIES, check_format, strategy_notes, supported_strategies
 from prompt_lab.prompts.templates import template_from_request
 from prompt_lab.reporting.pairs import compare_runs, pair_labels
 from prompt_lab.reporting.summary import eval_report
@@ -48,7 +48,7 @@ def compare_dict(result: CompareResult) -> dict:
     for o in result.outputs:
         first = o.generations[0] if o.generations else None
         outputs.append({
-            "run_id": result.run_id, "model": o.model, "strategy": o.strategy, "prompt": o.prompt,
+            "run_id": result.run_id, "model": o.model, "strategy": o.strategy, "format": o.format, "prompt": o.prompt,
             "output": first.text if first else "", "answer": o.answers[0] if o.answers else None,
             "prompt_tokens": first.prompt_tokens if first else 0,
             "completion_tokens": first.completion_tokens if first else 0,
@@ -62,25 +62,27 @@ def compare_dict(result: CompareResult) -> dict:
             "command": result.command, "outputs": outputs}
 
 
-def render(template: str, variables: dict | str, model: str = "default", k: int = 3) -> dict:
+def render(template: str, variables: dict | str, model: str = "default", k: int = 3, prompt_format: str = "") -> dict:
     """The final prompt of every strategy the template supports, for a template (a shipped or saved template's name,
-    or its YAML text; never a server path) and its variables (a JSON object, or its text). Returns {"template",
-    "model", "prompts": [{"strategy", "prompt", "tokens"}], "notes" (why a strategy is left out, e.g. few-shot
-    without examples)}."""
+    or its YAML text; never a server path) and its variables (a JSON object, or its text); prompt_format: chat or
+    raw (empty: the template's). Returns {"template", "model", "prompts": [{"strategy", "format", "prompt",
+    "tokens"}], "notes" (why a strategy is left out, e.g. few-shot without examples)}."""
     chosen = template_from_request(template)
     items = render_prompts(chosen, _variables(variables), strategies=supported_strategies(chosen),
-                           model=model or "default", k=int(k))
+                           model=model or "default", k=int(k), prompt_format=prompt_format or None)
     return {"template": chosen.name, "model": model or "default",
-            "prompts": [{key: item[key] for key in ("strategy", "prompt", "tokens")} for item in items],
+            "prompts": [{key: item[key] for key in ("strategy", "format", "prompt", "tokens")} for item in items],
             "notes": strategy_notes(chosen)}
 
 
 def compare(template: str, variables: dict | str, strategies: list[str] | None = None,
-            models: list[str] | str | None = None, params: dict | None = None, k: int = 3) -> dict:
+            models: list[str] | str | None = None, params: dict | None = None, k: int = 3,
+            prompt_format: str = "") -> dict:
     """Run the strategies on each model (one to many) and log the run. params: any of temperature, top_p,
     max_new_tokens, seed, stop (a list), n; above the server's caps they are clamped and `warnings` says so.
-    Returns {"run_id", "template", "template_hash", "models", "revisions", "params", "warnings", "errors",
-    "cancelled", "command", "outputs": [{"run_id", "model", "strategy", "prompt", "output", "answer",
+    prompt_format: chat or raw (empty: the template's). Returns {"run_id", "template", "template_hash", "models",
+    "revisions", "params", "warnings", "errors", "cancelled", "command", "outputs": [{"run_id", "model",
+    "strategy", "format" (the one the model got), "prompt", "output", "answer",
     "prompt_tokens", "completion_tokens", "latency_ms", "finish_reason", "samples"}]}."""
     params = dict(params or {})
     unknown = sorted(set(params) - set(PARAM_KEYS))
@@ -90,7 +92,7 @@ def compare(template: str, variables: dict | str, strategies: list[str] | None =
         params["stop"] = [params["stop"]]
     result = run_compare(template_from_request(template), _variables(variables),
                          strategies=strategies or list(STRATEGIES), models=models or "default",
-                         params=GenerationParams(**params), k=int(k))
+                         params=GenerationParams(**params), k=int(k), prompt_format=prompt_format or None)
     return compare_dict(result)
 
 
@@ -137,14 +139,16 @@ def run_report(run_id: int) -> dict:
 
 def evaluate(experiment: str = "", limit: int = 0, template: str = "", dataset: gr.FileData | None = None,
              columns: dict | str | None = None, strategies: list[str] | str | None = None,
-             models: list[str] | str | None = None, method: str = "", k_shot: list[int] | int | None = None) -> dict:
+             models: list[str] | str | None = None, method: str = "", k_shot: list[int] | int | None = None,
+             prompt_format: str = "") -> dict:
     """Run an evaluation, a shipped experiment file or a template on a dataset you upload; returns its report.
     The report is /run_report's. experiment: experiments/NAME.yaml (`limit` items, 0 = the file's own). Or template
     (a shipped or saved template's name, or its YAML text; never a server path) with dataset (a .csv, .jsonl, .json,
     .parquet or .arrow file sent with gradio_client's handle_file(path)), columns ({"variables": {var: column},
     "target": column}, or its JSON text; empty: each variable's own column and a column named like target, label or
     answer), strategies (default [zero_shot]), models (default [default]), method (generate, the default, or
-    label_probs), k_shot (default [3]) and limit (the first N items; 0 = all)."""
+    label_probs), k_shot (default [3]) and limit (the first N items; 0 = all). prompt_format: chat or raw (empty: the
+    experiment's, else the template's); it applies to an experiment file too."""
     from prompt_lab.evaluation.evaluate import evaluate as run_evaluation
 
     asked = {"template": template, "dataset": dataset, "columns": columns, "strategies": strategies,
@@ -158,6 +162,9 @@ def evaluate(experiment: str = "", limit: int = 0, template: str = "", dataset: 
     else:
         spec, chosen = _upload_spec(limit=limit, **asked)
         command = ""  # the dataset is the caller's upload: no command line here repeats it
+    if prompt_format:
+        spec.format = check_format(prompt_format)
+        command += f" --format {spec.format}" if command else ""
     try:
         run_id = run_evaluation(spec, template=chosen, command=command)
     except CancelledError as exc:

@@ -18,6 +18,12 @@ from prompt_lab.ui.identity import visitor_for
 log = logging.getLogger("prompt_lab.ui")
 MODEL_QUEUE = "model"  # concurrency_id shared by every event that runs a model
 
+# the prompt format control of Compare and Evaluate: "" is the template's (or the experiment file's) own
+FORMAT_CHOICES = [("Template's", ""), ("Chat", "chat"), ("Raw text", "raw")]
+FORMAT_INFO = ("chat: the model's chat template · raw: plain text as lm-eval's default prompts (blocks joined by the "
+               "template's separator, each answer after its answer label; local models only) · a model without a "
+               "chat template always gets raw")
+
 
 def model_event() -> dict:
     """Event options of every model action: they share one Gradio concurrency group wide enough that each request

@@ -13,7 +13,8 @@ from prompt_lab.prompts.selection import SELECTIONS
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS, fit_strategies
 from prompt_lab.prompts.templates import template_from_request, template_names
 from prompt_lab.errors import CancelledError
-from prompt_lab.ui.common import error, friendly, in_line, model_event, on, stop_switches, warn
+from prompt_lab.ui.common import FORMAT_CHOICES, FORMAT_INFO, error, friendly, in_line, model_event, on, \
+    stop_switches, warn
 from prompt_lab.ui.sharing import share_row
 
 MAX_VARS = 4
@@ -84,7 +85,7 @@ def _keep(count: int) -> list:
 
 @in_line("compare")
 def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature, top_p, max_new_tokens, seed,
-                stop, selection="random", request: gr.Request = None, progress=gr.Progress()):
+                stop, selection="random", prompt_format="", request: gr.Request = None, progress=gr.Progress()):
     """Stream one compare run into the grid: a row per model, a column per strategy."""
     template = template_from_request(template_name)  # a name or YAML text, never a server path
     strategies = [s for s in STRATEGIES if s in (strategies or [])]
@@ -116,7 +117,7 @@ def run_compare(template_name, v0, v1, v2, v3, strategies, k, model, temperature
                         inputs_block(variables)])
     index = {s: i for i, s in enumerate(strategies)}
     events = compare_events(template, variables, strategies=strategies, models=models, params=params, k=int(k),
-                            selection=selection or "random", cancel=cancel)
+                            selection=selection or "random", prompt_format=prompt_format or None, cancel=cancel)
     try:
         yield from _stream(events, models, index, progress)
     except CancelledError:  # stopped before any model produced a row (while loading, say)
@@ -165,7 +166,9 @@ def result_cells(result, models: list[str], index: dict[str, int]) -> list:
         if r >= len(models):
             return ""
         revision = result.revisions.get(models[r], "")
-        return f"#### {html.escape(models[r])}\n<span class='stats'>{html.escape(revision)}</span>"
+        used = next((o.format for o in result.outputs if o.model == models[r]), None)
+        shown = " · ".join(part for part in (revision, f"{used} format" if used else "") if part)
+        return f"#### {html.escape(models[r])}\n<span class='stats'>{html.escape(shown)}</span>"
 
     return (_cells(text) + _cells(stats) + _cells(prompt) + [header(r) for r in range(MAX_MODELS)]
             + [result.command, status_line(result, models), result.run_id, inputs_block(result.variables)])
@@ -194,7 +197,8 @@ def show_logged(run_id) -> list:
               + _cells(lambda r, s: gr.update(visible=s in strategies)))
     template = result.template if result.template in template_names() else gr.update()
     return ([template] + boxes + [strategies, result.k, gr.update(value=models), p.temperature, p.top_p,
-                                  p.max_new_tokens, p.seed, ", ".join(p.stop), result.example_selection]
+                                  p.max_new_tokens, p.seed, ", ".join(p.stop), result.example_selection,
+                                  result.prompt_format or ""]
             + layout + result_cells(result, models, {s: i for i, s in enumerate(strategies)}))
 
 
@@ -239,6 +243,8 @@ def build(model_choices: list[str]) -> dict:
                 selection = gr.Radio(list(SELECTIONS), value="random", label="Which examples", elem_id="cmp-selection",
                                      info="random (seeded), fixed (the first k) or similar to the input (BM25); "
                                           "never the input itself")
+                prompt_format = gr.Radio(FORMAT_CHOICES, value="", label="Prompt format", elem_id="cmp-format",
+                                         info=FORMAT_INFO)
                 model = gr.Dropdown(model_choices, value=["default"], multiselect=True, allow_custom_value=True,
                                     max_choices=MAX_MODELS, label="Models",
                                     info="default = SmolLM2-135M-Instruct; a folder, .gguf or Hub id; or a remote "
@@ -282,7 +288,8 @@ def build(model_choices: list[str]) -> dict:
         command = gr.Textbox(label="Copy as CLI command", buttons=["copy"], elem_id="cmp-cli", interactive=False,
                              elem_classes="edit-only")
 
-    inputs = [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens, seed, stop, selection]
+    inputs = [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens, seed, stop, selection,
+                                       prompt_format]
     # Layout first (not part of the API's answer), then 12 texts, 12 stats, 12 prompts (model-major), the
     # 3 model headers, the CLI line, the status, the run id and the inputs (shown in the presenter view).
     outputs_all = rows + columns + outputs + stats + prompts + headers + [command, status, run_id, inputs_shown]
@@ -300,4 +307,4 @@ def build(model_choices: list[str]) -> dict:
     return {"tab": tab, "template": template, "var_boxes": var_boxes, "example_buttons": example_buttons,
             "model": model, "strategies": strategies, "run_event": run_event, "show_vars": friendly(variable_updates),
             "logged": (show_logged, [template] + var_boxes + [strategies, k, model, temperature, top_p, max_new_tokens,
-                                                              seed, stop, selection] + outputs_all)}
+                                                              seed, stop, selection, prompt_format] + outputs_all)}

@@ -22,8 +22,8 @@ from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS
 from prompt_lab.prompts.templates import template_from_request
 from prompt_lab.prompts.variants import variants_from_text, variants_text
 from prompt_lab.ui.sharing import share_row
-from prompt_lab.ui.common import (as_text, error, friendly, in_line, model_event, on, stop_switches, stoppable,
-                                  warn)
+from prompt_lab.ui.common import (FORMAT_CHOICES, FORMAT_INFO, as_text, error, friendly, in_line, model_event, on,
+                                  stop_switches, stoppable, warn)
 from prompt_lab.ui.pickers import DATA_DIR, EXPERIMENTS, dataset_line, dataset_path, form_head
 
 MAX_VARS = 4
@@ -67,7 +67,7 @@ def load_experiment(name: str):
             dataset.name if dataset.parent == DATA_DIR else None, spec.strategies, ", ".join(spec.models),
             spec.method, ", ".join(str(k) for k in spec.k_shot), spec.samples, spec.temperature,
             spec.max_new_tokens, min(spec.limit or rows, rows), variants_text(spec.variants), spec.baseline or "",
-            spec.example_selection)
+            spec.example_selection, spec.format or "")
 
 
 def _rate(value) -> str:
@@ -124,6 +124,7 @@ def show_results(run_id):
     conditions, labels, metric = report.conditions, report.labels, report.metric
     head = (f"Run **{report.run_id}** ({report.status}) · {as_text(report.template)} on "
             f"{as_text(report.dataset)} · {report.items} items · metric {metric} · method {report.method}"
+            + (f" · format {as_text(report.format)}" if report.format else "")
             + (f" · {report.speed()}" if report.speed() else ""))
     notes = [f"- ⚠ {as_text(w)}" for w in report.warnings]
     notes += [f"- **{as_text(r.condition)}** {as_text(r.baseline_note)}" for r in report.rows if r.baseline_note]
@@ -219,7 +220,7 @@ def extraction_html(run_id, label) -> str:
 @in_line("evaluate")
 def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, strategies, models, method, k_values,
              samples, temperature, max_new_tokens, limit, variants="", baseline="", selection="random",
-             request: gr.Request = None, progress=gr.Progress()):
+             prompt_format="", request: gr.Request = None, progress=gr.Progress()):
     """Run an evaluation; returns (status line, run id)."""
     template = template_from_request(template_name)  # a name or YAML text, never a server path
     chosen = variants_from_text(variants, template)  # checked as an experiment file's, lines of the box named
@@ -235,7 +236,7 @@ def run_eval(template_name, dataset_choice, upload, c0, c1, c2, c3, target, stra
                     k_shot=k_shot or [3], samples=int(samples), temperature=float(temperature),
                     max_new_tokens=int(max_new_tokens), limit=int(limit or 0) or None,
                     batch_size=16 if method == "label_probs" else 8, variants=chosen,
-                    example_selection=selection or "random",
+                    example_selection=selection or "random", format=prompt_format or None,
                     baseline=(baseline or "").strip() or None)
     try:
         run_id = evaluate(spec, template=template, **stoppable(request, progress))
@@ -294,6 +295,8 @@ def build() -> dict:
                 selection = gr.Radio(list(SELECTIONS), value="random", label="Which few-shot examples",
                                      elem_id="eval-selection", info="random (seeded), fixed (the first k) or similar "
                                                                     "to each item (BM25); never the item itself")
+                prompt_format = gr.Radio(FORMAT_CHOICES, value="", label="Prompt format", elem_id="eval-format",
+                                         info=FORMAT_INFO)
                 with gr.Accordion("Sampling", open=False):
                     samples = gr.Slider(1, 16, value=1, step=1, label="Samples per item (self-consistency)")
                     temperature = gr.Slider(0, 1.5, value=0, step=0.05, label="Temperature")
@@ -343,14 +346,14 @@ def build() -> dict:
 
     inputs = [template, dataset, upload] + column_boxes + [target, strategies, models, method, k_values, samples,
                                                            temperature, max_new_tokens, limit, variants, baseline,
-                                                           selection]
+                                                           selection, prompt_format]
     mapping_outputs = column_boxes + [target, dataset_info]
     for control in (template, dataset, upload):
         on(control.change, columns_for, [template, dataset, upload], mapping_outputs, api_visibility="private",
            failed={dataset_info: "**This dataset cannot be used:** see the message at the top right."})
     on(experiment.change, load_experiment, experiment,
        [template, dataset, strategies, models, method, k_values, samples, temperature, max_new_tokens, limit,
-        variants, baseline, selection], api_visibility="private")
+        variants, baseline, selection, prompt_format], api_visibility="private")
     results = [summary, bars, scatter, sweep, consistency, reliability, cond_a, cond_b, view_cond, head, verdict,
                shown]
     not_run = {run_status: "Not run: see the message at the top right."}

@@ -9,11 +9,11 @@ from prompt_lab.errors import PromptLabError
 from prompt_lab.compare import render
 from prompt_lab.runlog.store import connect, save_template_version
 from prompt_lab.prompts.strategies import STRATEGIES, STRATEGY_LABELS, supported_strategies
-from prompt_lab.prompts.templates import (ANSWER_TYPES, parse_template, save_user_template, template_names,
-                                          stored_state, template_path)
+from prompt_lab.prompts.templates import (ANSWER_TYPES, FORMATS, parse_template, save_user_template, template_names,
+                                          template_path)
 from prompt_lab.yamlfiles import read_text_file
 from prompt_lab.ui.common import as_text, error, friendly, info, on
-from prompt_lab.prompts.form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, yaml_to_fields
+from prompt_lab.prompts.form import EXAMPLE_HEADERS, STARTER, fields_to_yaml, stored_state, yaml_to_fields
 
 HELP = ("Edit a template in the form or as YAML; both stay in sync. The preview shows the exact prompt each "
         "strategy sends to the model, filled with one of the template's examples. Shipped templates are "
@@ -98,6 +98,14 @@ def build(model_choices: list[str]) -> dict:
                         with gr.Row():
                             cot_trigger = gr.Textbox(label="CoT trigger")
                             answer_prefix = gr.Textbox(label="Answer prefix (CoT)")
+                        with gr.Row():
+                            prompt_format = gr.Radio(list(FORMATS), label="Prompt format", elem_id="tpl-format",
+                                                     info="chat: the model's chat template; raw: plain text, as "
+                                                          "lm-eval's default prompts")
+                            separator = gr.Textbox(label="Separator (raw)", elem_id="tpl-separator",
+                                                   info="between blocks; \\n is a newline")
+                            answer_label = gr.Textbox(label="Answer label (raw)", elem_id="tpl-answer-label",
+                                                      info="ends each input; the answer follows after a space")
                         # Three visible columns at any width: inputs, output and rationale share the row.
                         examples = gr.Dataframe(headers=EXAMPLE_HEADERS, label="Few-shot examples",
                                                 interactive=True, wrap=True, column_count=(3, "fixed"),
@@ -115,7 +123,7 @@ def build(model_choices: list[str]) -> dict:
                                        buttons=["copy"]) for s in STRATEGIES]
 
     form = [name, description, instruction, variables, input_, output_format, choices, cot_trigger, answer_prefix,
-            answer_type, answer_pattern, examples]
+            answer_type, answer_pattern, prompt_format, separator, answer_label, examples]
     preview_inputs = [yaml_box, model, k, example]
     preview_outputs = [status] + previews
 

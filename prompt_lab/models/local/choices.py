@@ -33,8 +33,8 @@ def _passing_layer():
 
 
 class ChoiceScoring:
-    """score_choices for HFBackend (self.model, self.tokenizer, self.device, self._lock, self._plain, self.spec,
-    self.has_chat_template and self._prefix_cache come from it)."""
+    """score_choices for HFBackend (self.model, self.tokenizer, self.device, self._lock, self._plain, self.spec
+    and self._prefix_cache come from it)."""
 
     SCORE_CHUNK_ROWS = 16  # most prompts per forward pass when scoring choices (sorted by length: little padding)
     SCORE_CHUNK_TOKENS = 1024  # most suffix tokens per pass (rows x the longest): bounds the KV cache and activations
@@ -65,7 +65,7 @@ class ChoiceScoring:
                                  "(label probabilities need the plain KV cache)")
 
         with self._lock, torch.inference_mode():
-            prompt_ids = [self.tokenizer(t, add_special_tokens=not self.has_chat_template)["input_ids"] for t in texts]
+            prompt_ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
             choice_ids = [[self._continuation_ids(t, ids, c) for c in cs]
                           for t, ids, cs in zip(texts, prompt_ids, choices)]
             common = len(_common_prefix(prompt_ids))
@@ -168,7 +168,7 @@ class ChoiceScoring:
 
     def _continuation_ids(self, text: str, prompt_ids: list[int], choice: str) -> list[int]:
         """Token ids that `choice` adds after the prompt (tokenized together, so merges at the seam count)."""
-        full = self.tokenizer(text + choice, add_special_tokens=not self.has_chat_template)["input_ids"]
+        full = self.tokenizer(text + choice, add_special_tokens=False)["input_ids"]
         if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
             return full[len(prompt_ids):]
         return self.tokenizer(choice, add_special_tokens=False)["input_ids"]

@@ -12,10 +12,28 @@ from prompt_lab.models.local.loading import lazy_torch, load_model
 from prompt_lab.settings import get_settings
 
 
-def format_prompt(tokenizer, prompt) -> str:
-    """A strategies.Prompt through the tokenizer's chat template (plain text where it has none)."""
-    if not getattr(tokenizer, "chat_template", None):
-        return prompt.as_plain_text()
+def plain_text_prefix(tokenizer) -> str:
+    """The special tokens (as text, e.g. a BOS "<s>") this tokenizer puts before plain text; "" for most chat
+    models. A raw prompt starts with them, and every prompt is then encoded as written (no special tokens added),
+    so the stored prompt is exactly what the model read, in either format."""
+    added = tokenizer("a")["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    if len(added) <= len(bare) or added[len(added) - len(bare):] != bare:
+        return ""  # nothing added, or only after the text (an end token is no place to continue from)
+    prefix = tokenizer.decode(added[:len(added) - len(bare)])
+    return prefix if tokenizer(prefix + "a", add_special_tokens=False)["input_ids"] == added else ""
+
+
+def used_format(tokenizer, prompt) -> str:
+    """raw when the prompt asks for it or the tokenizer has no chat template, else chat."""
+    return "raw" if prompt.format == "raw" or not getattr(tokenizer, "chat_template", None) else "chat"
+
+
+def format_prompt(tokenizer, prompt, prefix: str | None = None) -> str:
+    """A strategies.Prompt as the exact text the model reads: through the tokenizer's chat template, or in the raw
+    format (asked for, or the tokenizer has no chat template) after the tokenizer's own plain-text prefix."""
+    if used_format(tokenizer, prompt) == "raw":
+        return (plain_text_prefix(tokenizer) if prefix is None else prefix) + prompt.as_raw_text()
     if prompt.prefill:
         messages = prompt.messages + [{"role": "assistant", "content": prompt.prefill}]
         return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
@@ -78,6 +96,7 @@ class HFBackend(ChoiceScoring):
         self.tokenizer, self.model, self.device, self._plain = load_model(
             spec, location, adapter=adapter, progress=progress, base_model=base.model if base is not None else None)
         self._lock = threading.Lock()
+        self._prefix_text = plain_text_prefix(self.tokenizer)
         self._prefix_cache: tuple[list[int], list] | None = None  # see _shared_prefix
         self._end_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -90,15 +109,18 @@ class HFBackend(ChoiceScoring):
         return bool(getattr(self.tokenizer, "chat_template", None))
 
     def format_prompt(self, prompt) -> str:
-        """The exact text the model sees for a strategies.Prompt."""
-        return format_prompt(self.tokenizer, prompt)
+        """The exact text the model sees for a strategies.Prompt (encoded as written: see plain_text_prefix)."""
+        return format_prompt(self.tokenizer, prompt, self._prefix_text)
+
+    def prompt_format(self, prompt) -> str:
+        """The format format_prompt uses for this prompt: raw or chat."""
+        return used_format(self.tokenizer, prompt)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=not self.has_chat_template)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _encode(self, texts: list[str]):
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
-                             add_special_tokens=not self.has_chat_template)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def _generate_kwargs(self, params: GenerationParams) -> dict:

@@ -60,8 +60,16 @@ class OpenAIBackend:
     # --- prompts and tokens -------------------------------------------------------------------------------
     def format_prompt(self, prompt) -> str:
         """The exact messages sent, as JSON. Chat APIs cannot continue a started answer, so a strategy's
-        answer prefill (the CoT trigger) joins the last user turn instead."""
+        answer prefill (the CoT trigger) joins the last user turn instead. A chat API takes messages, never raw
+        text: a prompt in the raw format is refused in words."""
+        if prompt.format == "raw":
+            raise RemoteModelError(f"'{self.spec}' is served through a chat API, which takes messages: the raw prompt "
+                                   "format needs a local model (a folder, a .gguf file or the default); use format "
+                                   "'chat' for this model")
         return json.dumps(prompt.as_chat_without_prefill(), ensure_ascii=False, indent=1)
+
+    def prompt_format(self, prompt) -> str:
+        return "chat"
 
     @staticmethod
     def messages_of(text: str) -> list[dict]:
