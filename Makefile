@@ -76,8 +76,10 @@ $(LMEVAL_VENV)/.installed: requirements-lmeval.txt $(VENV)/.dev
 	  { echo "installing lm-eval changed .venv's packages"; exit 1; }
 	touch $@
 
+# FORMAT=raw: both tools on plain text (lm-eval without --apply_chat_template, Prompt Lab's raw prompt format)
+FORMAT ?= chat
 bench-lmeval: setup-dev $(LMEVAL_VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) bench/bench_vs_lmeval.py --lmeval $(LMEVAL_VENV)/bin/lm_eval
+	HF_HUB_OFFLINE=1 $(PY) bench/bench_vs_lmeval.py --lmeval $(LMEVAL_VENV)/bin/lm_eval --format $(FORMAT)
 
 # Mutation testing of the core with mutmut 3 (settings in pyproject.toml), not part of `make test`: about an hour
 # for everything on 2 cores; `make mutation PKG=scoring` mutates one module (a module or package name: scoring, runlog, prompts.templates).

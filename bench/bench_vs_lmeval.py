@@ -5,11 +5,15 @@ from requirements-lmeval.txt, reusing .venv's torch and transformers), so lm-eva
 
 Both tools get the same model folder (the embedded model's safetensors copy), the same items
 (bench/data/mc60.jsonl), the same three fixed demonstrations (bench/data/mc_fewshot.jsonl, which are the examples
-of bench/mc_template.yaml) and the same prompt text: Prompt Lab always applies the model's chat template (system
-turn = instruction + output format, demonstrations as user/assistant turns, each choice scored as the
-continuation of the formatted prompt), so lm-eval runs with --apply_chat_template --fewshot_as_multiturn and the
-same system text. The script compares lm-eval's logged context string with the prompt Prompt Lab logs (runs.db,
-generations.prompt) for every item and prints how many are identical.
+of bench/mc_template.yaml) and the same prompt text. --format chat (the default): Prompt Lab applies the model's
+chat template (system turn = instruction + output format, demonstrations as user/assistant turns, each choice
+scored as the continuation of the formatted prompt), so lm-eval runs with --apply_chat_template
+--fewshot_as_multiturn and the same system text. --format raw: neither uses the chat template; Prompt Lab's raw
+format (blocks joined by "\n\n", each input closed by "\nAnswer:", " " + choice scored) against lm-eval's defaults
+(fewshot_delimiter "\n\n", target_delimiter " ", doc_to_text ending in "\nAnswer:", the system text plus "\n\n" as
+--system_instruction). The matching notes below are about the chat format. The script compares lm-eval's logged
+context string with the prompt Prompt Lab logs (runs.db, generations.prompt) for every item and prints how many are
+identical.
 
 Matching the prompts (what differs between the tools by default, and what this benchmark does about it):
 - Choices shown in the prompt: Prompt Lab renders a demonstration's input with the template's choices, not the
@@ -39,7 +43,8 @@ Each whole command (a subprocess, start to exit, model load included) is timed, 
 Output: per-item agreement of the chosen answer, each tool's accuracy, both wall times and their ratio.
 
     .venv/bin/python bench/bench_vs_lmeval.py [--lmeval .venv-lmeval/bin/lm_eval] [--batch-size 16]
-                                              [--limit N] [--repeats N] [--keep DIR] [--json FILE]
+                                              [--format chat|raw] [--limit N] [--repeats N] [--keep DIR]
+                                              [--json FILE]
 """
 from __future__ import annotations
 
@@ -76,6 +81,10 @@ def doc_to_text(doc):
     return "Question: " + doc["question"].strip() + "\\nOptions: " + json.dumps(doc["choices"], ensure_ascii=False)
 
 
+def doc_to_text_raw(doc):  # the raw format: the template's answer label closes the input
+    return doc_to_text(doc) + "\\nAnswer:"
+
+
 def doc_to_choice(doc):
     return [c.strip() for c in doc["choices"]]
 
@@ -85,12 +94,16 @@ def doc_to_target(doc):
 '''
 
 
-def task_yaml(items: Path, demos: Path) -> str:
+def task_yaml(items: Path, demos: Path, raw: bool = False) -> str:
     """The lm-eval task: the JSONL through the `json` builder, demonstrations from their own file, first 3 in order.
 
     target_delimiter/fewshot_delimiter: with --apply_chat_template and --fewshot_as_multiturn they never reach the
     prompt (each turn is a chat message; lm-eval also drops the target delimiter under a chat template), so they
-    are set to "" to say so; the continuation is the bare choice text, as in Prompt Lab."""
+    are set to "" to say so; the continuation is the bare choice text, as in Prompt Lab's chat format.
+    raw (Prompt Lab's raw format, lm-eval without a chat template): the input ends with "\\nAnswer:" (Prompt Lab's
+    answer_label), each answer follows after target_delimiter " " and blocks are joined by fewshot_delimiter
+    "\\n\\n" (Prompt Lab's separator): lm-eval's defaults."""
+    text_fn, target, fewshot = ("doc_to_text_raw", '" "', '"\\n\\n"') if raw else ("doc_to_text", '""', '""')
     return textwrap.dedent(f"""\
         task: {TASK}
         dataset_path: json
@@ -103,11 +116,11 @@ def task_yaml(items: Path, demos: Path) -> str:
         fewshot_config:
           sampler: first_n
         output_type: multiple_choice
-        doc_to_text: !function mc_utils.doc_to_text
+        doc_to_text: !function mc_utils.{text_fn}
         doc_to_choice: !function mc_utils.doc_to_choice
         doc_to_target: !function mc_utils.doc_to_target
-        target_delimiter: ""
-        fewshot_delimiter: ""
+        target_delimiter: {target}
+        fewshot_delimiter: {fewshot}
         metric_list:
           - metric: acc
             aggregation: mean
@@ -117,7 +130,7 @@ def task_yaml(items: Path, demos: Path) -> str:
         """)
 
 
-def experiment_yaml(items: Path, model: Path, few_shot: bool, batch_size: int) -> str:
+def experiment_yaml(items: Path, model: Path, few_shot: bool, batch_size: int, prompt_format: str = "chat") -> str:
     spec = {
         "template": str(TEMPLATE),
         "dataset": str(items),
@@ -131,6 +144,7 @@ def experiment_yaml(items: Path, model: Path, few_shot: bool, batch_size: int) -
         "seeds": [0],
         "batch_size": batch_size,
         "metric": "accuracy",  # a text answer defaults to rouge, which label_probs cannot score (it raises)
+        "format": prompt_format,
     }
     return json.dumps(spec, indent=2)  # JSON is YAML
 
@@ -168,13 +182,17 @@ def timed(cmd: list[str], env: dict, log: Path) -> float:
     return elapsed
 
 
-def run_lmeval(lm_eval: str, model: Path, tmp: Path, shots: int, batch_size: int, env: dict) -> tuple[float, list]:
+def run_lmeval(lm_eval: str, model: Path, tmp: Path, shots: int, batch_size: int, env: dict,
+               raw: bool = False) -> tuple[float, list]:
+    """raw: no chat template; the system text opens the prompt as lm-eval's description does, followed by the
+    separator (lm-eval joins it to the first block with nothing in between)."""
     out = tmp / f"lmeval-{shots}shot"
     shutil.rmtree(out, ignore_errors=True)  # each run starts as the first: no samples and no datasets cache left
     shutil.rmtree(env["HF_DATASETS_CACHE"], ignore_errors=True)
     cmd = [lm_eval, "run", "--model", "hf", "--model_args", f"pretrained={model},dtype=float32",
            "--tasks", TASK, "--include_path", str(tmp / "task"), "--num_fewshot", str(shots),
-           "--apply_chat_template", "--fewshot_as_multiturn", "true", "--system_instruction", system_text(),
+           *(["--system_instruction", system_text() + "\n\n"] if raw else
+             ["--apply_chat_template", "--fewshot_as_multiturn", "true", "--system_instruction", system_text()]),
            "--log_samples", "--output_path", str(out), "--device", "cpu", "--batch_size", str(batch_size)]
     seconds = timed(cmd, env, tmp / f"lmeval-{shots}shot.log")
     files = sorted(out.rglob(f"samples_{TASK}_*.jsonl"))
@@ -184,11 +202,12 @@ def run_lmeval(lm_eval: str, model: Path, tmp: Path, shots: int, batch_size: int
     return seconds, sorted(samples, key=lambda s: s["doc_id"])
 
 
-def run_prompt_lab(model: Path, tmp: Path, items: Path, shots: int, batch_size: int, env: dict) -> tuple[float, list]:
+def run_prompt_lab(model: Path, tmp: Path, items: Path, shots: int, batch_size: int, env: dict,
+                   prompt_format: str = "chat") -> tuple[float, list]:
     home = tmp / f"home-{shots}shot"
     shutil.rmtree(home, ignore_errors=True)  # a fresh run log each run
     experiment = tmp / f"experiment-{shots}shot.yaml"
-    experiment.write_text(experiment_yaml(items, model, shots > 0, batch_size))
+    experiment.write_text(experiment_yaml(items, model, shots > 0, batch_size, prompt_format))
     cmd = [sys.executable, "-m", "prompt_lab", "eval", str(experiment), "--json"]
     seconds = timed(cmd, {**env, "PROMPT_LAB_HOME": str(home)}, tmp / f"promptlab-{shots}shot.log")
     db = sqlite3.connect(home / "runs.db")
@@ -217,7 +236,7 @@ def gap(values: list[float]) -> float:
     return top[0] - top[1] if len(top) > 1 else math.inf
 
 
-def compare(shots: int, pl_rows: list, lm_samples: list, show_prompts: int = 3) -> dict:
+def compare(shots: int, pl_rows: list, lm_samples: list, show_prompts: int = 3, delimiter: str = "") -> dict:
     if len(pl_rows) != len(lm_samples):
         raise SystemExit(f"{shots}-shot: Prompt Lab scored {len(pl_rows)} items, lm-eval {len(lm_samples)}")
     same_prompt = same_conts = agree = pl_right = lm_right = 0
@@ -226,7 +245,7 @@ def compare(shots: int, pl_rows: list, lm_samples: list, show_prompts: int = 3) 
         context, conts = lmeval_context(sample)
         choices = json.loads(row["choices_json"])
         same_prompt += context == row["prompt"]
-        same_conts += conts == choices
+        same_conts += conts == [delimiter + c for c in choices]
         if context != row["prompt"] and len(mismatches) < show_prompts:
             mismatches.append((sample["doc_id"], row["prompt"], context))
         probs = json.loads(row["label_probs_json"])
@@ -263,6 +282,9 @@ def main() -> None:
     parser.add_argument("--shots", default="0,3", help="which settings, e.g. 0,3 or 3")
     parser.add_argument("--repeats", type=int, default=1,
                         help="time each command this many times, alternating the tools, and report medians")
+    parser.add_argument("--format", dest="prompt_format", choices=("chat", "raw"), default="chat",
+                        help="chat: both tools apply the chat template (the default); raw: plain text, lm-eval "
+                             "without --apply_chat_template and Prompt Lab's format: raw")
     parser.add_argument("--keep", help="keep the temporary folder here (task YAML, logs, samples, run logs)")
     parser.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -281,7 +303,8 @@ def main() -> None:
         items = tmp / "items.jsonl"
         items.write_text("".join(ITEMS.read_text().splitlines(keepends=True)[:args.limit]))
     (tmp / "task").mkdir(exist_ok=True)
-    (tmp / "task" / f"{TASK}.yaml").write_text(task_yaml(items, DEMOS))
+    raw = args.prompt_format == "raw"
+    (tmp / "task" / f"{TASK}.yaml").write_text(task_yaml(items, DEMOS, raw))
     (tmp / "task" / "mc_utils.py").write_text(UTILS_PY)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -289,17 +312,17 @@ def main() -> None:
 
     print(f"model folder: {model}")
     print(f"items: {items} ({sum(1 for _ in open(items))}), demonstrations: {DEMOS}, batch size {args.batch_size}")
-    print(f"system turn: {system_text()!r}")
+    print(f"prompt format: {args.prompt_format}; system text: {system_text()!r}")
     results = {}
     for shots in [int(s) for s in args.shots.split(",")]:
         lm_times, pl_times = [], []
         for repeat in range(args.repeats):  # alternated, so a burst of load elsewhere hits both tools alike
-            lm_seconds, lm_samples = run_lmeval(args.lmeval, model, tmp, shots, args.batch_size, env)
-            pl_seconds, pl_rows = run_prompt_lab(model, tmp, items, shots, args.batch_size, env)
+            lm_seconds, lm_samples = run_lmeval(args.lmeval, model, tmp, shots, args.batch_size, env, raw)
+            pl_seconds, pl_rows = run_prompt_lab(model, tmp, items, shots, args.batch_size, env, args.prompt_format)
             lm_times.append(lm_seconds)
             pl_times.append(pl_seconds)
             if repeat == 0:
-                result = compare(shots, pl_rows, lm_samples)
+                result = compare(shots, pl_rows, lm_samples, delimiter=" " if raw else "")
         pl_seconds, lm_seconds = statistics.median(pl_times), statistics.median(lm_times)
         result.update(prompt_lab_seconds=pl_seconds, lm_eval_seconds=lm_seconds, ratio=pl_seconds / lm_seconds,
                       prompt_lab_runs=pl_times, lm_eval_runs=lm_times)
