@@ -276,3 +276,19 @@ def test_a_raw_template_tunes_on_its_raw_text_with_each_answer_after_a_space(hom
                                       columns={"variables": {"statement": "statement"}, "target": "label"}),
                              Formatter())
     assert chat[0].completion == "yes" and chat[0].prompt.startswith("<|im_start|>system")
+
+
+def test_a_raw_answer_ends_where_the_next_block_would_start(home):
+    """Raw: a direct answer ends at the separator (lm-eval's `until: ["\\n\\n"]`); CoT reasoning may hold blank
+    lines, so it ends at the fixed text inputs start with (lm-eval's `until: ["Question:"]`); chat adds nothing."""
+    from prompt_lab.models.base import GenerationParams, format_params
+
+    params = GenerationParams(stop=["###"])
+    zero, cot = build_prompts(get_template("plausibility"), ["zero_shot", "cot"], ITEM, prompt_format="raw")
+    assert format_params(params, zero, "raw").stop == ["###", "\n\n"]
+    assert format_params(params, cot, "raw").stop == ["###", "Statement:"]
+    assert format_params(params, zero, "chat").stop == ["###"] and params.stop == ["###"]
+    bare = parse_template("name: bare\nvariables: [q]\ninput: '{{ q }}?'\n")  # the input starts with a variable
+    cot = build_prompts(bare, ["cot"], {"q": "x"}, prompt_format="raw")[0]
+    assert cot.block_start == "" and format_params(params, cot, "raw").stop == ["###"]
+

@@ -114,11 +114,14 @@ def prompt_format(backend, prompt) -> str:
 
 
 def format_params(params: "GenerationParams", prompt, used: str) -> "GenerationParams":
-    """The decoding params for a prompt laid out in `used`: a raw prompt's answer also ends at its separator (past
-    it the model goes on to write the next question itself, as lm-eval's `until` stops it)."""
-    if used != "raw" or not prompt.separator or prompt.separator in params.stop:
+    """The decoding params for a prompt laid out in `used`. Past a raw prompt's answer the model goes on to write the
+    next block itself, so the answer also ends where that would start, as lm-eval's `until` ends it: at the
+    separator, or for CoT (whose reasoning may hold blank lines) at the fixed text every input starts with
+    ("Question:"; nothing extra when the input starts with a variable)."""
+    if used != "raw":
         return params
-    return replace(params, stop=[*params.stop, prompt.separator])
+    end = prompt.block_start if prompt.strategy in ("cot", "few_shot_cot") else prompt.separator
+    return replace(params, stop=[*params.stop, end]) if end and end not in params.stop else params
 
 
 @runtime_checkable

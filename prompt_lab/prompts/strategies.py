@@ -7,6 +7,7 @@ few_shot_cot  k examples whose answers are worked rationales ending in the answe
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from prompt_lab.errors import TemplateError, UnknownChoiceError
@@ -33,6 +34,7 @@ class Prompt:
     format: str = "chat"
     separator: str = "\n\n"  # raw: between the system text, each demonstration and the query
     answer_label: str = "Answer:"  # raw: closes each input; the answer follows it after one space
+    block_start: str = ""  # raw: the fixed text every input starts with ("Question:"); a raw CoT answer ends there
 
     def as_raw_text(self) -> str:
         """The prompt as plain text, laid out as lm-eval's default prompts are: the system text, each demonstration
@@ -125,7 +127,8 @@ def build_prompts(template: Template, strategies, variables: dict, *, k: int = 3
     strategies = check_strategies(supported_strategies(template) if strategies is None else strategies)
     check_selection(selection)
     layout = {"format": check_format(prompt_format, template), "separator": template.separator,
-              "answer_label": template.answer_label}
+              "answer_label": template.answer_label,
+              "block_start": re.split(r"\{[{%#]", template.input, maxsplit=1)[0].strip()}
     missing = [v for v in template.variables if v not in variables]
     if missing:
         raise TemplateError(

@@ -130,10 +130,12 @@ def spec_yaml(data: dict) -> str:
 def run_facts(db, run: dict, revisions: dict[str, str]) -> RunFacts:
     params, options = run.get("params") or {}, run.get("options") or {}
     models = [ModelFacts(m, short_model(m), revisions.get(m, "")) for m in run.get("models") or []]
+    template = run_template(db, run)
+    shown_format = {"prompt format": options.get("format") or template.format}  # as asked (generations log the used)
     facts = RunFacts(run_id=run["id"], kind=run["kind"], status=run["status"], created_utc=run["created_utc"] or "",
                      duration_s=None if run["duration_ms"] is None else round(run["duration_ms"] / 1000, 1),
                      error=run["error"] or "", template=run["template_name"] or "",
-                     template_hash=run["template_hash"] or "", template_text=run_template(db, run).to_yaml(),
+                     template_hash=run["template_hash"] or "", template_text=template.to_yaml(),
                      strategies=list(run.get("strategies") or []), models=models, decoding={},
                      command=run["command"] or "", warnings=list(options.get("warnings") or []))
     if run["kind"] == "compare":
@@ -145,6 +147,7 @@ def run_facts(db, run: dict, revisions: dict[str, str]) -> RunFacts:
             facts.decoding["few-shot examples"] = options.get("example_selection", "random")
         if params.get("stop"):
             facts.decoding["stop"] = ", ".join(map(repr, params["stop"]))
+        facts.decoding.update(shown_format)
         facts.repeat = facts.command
         return facts
     facts.dataset, facts.dataset_items = options.get("dataset"), options.get("items")
@@ -157,6 +160,7 @@ def run_facts(db, run: dict, revisions: dict[str, str]) -> RunFacts:
                                "max_new_tokens": str(params.get("max_new_tokens")),
                                "samples per item": str(params.get("samples", 1))})
     facts.decoding["seeds"] = ", ".join(map(str, params.get("seeds") or [0]))
+    facts.decoding.update(shown_format)
     if any(s in ("few_shot", "few_shot_cot") for s in facts.strategies):
         facts.decoding["few-shot k"] = ", ".join(map(str, params.get("k_shot") or []))
         facts.decoding["few-shot examples"] = params.get("example_selection", "random")
