@@ -112,7 +112,7 @@ def check_format(name: str | None, template: Template | None = None) -> str:
     if name in (None, ""):
         return template.format if template is not None else "chat"
     if name not in FORMATS:
-        raise UnknownChoiceError(f"unknown prompt format {name!r}; use one of: {', '.join(FORMATS)} (chat: the "
+        raise UnknownChoiceError(f"unknown prompt format {str(name)[:40]!r}; use one of: {', '.join(FORMATS)} (chat: the "
                                  "model's chat template; raw: plain text, as lm-eval's default prompts)")
     return name
 
