@@ -292,3 +292,15 @@ def test_a_raw_answer_ends_where_the_next_block_would_start(home):
     cot = build_prompts(bare, ["cot"], {"q": "x"}, prompt_format="raw")[0]
     assert cot.block_start == "" and format_params(params, cot, "raw").stop == ["###"]
 
+
+
+def test_the_template_previews_name_the_format_they_show(home, default_model_dir):
+    from prompt_lab.ui.templates_tab import preview
+
+    text = (ROOT / "templates/plausibility.yaml").read_text()
+    status, *updates = preview(text.replace("name: plausibility", "name: plausibility\nformat: raw"), "default", 3, 1)
+    assert status.startswith("**Valid**")
+    assert updates[0]["label"].startswith("Zero-shot · ") and updates[0]["label"].endswith(" tokens · raw format")
+    assert updates[0]["value"].endswith("Statement: I put the ice cream in the oven to keep it frozen.\nAnswer:")
+    _, *updates = preview(text, "default", 3, 1)
+    assert updates[0]["label"].endswith(" tokens · chat format") and "<|im_start|>" in updates[0]["value"]

@@ -64,7 +64,8 @@ def preview(text: str, model: str, k: int, example: int):
                                      else "(needs examples)", label=STRATEGY_LABELS[strategy]))
         else:
             updates.append(gr.update(value=item["prompt"],
-                                     label=f"{STRATEGY_LABELS[strategy]} · {item['tokens']} tokens"))
+                                     label=f"{STRATEGY_LABELS[strategy]} · {item['tokens']} tokens · "
+                                           f"{item['format']} format"))
     status = f"**Valid** · version `{template.content_hash}` · {len(template.examples)} example{'' if len(template.examples) == 1 else 's'}"
     return [status + STORED_NOTE[stored_state(template)].format(name=template.name)] + updates
 
