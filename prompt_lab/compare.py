@@ -8,7 +8,7 @@ import queue
 import shlex
 import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -152,9 +152,10 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
         adapter_turns = threading.BoundedSemaphore(max(1, get_settings().max_loaded_adapters))
 
         def generate_on(index: int, model: str) -> None:  # the model is let go when this returns
-            def partial(row_texts: list[str]) -> None:
+            def partial(rows: list[int], row_texts: list[str]) -> None:
                 with grid_lock:
-                    grid[index] = list(row_texts)
+                    for row, text in zip(rows, row_texts):
+                        grid[index][row] = text
                     snapshot = [list(r) for r in grid]
                 on_update(snapshot)
 
@@ -162,9 +163,19 @@ def compare(template: str | Template, variables: dict, *, strategies=STRATEGIES,
                 try:
                     texts[model] = [backend.format_prompt(p) for p in prompts]
                     formats[model] = prompt_format_of(backend, prompts[0])
-                    results[model] = backend.generate(texts[model], format_params(params, prompts[0], formats[model]),
-                                                      progress=progress, cancel=cancel,
-                                                      on_partial=partial if on_update else None)
+                    # one batch per set of decoding params: in raw, a CoT answer stops elsewhere than a direct one
+                    batches: dict[tuple, list[int]] = {}
+                    for i, prompt in enumerate(prompts):
+                        batches.setdefault(tuple(format_params(params, prompt, formats[model]).stop), []).append(i)
+                    answers: list = [None] * len(prompts)
+                    for stops, rows in batches.items():
+                        done = backend.generate([texts[model][i] for i in rows], replace(params, stop=list(stops)),
+                                                progress=progress, cancel=cancel,
+                                                on_partial=(lambda t, rows=rows: partial(rows, t)) if on_update
+                                                else None)
+                        for row, generations in zip(rows, done):
+                            answers[row] = generations
+                    results[model] = answers
                 finally:
                     revisions[model] = backend.revision
 

@@ -304,3 +304,46 @@ def test_the_template_previews_name_the_format_they_show(home, default_model_dir
     assert updates[0]["value"].endswith("Statement: I put the ice cream in the oven to keep it frozen.\nAnswer:")
     _, *updates = preview(text, "default", 3, 1)
     assert updates[0]["label"].endswith(" tokens · chat format") and "<|im_start|>" in updates[0]["value"]
+
+
+def test_compare_sends_each_raw_strategy_with_its_own_stops_and_logs_them(home):
+    """One compare in raw, a direct strategy beside CoT: each is generated with the stops it logs (the separator for
+    the direct answer, the input's fixed start for CoT), in a batch of its own; chat keeps one batch."""
+    from prompt_lab.compare import compare
+    from prompt_lab.models import registry
+    from prompt_lab.models.base import Generation, GenerationParams
+    from prompt_lab.runlog.store import connect, run_generations
+
+    calls = []
+
+    class Recorder:
+        device, is_local, can_tune, revision = "cpu", True, False, "recorder-1"
+
+        def __init__(self, spec):
+            self.spec = spec
+
+        def format_prompt(self, prompt):
+            return prompt.as_raw_text() if prompt.format == "raw" else json.dumps(prompt.messages)
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+        def generate(self, texts, params, *, progress=None, cancel=None, on_partial=None):
+            calls.append((len(texts), list(params.stop)))
+            return [[Generation("yes", 1, 1, 1.0, "eos")] for _ in texts]
+
+    registry.register_backend("recorder:", lambda spec, progress: Recorder(spec), local=True, help="records calls")
+    try:
+        raw = compare("plausibility", ITEM, strategies=["zero_shot", "few_shot", "cot"], models="recorder:x",
+                      params=GenerationParams(stop=["###"]), prompt_format="raw")
+        assert sorted(calls) == [(1, ["###", "Statement:"]), (2, ["###", "\n\n"])]
+        with connect() as db:
+            logged = {r["strategy"]: json.loads(r["params_json"]) for r in run_generations(db, raw.run_id)}
+        assert logged["cot"]["stop"] == ["###", "Statement:"] and logged["zero_shot"]["stop"] == ["###", "\n\n"]
+        assert [o.strategy for o in raw.outputs] == ["zero_shot", "few_shot", "cot"]
+        calls.clear()
+        compare("plausibility", ITEM, strategies=["zero_shot", "cot"], models="recorder:x",
+                params=GenerationParams(stop=["###"]))
+        assert calls == [(2, ["###"])]
+    finally:
+        registry.unregister_backend("recorder")
