@@ -68,6 +68,10 @@ class CompareResult:
     def output(self, model: str, strategy: str) -> StrategyOutput | None:
         return next((o for o in self.outputs if o.model == model and o.strategy == strategy), None)
 
+    def format_of(self, model: str) -> str | None:
+        """The prompt format this model got (raw or chat); None when it gave no output."""
+        return next((o.format for o in self.outputs if o.model == model), None)
+
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "template": self.template, "template_hash": self.template_hash,
                 "models": self.models, "revisions": self.revisions, "params": self.params.to_dict(),

@@ -85,7 +85,7 @@ def cmd_compare(args) -> int:
         return 1 if result.errors else 0
     print(f"run {result.run_id} · template {result.template} ({result.template_hash})")
     for model in result.models:
-        used = next((o.format for o in result.outputs if o.model == model), None)
+        used = result.format_of(model)
         print(f"\n##### model {model} ({result.revisions.get(model, '')})" + (f" · {used} format" if used else ""))
         if model in result.errors:
             print(f"error: {result.errors[model]}")

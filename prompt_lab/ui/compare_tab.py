@@ -166,7 +166,7 @@ def result_cells(result, models: list[str], index: dict[str, int]) -> list:
         if r >= len(models):
             return ""
         revision = result.revisions.get(models[r], "")
-        used = next((o.format for o in result.outputs if o.model == models[r]), None)
+        used = result.format_of(models[r])
         shown = " · ".join(part for part in (revision, f"{used} format" if used else "") if part)
         return f"#### {html.escape(models[r])}\n<span class='stats'>{html.escape(shown)}</span>"
 
