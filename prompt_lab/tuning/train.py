@@ -173,7 +173,7 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, Trainer, \
         TrainingArguments
 
-    from prompt_lab.models.local.generation import format_prompt, used_format
+    from prompt_lab.models.local.generation import format_prompt, plain_text_prefix, used_format
     from prompt_lab.models.registry import base_location
 
     torch.manual_seed(spec.seed)
@@ -182,9 +182,11 @@ def train(job_id: int, spec: TuneSpec, folder: Path, resume_run: bool) -> dict:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
 
+    prefix = plain_text_prefix(tokenizer)  # once, as HFBackend does, not three tokenizer calls per training pair
+
     class Formatter:
         def format_prompt(self, prompt):
-            return format_prompt(tokenizer, prompt)
+            return format_prompt(tokenizer, prompt, prefix)
 
         def prompt_format(self, prompt):
             return used_format(tokenizer, prompt)
